@@ -1,0 +1,209 @@
+"""turnout: send LLM requests through a router that retries correctly, falls back
+across providers and raises one error taxonomy for every gateway.
+
+`import turnout` loads only the data model and the error taxonomy. httpx,
+pluggy, the plugins and the CLI are imported when first used (`Router`,
+`providers()`, `normalize_error`, the `turnout` command).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    ContentFilterError,
+    ContextLengthError,
+    ErrorKind,
+    Fallback,
+    InsufficientCreditsError,
+    InternalServerError,
+    ModelNotFoundError,
+    NoHealthyDeploymentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitError,
+    ResponseParseError,
+    ServiceUnavailableError,
+    StreamInterruptedError,
+    TurnoutError,
+    UpstreamError,
+    ValidationError,
+)
+from ._models import (
+    Attempt,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Deployment,
+    FieldError,
+    Message,
+    Secret,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from ._errors import KIND_RULES, KindRule
+    from ._flow import (
+        READ_EVENT,
+        Emit,
+        Flow,
+        HTTPRequest,
+        HTTPResponse,
+        OpenStream,
+        ReadBody,
+        ReadEvent,
+        Send,
+        Sleep,
+    )
+    from ._normalize import CodeRule, ErrorFields, ErrorTable, MessageRule, extract_openai
+    from ._openai import OpenAICompatible
+    from ._plugins import Plugins, ProviderInfo, providers, register_plugin, register_provider
+    from ._provider import Provider
+    from ._retry import GiveUp, Retry, RetryPolicy
+    from ._router import AsyncRouter, AsyncStream, Router, Stream
+    from ._routing import Route
+    from .hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KIND_RULES",
+    "READ_EVENT",
+    "APIConnectionError",
+    "APITimeoutError",
+    "AsyncRouter",
+    "AsyncStream",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "CodeRule",
+    "ConfigError",
+    "ContentFilterError",
+    "ContextLengthError",
+    "Deployment",
+    "Emit",
+    "ErrorFields",
+    "ErrorKind",
+    "ErrorTable",
+    "Fallback",
+    "FieldError",
+    "Flow",
+    "GiveUp",
+    "HTTPRequest",
+    "HTTPResponse",
+    "InsufficientCreditsError",
+    "InternalServerError",
+    "KindRule",
+    "Message",
+    "MessageRule",
+    "ModelNotFoundError",
+    "NoHealthyDeploymentError",
+    "NotFoundError",
+    "OpenAICompatible",
+    "OpenStream",
+    "PermissionDeniedError",
+    "Plugins",
+    "Provider",
+    "ProviderError",
+    "ProviderInfo",
+    "RateLimitError",
+    "ReadBody",
+    "ReadEvent",
+    "ResponseParseError",
+    "Retry",
+    "RetryPolicy",
+    "Route",
+    "Router",
+    "Secret",
+    "Send",
+    "ServiceUnavailableError",
+    "Sleep",
+    "Stream",
+    "StreamInterruptedError",
+    "TurnoutError",
+    "UpstreamError",
+    "Usage",
+    "ValidationError",
+    "extract_openai",
+    "hookimpl",
+    "normalize_error",
+    "providers",
+    "register_plugin",
+    "register_provider",
+]
+
+# Names loaded on first access, and the private module each lives in.
+_LAZY = {
+    "KIND_RULES": "_errors",
+    "KindRule": "_errors",
+    "READ_EVENT": "_flow",
+    "Emit": "_flow",
+    "Flow": "_flow",
+    "HTTPRequest": "_flow",
+    "HTTPResponse": "_flow",
+    "OpenStream": "_flow",
+    "ReadBody": "_flow",
+    "ReadEvent": "_flow",
+    "Send": "_flow",
+    "Sleep": "_flow",
+    "CodeRule": "_normalize",
+    "ErrorFields": "_normalize",
+    "ErrorTable": "_normalize",
+    "MessageRule": "_normalize",
+    "extract_openai": "_normalize",
+    "OpenAICompatible": "_openai",
+    "Plugins": "_plugins",
+    "ProviderInfo": "_plugins",
+    "providers": "_plugins",
+    "register_plugin": "_plugins",
+    "register_provider": "_plugins",
+    "Provider": "_provider",
+    "GiveUp": "_retry",
+    "Retry": "_retry",
+    "RetryPolicy": "_retry",
+    "AsyncRouter": "_router",
+    "AsyncStream": "_router",
+    "Router": "_router",
+    "Stream": "_router",
+    "Route": "_routing",
+    "hookimpl": "hookspecs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'turnout' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def normalize_error(
+    provider: str,
+    *,
+    status: int | None = None,
+    headers: Any = None,
+    body: Any = None,
+) -> ProviderError:
+    """The normalized error a provider's gateway means by this response. Sans-IO:
+    nothing is sent. `body` may be bytes, str or already-parsed JSON."""
+    from ._plugins import default_plugins
+
+    return default_plugins().provider(provider, path="provider").normalize(
+        status=status, headers=dict(headers or {}), body=body
+    )

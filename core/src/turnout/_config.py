@@ -1,0 +1,216 @@
+"""Router configuration: TOML (or the same mapping) structured by cattrs.
+
+Mistakes become one `ConfigError` naming the path (`deployments[2].weight`)
+and the bad value. Scalars are checked strictly: `weight = "2"` is an error,
+not silently 2.0, and unknown keys are typos, not ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import cattrs
+from attrs import field, frozen
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+
+from ._errors import ConfigError
+from ._models import Deployment, Secret
+from ._retry import RetryPolicy
+from ._routing import Route
+
+__all__ = ["RouterConfig", "load_config"]
+
+ENV_PREFIX = "env:"
+
+
+@frozen
+class DeploymentConfig:
+    name: str
+    provider: str
+    model: str
+    api_key: str | None = None
+    base_url: str | None = None
+    weight: float = 1.0
+    options: dict[str, Any] = field(factory=dict)
+    retry: RetryPolicy | None = None
+
+
+@frozen
+class RouteConfig:
+    deployments: list[str]
+    strategy: str = "priority"
+    fallbacks: list[str] = field(factory=list)
+    content_policy_fallbacks: list[str] = field(factory=list)
+    context_window_fallbacks: list[str] = field(factory=list)
+
+
+@frozen
+class StateConfig:
+    backend: str = "memory"
+    url: str | None = None
+    prefix: str = "turnout:"
+
+
+@frozen
+class RouterConfig:
+    deployments: list[DeploymentConfig]
+    deadline: float = 600.0
+    timeout: float = 60.0
+    max_retry_wait: float = 30.0
+    routes: dict[str, RouteConfig] = field(factory=dict)
+    retry: RetryPolicy | None = None
+    state: StateConfig | None = None
+
+    def router_kwargs(self) -> dict[str, Any]:
+        deployments = [
+            Deployment(
+                name=d.name,
+                provider=d.provider,
+                model=d.model,
+                api_key=_resolve_key(d.api_key, f"deployments[{i}].api_key"),
+                base_url=d.base_url,
+                weight=d.weight,
+                options=d.options,
+                retry_policy=d.retry,
+            )
+            for i, d in enumerate(self.deployments)
+        ]
+        routes = {
+            name: Route(
+                name,
+                tuple(r.deployments),
+                r.strategy,
+                tuple(r.fallbacks),
+                tuple(r.content_policy_fallbacks),
+                tuple(r.context_window_fallbacks),
+            )
+            for name, r in self.routes.items()
+        }
+        return {
+            "deployments": deployments,
+            "routes": routes or None,
+            "deadline": self.deadline,
+            "timeout": self.timeout,
+            "max_retry_wait": self.max_retry_wait,
+            "retry_policy": self.retry,
+        }
+
+
+def _resolve_key(value: str | None, path: str) -> Secret | None:
+    if value is None:
+        return None
+    if value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX):]
+        found = os.environ.get(name)
+        if not found:
+            raise ConfigError(f"environment variable {name} is not set", path=path, show_value=False)
+        return Secret(found)
+    return Secret(value)
+
+
+def _strict(expected: type | tuple[type, ...], label: str, convert: Any) -> Any:
+    def structure(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and bool not in (expected if isinstance(expected, tuple) else (expected,)):
+            raise TypeError(f"expected {label}")
+        if not isinstance(value, expected):
+            raise TypeError(f"expected {label}")
+        return convert(value)
+
+    return structure
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(str, _strict(str, "a string", str))
+    converter.register_structure_hook(float, _strict((int, float), "a number", float))
+    converter.register_structure_hook(int, _strict(int, "an integer", int))
+    converter.register_structure_hook(bool, _strict(bool, "true or false", bool))
+
+    def route(value: Any, _: Any) -> RouteConfig:
+        # `routes = { chat = ["a", "b"] }` is shorthand for a table with `deployments`.
+        if isinstance(value, list):
+            value = {"deployments": value}
+        return converter.structure_attrs_fromdict(value, RouteConfig) if isinstance(value, Mapping) else _bad(value)
+
+    converter.register_structure_hook(RouteConfig, route)
+    return converter
+
+
+def _bad(value: Any) -> Any:
+    raise TypeError("expected a list of deployment names or a table")
+
+
+_converter: cattrs.Converter | None = None
+
+
+def _flatten(exc: BaseException, path: str) -> tuple[str, BaseException]:
+    """The first leaf error of a cattrs exception group, with its path."""
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            if isinstance(note, AttributeValidationNote):
+                return _flatten(sub, f"{path}.{note.name}" if path else note.name)
+            if isinstance(note, IterableValidationNote):
+                return _flatten(sub, f"{path}[{note.index}]")
+            return _flatten(sub, path)
+        for sub in without:
+            return _flatten(sub, path)
+    return path, exc
+
+
+def _lookup(data: Any, path: str) -> Any:
+    node = data
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        try:
+            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+    return node
+
+
+def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RouterConfig:
+    global _converter
+    if isinstance(source, Mapping):
+        data: Any = source
+    else:
+        path = Path(source)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read the configuration file: {exc.strerror}", path=str(path)) from None
+        except UnicodeDecodeError:
+            raise ConfigError("the configuration file is not UTF-8", path=str(path)) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}", path=str(path)) from None
+    if not isinstance(data, Mapping):
+        raise ConfigError("the configuration must be a table", value=type(data).__name__)
+    if _converter is None:
+        _converter = _make_converter()
+    try:
+        return _converter.structure(data, RouterConfig)
+    except (ClassValidationError, IterableValidationError) as exc:
+        where, leaf = _flatten(exc, "")
+        if isinstance(leaf, ForbiddenExtraKeysError):
+            extra = sorted(leaf.extra_fields)[0]
+            where = f"{where}.{extra}" if where else extra
+            raise ConfigError("unknown key", path=where) from None
+        if isinstance(leaf, KeyError):
+            raise ConfigError("required field missing", path=where) from None
+        message = str(leaf) if isinstance(leaf, TypeError | ValueError) else type(leaf).__name__
+        raise ConfigError(f"invalid value: {message}", path=where, value=_lookup(data, where)) from None
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None

@@ -1,0 +1,388 @@
+"""The two drivers: they perform a flow's commands with httpx, and decide nothing.
+
+Each keeps at most one streamed response open, bounds every request and sleep
+by the call's deadline, reads bodies only up to a cap, never follows
+redirects, and turns httpx's exceptions into normalized errors thrown back
+into the flow. When the caller abandons a call (KeyboardInterrupt, task
+cancellation, closing a stream early) the flow gets `CallAbandoned` and may
+yield best-effort cleanup requests before the original exception goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource, ServerSentEvent
+
+from ._errors import ErrorKind, ProviderError, error_for
+from ._flow import (
+    ERROR_BODY_LIMIT,
+    Emit,
+    Flow,
+    HTTPResponse,
+    OpenStream,
+    ReadBody,
+    ReadEvent,
+    Send,
+    Sleep,
+)
+from ._models import ChatChunk
+from ._normalize import truncate
+from ._routing import deadline_error
+
+__all__ = ["AsyncDriver", "CallAbandoned", "SyncDriver", "transport_error"]
+
+# Timeout for best-effort cleanup requests sent after the deadline or a cancellation.
+CLEANUP_TIMEOUT = 5.0
+
+# httpx's exceptions, most specific first: (class, kind before a body, kind while reading one).
+_TRANSPORT_KINDS: tuple[tuple[type[Exception], ErrorKind, ErrorKind], ...] = (
+    (httpx.TimeoutException, ErrorKind.TIMEOUT, ErrorKind.TIMEOUT),
+    (httpx.ConnectError, ErrorKind.CONNECTION, ErrorKind.CONNECTION),
+    (httpx.DecodingError, ErrorKind.PARSE_ERROR, ErrorKind.PARSE_ERROR),
+    (httpx.RemoteProtocolError, ErrorKind.CONNECTION, ErrorKind.STREAM_INTERRUPTED),
+    (httpx.ReadError, ErrorKind.CONNECTION, ErrorKind.STREAM_INTERRUPTED),
+    (httpx.HTTPError, ErrorKind.CONNECTION, ErrorKind.STREAM_INTERRUPTED),
+)
+# Their messages may quote what was sent (a header value is the key): say only the type.
+_OPAQUE = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL)
+
+
+class CallAbandoned(BaseException):
+    """Thrown into a flow whose caller went away, so it can clean up (cancel a job)."""
+
+
+def transport_error(exc: Exception, *, streaming: bool) -> ProviderError:
+    """The normalized error for an exception raised while sending or reading."""
+    for cls, before, during in _TRANSPORT_KINDS:
+        if isinstance(exc, cls):
+            kind = during if streaming else before
+            break
+    else:
+        kind = ErrorKind.CONNECTION
+    name = type(exc).__name__
+    detail = "" if isinstance(exc, _OPAQUE) else str(exc)
+    message = f"{name}: {truncate(detail, 300)}" if detail else name
+    return error_for(kind, message, code=name)
+
+
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(max(seconds, 0.001))
+
+
+class _Base:
+    def __init__(self, deadline_at: float, deadline: float, timeout: float, clock: Callable[[], float]) -> None:
+        self.deadline_at = deadline_at
+        self.deadline = deadline
+        self.timeout = timeout
+        self.clock = clock
+        self.response: httpx.Response | None = None
+
+    def request_timeout(self, endpoint: float | None, cleanup: bool) -> float:
+        if cleanup:
+            return min(endpoint or CLEANUP_TIMEOUT, CLEANUP_TIMEOUT)
+        left = self.deadline_at - self.clock()
+        if left <= 0:
+            raise deadline_error(self.deadline)
+        return min(endpoint or self.timeout, left)
+
+    def build(self, client: httpx.Client | httpx.AsyncClient, command: Send | OpenStream, cleanup: bool) -> httpx.Request:
+        request = command.request
+        return client.build_request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.content or None,
+            timeout=_timeout(self.request_timeout(request.timeout, cleanup)),
+        )
+
+    def sleep_for(self, seconds: float) -> tuple[float, bool]:
+        """How long to sleep, and whether the deadline ends the sleep."""
+        left = self.deadline_at - self.clock()
+        if seconds >= left:
+            return max(left, 0.0), True
+        return max(seconds, 0.0), False
+
+    def head(self, response: httpx.Response) -> HTTPResponse:
+        return HTTPResponse(response.status_code, response.headers.items())
+
+    def limit(self, response: httpx.Response, max_body: int) -> int:
+        return max_body if response.is_success else min(max_body, ERROR_BODY_LIMIT)
+
+
+class SyncDriver(_Base):
+    """Performs a flow with an `httpx.Client`; `run` yields the chunks it emits."""
+
+    def __init__(self, client: httpx.Client, deadline_at: float, deadline: float, timeout: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(deadline_at, deadline, timeout, clock)
+        self.client = client
+        self.events: Iterator[ServerSentEvent] | None = None
+
+    def run(self, flow: Flow[Any]) -> Generator[ChatChunk, None, Any]:
+        value: Any = None
+        thrown: BaseException | None = None
+        try:
+            while True:
+                try:
+                    command = flow.send(value) if thrown is None else flow.throw(thrown)
+                except StopIteration as stop:
+                    return stop.value
+                value = thrown = None
+                if type(command) is Emit:
+                    yield command.chunk
+                    continue
+                try:
+                    value = self.perform(command, cleanup=False)
+                except ProviderError as exc:
+                    thrown = exc
+        except (KeyboardInterrupt, GeneratorExit, SystemExit) as exc:
+            self.abandon(flow, exc)
+            raise
+        finally:
+            self.close_stream()
+
+    def abandon(self, flow: Flow[Any], reason: BaseException) -> None:
+        """Let the flow send its cleanup requests, bounded, then drop it."""
+        self.close_stream()
+        try:
+            command = flow.throw(CallAbandoned(repr(reason)))
+            while type(command) is Send and command.cleanup:
+                try:
+                    value: Any = self.perform(command, cleanup=True)
+                except ProviderError as exc:
+                    command = flow.throw(exc)
+                else:
+                    command = flow.send(value)
+        except BaseException:  # noqa: S110 - cleanup is best effort by contract
+            pass
+        flow.close()
+
+    def perform(self, command: Any, *, cleanup: bool) -> Any:
+        kind = type(command)
+        if kind is Send:
+            return self.send(command, cleanup or command.cleanup)
+        if kind is ReadEvent:
+            return self.next_event()
+        if kind is OpenStream:
+            return self.open(command)
+        if kind is ReadBody:
+            return self.read_open(command.max_body)
+        if kind is Sleep:
+            seconds, expires = self.sleep_for(command.seconds)
+            time.sleep(seconds)
+            if expires:
+                raise deadline_error(self.deadline)
+            return None
+        raise TypeError(f"unknown command {command!r}")
+
+    def send(self, command: Send, cleanup: bool) -> HTTPResponse:
+        request = self.build(self.client, command, cleanup)
+        try:
+            response = self.client.send(request, stream=True, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, streaming=False) from None
+        try:
+            body, truncated = self.read(response, self.limit(response, command.max_body))
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, streaming=False) from None
+        finally:
+            response.close()
+        return HTTPResponse(response.status_code, response.headers.items(), body, truncated)
+
+    def read(self, response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+        pieces: list[bytes] = []
+        size = 0
+        for piece in response.iter_bytes():
+            pieces.append(piece)
+            size += len(piece)
+            if size > limit:
+                return b"".join(pieces)[:limit], True
+            if self.clock() > self.deadline_at:
+                raise deadline_error(self.deadline)
+        return b"".join(pieces), False
+
+    def open(self, command: OpenStream) -> HTTPResponse:
+        self.close_stream()
+        request = self.build(self.client, command, False)
+        try:
+            self.response = self.client.send(request, stream=True, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, streaming=False) from None
+        return self.head(self.response)
+
+    def read_open(self, max_body: int) -> HTTPResponse:
+        response = self.response
+        assert response is not None, "ReadBody without an open stream"
+        try:
+            body, truncated = self.read(response, self.limit(response, max_body))
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, streaming=True) from None
+        finally:
+            self.close_stream()
+        return HTTPResponse(response.status_code, response.headers.items(), body, truncated)
+
+    def next_event(self) -> ServerSentEvent | None:
+        if self.events is None:
+            assert self.response is not None, "ReadEvent without an open stream"
+            self.events = EventSource(self.response).iter_sse()
+        try:
+            event = next(self.events, None)
+        except httpx.HTTPError as exc:
+            self.close_stream()
+            raise transport_error(exc, streaming=True) from None
+        if event is None:
+            self.close_stream()
+        elif self.clock() > self.deadline_at:
+            self.close_stream()
+            raise deadline_error(self.deadline)
+        return event
+
+    def close_stream(self) -> None:
+        self.events = None
+        if self.response is not None:
+            response, self.response = self.response, None
+            response.close()
+
+
+class AsyncDriver(_Base):
+    """Performs a flow with an `httpx.AsyncClient`; `run` yields the chunks it emits."""
+
+    def __init__(self, client: httpx.AsyncClient, deadline_at: float, deadline: float, timeout: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(deadline_at, deadline, timeout, clock)
+        self.client = client
+        self.events: AsyncIterator[ServerSentEvent] | None = None
+
+    async def run(self, flow: Flow[Any], out: list[Any]) -> AsyncGenerator[ChatChunk, None]:
+        """Yields the chunks; the flow's result is appended to `out` (async generators
+        cannot return a value)."""
+        value: Any = None
+        thrown: BaseException | None = None
+        try:
+            while True:
+                try:
+                    command = flow.send(value) if thrown is None else flow.throw(thrown)
+                except StopIteration as stop:
+                    out.append(stop.value)
+                    return
+                value = thrown = None
+                if type(command) is Emit:
+                    yield command.chunk
+                    continue
+                try:
+                    value = await self.perform(command, cleanup=False)
+                except ProviderError as exc:
+                    thrown = exc
+        except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit, SystemExit) as exc:
+            await self.abandon(flow, exc)
+            raise
+        finally:
+            await self.close_stream()
+
+    async def abandon(self, flow: Flow[Any], reason: BaseException) -> None:
+        await self.close_stream()
+        try:
+            command = flow.throw(CallAbandoned(repr(reason)))
+            while type(command) is Send and command.cleanup:
+                try:
+                    value: Any = await asyncio.wait_for(self.perform(command, cleanup=True), CLEANUP_TIMEOUT)
+                except ProviderError as exc:
+                    command = flow.throw(exc)
+                else:
+                    command = flow.send(value)
+        except BaseException:  # noqa: S110 - cleanup is best effort by contract
+            pass
+        flow.close()
+
+    async def perform(self, command: Any, *, cleanup: bool) -> Any:
+        kind = type(command)
+        if kind is Send:
+            return await self.send(command, cleanup or command.cleanup)
+        if kind is ReadEvent:
+            return await self.next_event()
+        if kind is OpenStream:
+            return await self.open(command)
+        if kind is ReadBody:
+            return await self.read_open(command.max_body)
+        if kind is Sleep:
+            seconds, expires = self.sleep_for(command.seconds)
+            await asyncio.sleep(seconds)
+            if expires:
+                raise deadline_error(self.deadline)
+            return None
+        raise TypeError(f"unknown command {command!r}")
+
+    async def send(self, command: Send, cleanup: bool) -> HTTPResponse:
+        request = self.build(self.client, command, cleanup)
+        try:
+            response = await self.client.send(request, stream=True, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, streaming=False) from None
+        try:
+            body, truncated = await self.read(response, self.limit(response, command.max_body))
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, streaming=False) from None
+        finally:
+            await response.aclose()
+        return HTTPResponse(response.status_code, response.headers.items(), body, truncated)
+
+    async def read(self, response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+        pieces: list[bytes] = []
+        size = 0
+        async for piece in response.aiter_bytes():
+            pieces.append(piece)
+            size += len(piece)
+            if size > limit:
+                return b"".join(pieces)[:limit], True
+            if self.clock() > self.deadline_at:
+                raise deadline_error(self.deadline)
+        return b"".join(pieces), False
+
+    async def open(self, command: OpenStream) -> HTTPResponse:
+        await self.close_stream()
+        request = self.build(self.client, command, False)
+        try:
+            self.response = await self.client.send(request, stream=True, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, streaming=False) from None
+        return self.head(self.response)
+
+    async def read_open(self, max_body: int) -> HTTPResponse:
+        response = self.response
+        assert response is not None, "ReadBody without an open stream"
+        try:
+            body, truncated = await self.read(response, self.limit(response, max_body))
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, streaming=True) from None
+        finally:
+            await self.close_stream()
+        return HTTPResponse(response.status_code, response.headers.items(), body, truncated)
+
+    async def next_event(self) -> ServerSentEvent | None:
+        if self.events is None:
+            assert self.response is not None, "ReadEvent without an open stream"
+            self.events = EventSource(self.response).aiter_sse()
+        try:
+            event = await anext(self.events, None)
+        except httpx.HTTPError as exc:
+            await self.close_stream()
+            raise transport_error(exc, streaming=True) from None
+        if event is None:
+            await self.close_stream()
+        elif self.clock() > self.deadline_at:
+            await self.close_stream()
+            raise deadline_error(self.deadline)
+        return event
+
+    async def close_stream(self) -> None:
+        events, self.events = self.events, None
+        if events is not None and hasattr(events, "aclose"):
+            await events.aclose()
+        if self.response is not None:
+            response, self.response = self.response, None
+            await response.aclose()

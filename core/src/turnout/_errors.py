@@ -1,0 +1,351 @@
+"""The error taxonomy: one exception tree for every gateway's failures.
+
+    TurnoutError
+    ├── ConfigError                      bad configuration, raised at construction
+    ├── NoHealthyDeploymentError         nothing could be tried now
+    └── ProviderError                    a normalized gateway failure (has .kind)
+        ├── AuthenticationError          authentication
+        ├── PermissionDeniedError        permission_denied
+        ├── InsufficientCreditsError     insufficient_credits
+        ├── NotFoundError                not_found
+        │   └── ModelNotFoundError       model_not_found
+        ├── BadRequestError              bad_request
+        │   ├── ValidationError          validation
+        │   ├── ContentFilterError       content_filtered
+        │   └── ContextLengthError       context_length_exceeded
+        ├── RateLimitError               rate_limited
+        ├── APITimeoutError              timeout
+        ├── APIConnectionError           connection
+        ├── InternalServerError          server_error
+        │   └── UpstreamError            upstream_error
+        ├── ServiceUnavailableError      unavailable
+        ├── StreamInterruptedError       stream_interrupted
+        └── ResponseParseError           parse_error
+
+What each kind means for retries, fallback and the breaker is data
+(`KIND_RULES`), so the router, the docs and the tests read one table.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from attrs import frozen
+
+if TYPE_CHECKING:
+    from ._models import Attempt, FieldError
+
+__all__ = [
+    "KIND_CLASSES",
+    "KIND_RULES",
+    "APIConnectionError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "ContentFilterError",
+    "ContextLengthError",
+    "ErrorKind",
+    "Fallback",
+    "InsufficientCreditsError",
+    "InternalServerError",
+    "KindRule",
+    "ModelNotFoundError",
+    "NoHealthyDeploymentError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProviderError",
+    "RateLimitError",
+    "ResponseParseError",
+    "ServiceUnavailableError",
+    "StreamInterruptedError",
+    "TurnoutError",
+    "UpstreamError",
+    "ValidationError",
+    "error_for",
+]
+
+
+class ErrorKind(enum.StrEnum):
+    AUTHENTICATION = "authentication"
+    PERMISSION_DENIED = "permission_denied"
+    INSUFFICIENT_CREDITS = "insufficient_credits"
+    NOT_FOUND = "not_found"
+    MODEL_NOT_FOUND = "model_not_found"
+    BAD_REQUEST = "bad_request"
+    VALIDATION = "validation"
+    CONTENT_FILTERED = "content_filtered"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    SERVER_ERROR = "server_error"
+    UPSTREAM_ERROR = "upstream_error"
+    UNAVAILABLE = "unavailable"
+    STREAM_INTERRUPTED = "stream_interrupted"
+    PARSE_ERROR = "parse_error"
+
+
+class Fallback(enum.StrEnum):
+    """When the router may move a failed call to another deployment."""
+
+    ALWAYS = "yes"
+    NEVER = "no"
+    CONTENT_POLICY_ROUTE = "only on a content-policy route"
+    CONTEXT_WINDOW_ROUTE = "only on a context-window route"
+    BEFORE_FIRST_CHUNK = "only before the first chunk reached the caller"
+
+
+class TurnoutError(Exception):
+    """Base of every error turnout raises."""
+
+
+_HIDDEN = "<hidden>"
+_SECRET_HINTS = ("api_key", "key", "secret", "token", "password")
+
+
+class ConfigError(TurnoutError):
+    """Bad configuration, raised at construction, naming the path and the value.
+
+    Values at paths that look like secrets are never shown.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        value: Any = None,
+        choices: Sequence[str] | None = None,
+        show_value: bool = True,
+    ) -> None:
+        self.path = path
+        self.choices = tuple(choices) if choices is not None else None
+        leaf = (path or "").rsplit(".", 1)[-1].split("[", 1)[0].lower()
+        secret = any(hint in leaf for hint in _SECRET_HINTS)
+        self.value = _HIDDEN if secret else value
+        text = f"{path}: {message}" if path else message
+        if show_value and value is not None:
+            text += f" (got {_HIDDEN if secret else _short_repr(value)})"
+        if self.choices is not None:
+            text += f"; installed: {', '.join(self.choices) or 'none'}"
+        super().__init__(text)
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ProviderError(TurnoutError):
+    """A gateway failure, normalized. Instances are of the subclass for their kind."""
+
+    default_kind: ClassVar[ErrorKind] = ErrorKind.SERVER_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind | None = None,
+        provider: str = "",
+        deployment: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+        details: tuple[FieldError, ...] = (),
+        partial_text: str = "",
+        attempts: tuple[Attempt, ...] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind if kind is not None else self.default_kind
+        self.message = message
+        self.provider = provider
+        self.deployment = deployment
+        self.status = status
+        self.code = code
+        self.retryable: bool = KIND_RULES[self.kind].retryable if retryable is None else retryable
+        self.retry_after = retry_after
+        self.request_id = request_id
+        self.details = details
+        self.partial_text = partial_text
+        self.attempts = attempts
+        # Provider-specific leftovers worth keeping (e.g. meshapi's provider_error).
+        self.extra: Mapping[str, Any] = extra or {}
+
+    @property
+    def fallback(self) -> Fallback:
+        return KIND_RULES[self.kind].fallback
+
+    def __str__(self) -> str:
+        where = "/".join(p for p in (self.provider, self.deployment) if p)
+        parts = [f"[{where}] " if where else "", self.kind.value]
+        wire = " ".join(str(p) for p in (self.status, self.code) if p is not None)
+        if wire:
+            parts.append(f" ({wire})")
+        parts.append(f": {self.message}")
+        if self.retry_after is not None:
+            parts.append(f" (retry after {self.retry_after:g}s)")
+        if self.request_id:
+            parts.append(f" [request_id={self.request_id}]")
+        return "".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(kind={self.kind.value!r}, provider={self.provider!r}, "
+            f"deployment={self.deployment!r}, status={self.status!r}, code={self.code!r}, "
+            f"message={_short_repr(self.message, 200)}, retryable={self.retryable!r}, "
+            f"retry_after={self.retry_after!r}, request_id={self.request_id!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keeps errors picklable across process pools despite keyword-only init.
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[ProviderError], message: str, state: dict[str, Any]) -> ProviderError:
+    err = cls(message)
+    err.__dict__.update(state)
+    return err
+
+
+class AuthenticationError(ProviderError):
+    default_kind = ErrorKind.AUTHENTICATION
+
+
+class PermissionDeniedError(ProviderError):
+    default_kind = ErrorKind.PERMISSION_DENIED
+
+
+class InsufficientCreditsError(ProviderError):
+    default_kind = ErrorKind.INSUFFICIENT_CREDITS
+
+
+class NotFoundError(ProviderError):
+    default_kind = ErrorKind.NOT_FOUND
+
+
+class ModelNotFoundError(NotFoundError):
+    default_kind = ErrorKind.MODEL_NOT_FOUND
+
+
+class BadRequestError(ProviderError):
+    default_kind = ErrorKind.BAD_REQUEST
+
+
+class ValidationError(BadRequestError):
+    default_kind = ErrorKind.VALIDATION
+
+
+class ContentFilterError(BadRequestError):
+    default_kind = ErrorKind.CONTENT_FILTERED
+
+
+class ContextLengthError(BadRequestError):
+    default_kind = ErrorKind.CONTEXT_LENGTH_EXCEEDED
+
+
+class RateLimitError(ProviderError):
+    default_kind = ErrorKind.RATE_LIMITED
+
+
+class APITimeoutError(ProviderError):
+    default_kind = ErrorKind.TIMEOUT
+
+
+class APIConnectionError(ProviderError):
+    default_kind = ErrorKind.CONNECTION
+
+
+class InternalServerError(ProviderError):
+    default_kind = ErrorKind.SERVER_ERROR
+
+
+class UpstreamError(InternalServerError):
+    default_kind = ErrorKind.UPSTREAM_ERROR
+
+
+class ServiceUnavailableError(ProviderError):
+    default_kind = ErrorKind.UNAVAILABLE
+
+
+class StreamInterruptedError(ProviderError):
+    default_kind = ErrorKind.STREAM_INTERRUPTED
+
+
+class ResponseParseError(ProviderError):
+    default_kind = ErrorKind.PARSE_ERROR
+
+
+class NoHealthyDeploymentError(TurnoutError):
+    """No deployment of the route (or its fallbacks) may be tried now."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        route: str | None = None,
+        retry_after: float | None = None,
+        attempts: tuple[Attempt, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.route = route
+        self.retry_after = retry_after
+        self.attempts = attempts
+
+
+@frozen
+class KindRule:
+    """What a kind means to the router: one row of the taxonomy table."""
+
+    exception: type[ProviderError]
+    retryable: bool
+    fallback: Fallback
+    # Counts against the deployment's breaker (provider health, not the caller's mistake).
+    health_failure: bool
+    # Seconds the deployment is set aside for other calls (its key or account is wrong).
+    cooldown: float = 0.0
+
+
+_LONG_COOLDOWN = 600.0
+_A, _N = Fallback.ALWAYS, Fallback.NEVER
+KIND_RULES: Mapping[ErrorKind, KindRule] = {
+    ErrorKind.AUTHENTICATION: KindRule(AuthenticationError, False, _A, False, _LONG_COOLDOWN),
+    ErrorKind.PERMISSION_DENIED: KindRule(PermissionDeniedError, False, _A, False, _LONG_COOLDOWN),
+    ErrorKind.INSUFFICIENT_CREDITS: KindRule(
+        InsufficientCreditsError, False, _A, False, _LONG_COOLDOWN
+    ),
+    ErrorKind.NOT_FOUND: KindRule(NotFoundError, False, _N, False),
+    ErrorKind.MODEL_NOT_FOUND: KindRule(ModelNotFoundError, False, _A, False),
+    ErrorKind.BAD_REQUEST: KindRule(BadRequestError, False, _N, False),
+    ErrorKind.VALIDATION: KindRule(ValidationError, False, _N, False),
+    ErrorKind.CONTENT_FILTERED: KindRule(
+        ContentFilterError, False, Fallback.CONTENT_POLICY_ROUTE, False
+    ),
+    ErrorKind.CONTEXT_LENGTH_EXCEEDED: KindRule(
+        ContextLengthError, False, Fallback.CONTEXT_WINDOW_ROUTE, False
+    ),
+    ErrorKind.RATE_LIMITED: KindRule(RateLimitError, True, _A, True),
+    ErrorKind.TIMEOUT: KindRule(APITimeoutError, True, _A, True),
+    ErrorKind.CONNECTION: KindRule(APIConnectionError, True, _A, True),
+    ErrorKind.SERVER_ERROR: KindRule(InternalServerError, True, _A, True),
+    ErrorKind.UPSTREAM_ERROR: KindRule(UpstreamError, True, _A, True),
+    ErrorKind.UNAVAILABLE: KindRule(ServiceUnavailableError, True, _A, True),
+    ErrorKind.STREAM_INTERRUPTED: KindRule(
+        StreamInterruptedError, False, Fallback.BEFORE_FIRST_CHUNK, True
+    ),
+    ErrorKind.PARSE_ERROR: KindRule(ResponseParseError, True, _A, True),
+}
+
+KIND_CLASSES: Mapping[ErrorKind, type[ProviderError]] = {
+    kind: rule.exception for kind, rule in KIND_RULES.items()
+}
+
+
+def error_for(kind: ErrorKind, message: str, **fields: Any) -> ProviderError:
+    """Build the exception of `kind`'s class: the one way errors are made."""
+    return KIND_CLASSES[kind](message, kind=kind, **fields)

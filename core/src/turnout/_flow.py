@@ -1,0 +1,159 @@
+"""Commands that sans-IO flows yield and the drivers perform.
+
+A flow is a generator, in the shape of httpx's `Auth.auth_flow`:
+
+    response = yield Send(request)      # the driver performs it, sends back an HTTPResponse
+    yield Sleep(2.0)                    # the driver sleeps (time.sleep / asyncio.sleep)
+    head = yield OpenStream(request)    # the driver opens a streamed response: status and headers
+    rest = yield ReadBody()             # the open stream's HTTPResponse, body read (capped)
+    event = yield READ_EVENT            # the next server-sent event, or None at a clean end
+    yield Emit(chunk)                   # hand a chunk to the caller (streams only)
+
+Transport failures come back into the flow as a thrown `ProviderError`
+(connection, timeout, stream_interrupted), so a flow's `try`/`finally` sees
+them exactly as it sees a gateway's error response.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Mapping
+from typing import Any, Protocol, TypeVar
+
+from attrs import field, frozen
+
+from ._models import ChatChunk
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "ERROR_BODY_LIMIT",
+    "READ_EVENT",
+    "Command",
+    "Emit",
+    "Flow",
+    "HTTPRequest",
+    "HTTPResponse",
+    "OpenStream",
+    "ReadBody",
+    "ReadEvent",
+    "SSEvent",
+    "Send",
+    "Sleep",
+]
+
+T = TypeVar("T")
+
+# A success body larger than this is refused as parse_error instead of filling memory.
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+# What an error body is read up to: enough for any envelope, never a 5 MB HTML page.
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+def _lower_headers(value: Mapping[str, str] | Any) -> Mapping[str, str]:
+    if isinstance(value, Mapping):
+        return {str(k).lower(): str(v) for k, v in value.items()}
+    return {str(k).lower(): str(v) for k, v in value}
+
+
+@frozen(repr=False)
+class HTTPRequest:
+    """A request a flow wants sent. Its repr omits headers: they carry the key."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(factory=dict)
+    content: bytes = b""
+    # This endpoint's own timeout in seconds; the driver also bounds it by the deadline.
+    timeout: float | None = None
+
+    @classmethod
+    def json(
+        cls,
+        method: str,
+        url: str,
+        payload: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> HTTPRequest:
+        all_headers = {"content-type": "application/json", "accept": "application/json"}
+        all_headers.update(headers or {})
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return cls(method, url, all_headers, body, timeout)
+
+    def __repr__(self) -> str:
+        return f"HTTPRequest({self.method} {self.url})"
+
+
+@frozen(repr=False)
+class HTTPResponse:
+    """A response as the flow sees it: header names lower-cased, body capped."""
+
+    status: int
+    headers: Mapping[str, str] = field(factory=dict, converter=_lower_headers)
+    body: bytes = b""
+    # True when the body was longer than the driver was asked to read.
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+    def __repr__(self) -> str:
+        return f"HTTPResponse({self.status}, {len(self.body)} bytes)"
+
+
+class SSEvent(Protocol):
+    """One server-sent event (httpx-sse's `ServerSentEvent` is one); comments and
+    keep-alives never reach a flow."""
+
+    @property
+    def data(self) -> str: ...
+
+    @property
+    def event(self) -> str: ...
+
+
+@frozen
+class Send:
+    request: HTTPRequest
+    max_body: int = DEFAULT_MAX_BODY
+    # Sent even when the call's deadline has passed (best-effort cleanup such as
+    # cancelling an execution or failing a job), with its own short timeout.
+    cleanup: bool = False
+
+
+@frozen
+class OpenStream:
+    request: HTTPRequest
+
+
+@frozen
+class ReadBody:
+    max_body: int = DEFAULT_MAX_BODY
+
+
+@frozen
+class ReadEvent:
+    pass
+
+
+READ_EVENT = ReadEvent()
+
+
+@frozen
+class Sleep:
+    seconds: float
+
+
+@frozen
+class Emit:
+    chunk: ChatChunk
+
+
+Command = Send | OpenStream | ReadBody | ReadEvent | Sleep | Emit
+Flow = Generator[Command, Any, T]

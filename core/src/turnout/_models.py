@@ -1,0 +1,162 @@
+"""The data model: frozen, slotted attrs classes that cross every boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from attrs import field, frozen
+
+if TYPE_CHECKING:
+    from ._errors import ProviderError
+    from ._retry import RetryPolicy
+
+__all__ = [
+    "Attempt",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "Deployment",
+    "FieldError",
+    "Message",
+    "Secret",
+    "Usage",
+]
+
+
+@frozen(repr=False)
+class Secret:
+    """An API key. Its repr and str never show it; call `reveal()` to send it."""
+
+    _value: str
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def _to_secret(value: str | Secret | None) -> Secret | None:
+    if value is None or isinstance(value, Secret):
+        return value
+    return Secret(value)
+
+
+def _to_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    # A read-only copy: a frozen deployment must not change under the router.
+    return MappingProxyType(dict(value or {}))
+
+
+@frozen
+class FieldError:
+    """One field-level complaint from a validation error."""
+
+    field: str
+    code: str | None
+    message: str
+
+
+@frozen
+class Message:
+    role: str
+    content: str
+    name: str | None = None
+
+    @classmethod
+    def coerce(cls, value: Message | Mapping[str, Any]) -> Message:
+        if isinstance(value, Message):
+            return value
+        content = value.get("content")
+        return cls(
+            role=str(value.get("role", "user")),
+            content="" if content is None else str(content),
+            name=value.get("name"),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name is not None:
+            wire["name"] = self.name
+        return wire
+
+
+def _to_messages(value: Iterable[Message | Mapping[str, Any]]) -> tuple[Message, ...]:
+    return tuple(Message.coerce(m) for m in value)
+
+
+@frozen
+class ChatRequest:
+    """What the caller asked for, independent of any gateway."""
+
+    messages: tuple[Message, ...] = field(converter=_to_messages)
+    # Sampling parameters passed through to the gateway (temperature, max_tokens, ...).
+    params: Mapping[str, Any] = field(factory=dict, converter=_to_mapping)
+
+
+@frozen
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+@frozen
+class Attempt:
+    """One try on one deployment, failed or not."""
+
+    deployment: str
+    provider: str
+    error: ProviderError | None
+    elapsed: float
+    waited: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@frozen
+class ChatResponse:
+    content: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    request_id: str | None = None
+    deployment: str | None = None
+    provider: str | None = None
+    attempts: tuple[Attempt, ...] = ()
+
+
+@frozen
+class ChatChunk:
+    """One piece of a streamed answer."""
+
+    delta: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    request_id: str | None = None
+
+
+@frozen(hash=False)
+class Deployment:
+    """One model on one gateway, with its own key and base URL."""
+
+    name: str
+    provider: str
+    model: str
+    api_key: Secret | None = field(default=None, converter=_to_secret)
+    base_url: str | None = None
+    weight: float = 1.0
+    options: Mapping[str, Any] = field(factory=dict, converter=_to_mapping)
+    # Overrides the provider's documented policy (and the router's) for this deployment.
+    retry_policy: RetryPolicy | None = None
+
+    def key(self) -> str | None:
+        return self.api_key.reveal() if self.api_key else None

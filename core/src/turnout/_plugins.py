@@ -1,0 +1,186 @@
+"""A typed facade over pluggy's PluginManager: the core never calls `pm.hook.*` elsewhere."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+from attrs import frozen
+
+from . import hookspecs
+from ._errors import ConfigError, TurnoutError
+
+if TYPE_CHECKING:
+    from ._provider import Provider
+    from .emulation import Emulator
+
+__all__ = [
+    "DISABLE_ENV",
+    "Plugins",
+    "ProviderInfo",
+    "default_plugins",
+    "providers",
+    "register_plugin",
+    "register_provider",
+]
+
+ENTRY_POINT_GROUP = "turnout"
+# Comma-separated plugin (entry-point) names that are never loaded.
+DISABLE_ENV = "TURNOUT_DISABLE_PLUGINS"
+
+
+@frozen
+class ProviderInfo:
+    name: str
+    distribution: str | None
+    version: str | None
+    module: str
+
+
+class Plugins:
+    """The plugins one router sees: those installed, minus the blocked, plus code-registered."""
+
+    def __init__(self, *, entry_points: bool = True, blocked: Iterable[str] = ()) -> None:
+        self._pm = pluggy.PluginManager("turnout")
+        self._pm.add_hookspecs(hookspecs)
+        disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+        for name in {*blocked, *disabled}:
+            self._pm.set_blocked(name)
+        if entry_points:
+            self._pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        self._lock = threading.Lock()
+        self._providers: dict[str, tuple[Provider, ProviderInfo]] | None = None
+        self._emulators: dict[str, Emulator] | None = None
+        self._code_providers: dict[str, Provider] = {}
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin module or object holding `@hookimpl` functions."""
+        with self._lock:
+            self._pm.register(plugin, name)
+            self._providers = self._emulators = None
+
+    def add_provider(self, provider: Provider) -> None:
+        """Register one provider in code (a user's own adapter); replaces one of the same name."""
+        with self._lock:
+            self._code_providers[provider.name] = provider
+            self._providers = None
+
+    def _collect(self, hook_name: str, kind: str) -> list[tuple[Any, str, object]]:
+        """Call every implementation of a registration hook on its own, so each
+        contribution is attributed to its plugin (and a broken plugin is named)."""
+        found: list[tuple[Any, str, object]] = []
+        hook = getattr(self._pm.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):
+            plugin_name = self._pm.get_name(impl.plugin) or repr(impl.plugin)
+            items: list[Any] = []
+            try:
+                impl.function(**{arg: items.append for arg in impl.argnames})
+            except Exception as exc:
+                raise TurnoutError(f"plugin {plugin_name!r} failed to register its {kind}: {exc}") from exc
+            found.extend((item, plugin_name, impl.plugin) for item in items)
+        return found
+
+    def _load_providers(self) -> dict[str, tuple[Provider, ProviderInfo]]:
+        from ._provider import Provider
+
+        if self._providers is not None:
+            return self._providers
+        dists = {id(plugin): dist for plugin, dist in self._pm.list_plugin_distinfo()}
+        result: dict[str, tuple[Provider, ProviderInfo]] = {}
+        for provider, plugin_name, plugin in self._collect("turnout_register_providers", "providers"):
+            if not isinstance(provider, Provider):
+                raise TurnoutError(f"plugin {plugin_name!r} registered {provider!r}, not a turnout.Provider")
+            if provider.name in result:
+                other = result[provider.name][1].distribution or result[provider.name][1].module
+                raise TurnoutError(
+                    f"provider {provider.name!r} is registered twice: by {plugin_name!r} and by {other!r}"
+                )
+            dist = dists.get(id(plugin))
+            result[provider.name] = (
+                provider,
+                ProviderInfo(
+                    name=provider.name,
+                    distribution=dist.project_name if dist is not None else None,
+                    version=dist.version if dist is not None else None,
+                    module=type(provider).__module__,
+                ),
+            )
+        for provider in self._code_providers.values():
+            result[provider.name] = (
+                provider,
+                ProviderInfo(provider.name, None, None, type(provider).__module__),
+            )
+        self._providers = result
+        return result
+
+    def providers(self) -> Mapping[str, Provider]:
+        with self._lock:
+            return {name: entry[0] for name, entry in self._load_providers().items()}
+
+    def infos(self) -> dict[str, ProviderInfo]:
+        with self._lock:
+            return {name: entry[1] for name, entry in sorted(self._load_providers().items())}
+
+    def provider(self, name: str, *, path: str | None = None) -> Provider:
+        """The provider called `name`, or a ConfigError listing the installed ones."""
+        with self._lock:
+            loaded = self._load_providers()
+        entry = loaded.get(name)
+        if entry is None:
+            raise ConfigError("unknown provider", path=path, value=name, choices=sorted(loaded))
+        return entry[0]
+
+    def emulators(self) -> Mapping[str, Emulator]:
+        with self._lock:
+            if self._emulators is None:
+                found = self._collect("turnout_register_emulators", "emulators")
+                self._emulators = {emulator.provider: emulator for emulator, _, _ in found}
+            return dict(self._emulators)
+
+    def check_pending(self) -> None:
+        """Fail on hook implementations that match no specification (a typo in a plugin)."""
+        self._pm.check_pending()
+
+
+_default: Plugins | None = None
+_default_lock = threading.Lock()
+
+
+def default_plugins() -> Plugins:
+    """The process-wide plugins, discovered on first use (never at import)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Plugins()
+    return _default
+
+
+def providers() -> dict[str, ProviderInfo]:
+    """The installed providers: `{"meshapi": ProviderInfo(...), ...}`."""
+    return default_plugins().infos()
+
+
+def register_provider(provider: Provider) -> None:
+    """Make a provider (a user's own adapter) available to every router in this process."""
+    default_plugins().add_provider(provider)
+
+
+def register_plugin(plugin: object, name: str | None = None) -> None:
+    """Register a plugin module or object with `@turnout.hookimpl` functions in code."""
+    default_plugins().register(plugin, name)
+
+
+def _reset_default_plugins() -> Callable[[], None]:
+    """For tests: forget the process-wide plugins; returns a function that restores them."""
+    global _default
+    saved, _default = _default, None
+
+    def restore() -> None:
+        global _default
+        _default = saved
+
+    return restore

@@ -1,0 +1,114 @@
+"""The provider abstraction: a pure codec plus, where needed, a multi-step flow.
+
+A provider never touches a socket or an event loop. `chat` and `stream` are
+generators that yield commands (see `turnout._flow`) and receive their results;
+the router drives them with `httpx.Client` or `httpx.AsyncClient`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from ._errors import ErrorKind, ProviderError, error_for
+from ._flow import Emit, Flow, HTTPResponse
+from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment
+from ._normalize import ErrorFields, ErrorTable, extract_openai, normalize
+from ._retry import RetryPolicy
+
+__all__ = ["Provider"]
+
+
+class Provider:
+    """Base class of every provider. Subclasses set the class attributes and `chat`.
+
+    Instances are registered by plugins through the `turnout_register_providers`
+    hook, or by users with `turnout.register_provider(...)`.
+    """
+
+    name: ClassVar[str]
+    default_base_url: ClassVar[str] = ""
+    error_table: ClassVar[ErrorTable] = ErrorTable()
+    retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
+    request_id_headers: ClassVar[Sequence[str]] = ("x-request-id",)
+    # Keys the deployment's options may hold; anything else is a ConfigError.
+    option_names: ClassVar[frozenset[str]] = frozenset()
+
+    # -- configuration -------------------------------------------------------
+
+    def check_deployment(self, deployment: Deployment, path: str) -> None:
+        """Raise ConfigError for a deployment this provider cannot serve.
+
+        `path` names the deployment in the user's configuration
+        (`deployments[2]`); errors append the field to it.
+        """
+        from ._errors import ConfigError
+
+        unknown = sorted(set(deployment.options) - self.option_names)
+        if unknown:
+            raise ConfigError(
+                f"unknown option for provider {self.name!r}"
+                + (f"; known: {', '.join(sorted(self.option_names))}" if self.option_names else ""),
+                path=f"{path}.options.{unknown[0]}",
+                value=unknown[0],
+            )
+
+    def base_url(self, deployment: Deployment) -> str:
+        return (deployment.base_url or self.default_base_url).rstrip("/")
+
+    def auth_headers(self, deployment: Deployment) -> dict[str, str]:
+        key = deployment.key()
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    # -- errors --------------------------------------------------------------
+
+    def extract_error(self, payload: Any) -> ErrorFields:
+        """Pull code, message, ids and hints out of a parsed error body."""
+        return extract_openai(payload)
+
+    def normalize(
+        self,
+        *,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> ProviderError:
+        return normalize(
+            self.name,
+            self.error_table,
+            status=status,
+            headers=headers,
+            body=body,
+            extract=self.extract_error,
+            request_id_headers=self.request_id_headers,
+        )
+
+    def error_from(self, response: HTTPResponse) -> ProviderError:
+        return self.normalize(status=response.status, headers=response.headers, body=response.body)
+
+    def parse_error(self, message: str, response: HTTPResponse | None = None) -> ProviderError:
+        """A body that is not what the gateway documents."""
+        headers = response.headers if response is not None else {}
+        request_id = next((headers[h] for h in self.request_id_headers if h in headers), None)
+        return error_for(
+            ErrorKind.PARSE_ERROR,
+            message,
+            provider=self.name,
+            status=response.status if response is not None else None,
+            request_id=request_id,
+        )
+
+    # -- flows ---------------------------------------------------------------
+
+    def chat(self, deployment: Deployment, request: ChatRequest) -> Flow[ChatResponse]:
+        raise NotImplementedError
+
+    def stream(self, deployment: Deployment, request: ChatRequest) -> Flow[None]:
+        """Stream the answer. By default: the whole answer as one chunk, for
+        gateways that cannot stream (the caller's code stays the same)."""
+        response = yield from self.chat(deployment, request)
+        usage = response.usage
+        yield Emit(ChatChunk(response.content, response.finish_reason, usage, response.request_id))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

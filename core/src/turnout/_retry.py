@@ -1,0 +1,109 @@
+"""Retry policies: whether to repeat a failed call on the same deployment, and when.
+
+Pure: the decision depends only on the error, how many retries were already
+made, whether the call streams, and the random source handed in. The router
+owns the deadline: it falls back or gives up when a delay would overrun it.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from attrs import field, frozen
+
+from ._errors import ErrorKind, ProviderError
+
+__all__ = ["GiveUp", "Retry", "RetryDecision", "RetryPolicy"]
+
+
+@frozen
+class Retry:
+    delay: float
+
+
+@frozen
+class GiveUp:
+    reason: str
+
+
+RetryDecision = Retry | GiveUp
+
+_kinds = frozenset[ErrorKind]
+
+
+def _kind_set(value: object) -> frozenset[ErrorKind] | None:
+    if value is None:
+        return None
+    return frozenset(ErrorKind(v) for v in value)  # type: ignore[attr-defined]
+
+
+def _status_set(value: object) -> frozenset[int] | None:
+    if value is None:
+        return None
+    return frozenset(int(v) for v in value)  # type: ignore[attr-defined]
+
+
+@frozen
+class RetryPolicy:
+    """Exponential backoff with jitter, restricted to what the gateway says is safe.
+
+    `retry_on` limits the kinds retried (None: every retryable kind);
+    `retry_statuses` further limits errors that carry an HTTP status (MeshAPI's
+    SDK retries 502 but not 500). An error whose `retryable` is false is never
+    repeated, and a retry never waits less than the server's `retry_after`.
+    """
+
+    max_retries: int = 2
+    base: float = 0.5
+    cap: float = 8.0
+    multiplier: float = 2.0
+    # "full": uniform in [0, d] (AWS's full jitter); "symmetric": d ± jitter_ratio·d; "none".
+    jitter: Literal["full", "symmetric", "none"] = "full"
+    jitter_ratio: float = 0.25
+    retry_on: frozenset[ErrorKind] | None = field(default=None, converter=_kind_set)
+    retry_statuses: frozenset[int] | None = field(default=None, converter=_status_set)
+    # Some SDKs never repeat a streaming request (its first bytes may have been used).
+    retry_streams: bool = True
+
+    def backoff(self, retry: int, rng: random.Random | None = None) -> float:
+        """The delay before retry number `retry` (0 for the first), jitter applied."""
+        delay = min(self.cap, self.base * self.multiplier**retry)
+        if self.jitter == "none":
+            return delay
+        uniform = (rng or random).uniform
+        if self.jitter == "full":
+            return uniform(0.0, delay)
+        spread = delay * self.jitter_ratio
+        return max(0.0, min(self.cap, uniform(delay - spread, delay + spread)))
+
+    def decide(
+        self,
+        error: ProviderError,
+        retries: int,
+        *,
+        streaming: bool = False,
+        rng: random.Random | None = None,
+    ) -> RetryDecision:
+        """Decide for `error` after `retries` retries on this deployment."""
+        if not error.retryable:
+            return GiveUp("not retryable")
+        if streaming and not self.retry_streams:
+            return GiveUp("the policy does not repeat streams")
+        if retries >= self.max_retries:
+            return GiveUp(f"{self.max_retries} retries used")
+        if self.retry_on is not None and error.kind not in self.retry_on:
+            return GiveUp(f"the policy does not retry {error.kind.value}")
+        if (
+            self.retry_statuses is not None
+            and error.status is not None
+            and error.status not in self.retry_statuses
+        ):
+            return GiveUp(f"the policy does not retry HTTP {error.status}")
+        delay = self.backoff(retries, rng)
+        if error.retry_after is not None and error.retry_after > delay:
+            delay = error.retry_after
+        return Retry(delay)
+
+
+NO_RETRY = RetryPolicy(max_retries=0)

@@ -1,0 +1,324 @@
+"""Emulators: gateways' wire formats, reproduced without the gateways.
+
+Each provider plugin ships an `Emulator` (registered through the
+`turnout_register_emulators` hook) that answers an `EmulatedRequest` exactly
+as its gateway would, and renders every documented error on demand. Faults
+(`Fault`) make it fail the way gateways fail: error statuses, in-band error
+frames, dropped connections, HTML pages from a proxy, malformed bodies.
+
+Unit tests mount emulators on an httpx `MockTransport` (`mock_transport`);
+the fake-gateway server serves the same emulators over real HTTP.
+This module is not imported by `import turnout`.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import httpx
+from attrs import field, frozen
+
+__all__ = [
+    "NO_FAULT",
+    "EmulatedRequest",
+    "EmulatedResponse",
+    "Emulator",
+    "Fault",
+    "html_page",
+    "mock_transport",
+    "sse",
+]
+
+
+@frozen
+class EmulatedRequest:
+    method: str
+    # The path as sent (the emulator matches on its suffix: base URLs carry prefixes).
+    path: str
+    headers: Mapping[str, str] = field(factory=dict)
+    body: bytes = b""
+    query: Mapping[str, str] = field(factory=dict)
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
+    def bearer(self) -> str | None:
+        value = self.headers.get("authorization", "")
+        return value[7:] if value.lower().startswith("bearer ") else None
+
+
+@frozen
+class EmulatedResponse:
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    # For streams: pieces written one by one (each usually one SSE event).
+    chunks: tuple[bytes, ...] | None = None
+    # Cut the connection (an incomplete transfer) after this many chunks.
+    drop_after: int | None = None
+
+    @classmethod
+    def json(
+        cls, status: int, payload: Any, headers: Sequence[tuple[str, str]] = ()
+    ) -> EmulatedResponse:
+        body = json.dumps(payload).encode()
+        return cls(status, (("content-type", "application/json"), *headers), body)
+
+    @classmethod
+    def stream(
+        cls,
+        chunks: Sequence[bytes],
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        drop_after: int | None = None,
+        status: int = 200,
+    ) -> EmulatedResponse:
+        all_headers = (("content-type", "text/event-stream"), ("cache-control", "no-cache"), *headers)
+        return cls(status, all_headers, b"", tuple(chunks), drop_after)
+
+    def header(self, name: str) -> str | None:
+        lower = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lower), None)
+
+    def text(self) -> str:
+        body = self.body if self.chunks is None else b"".join(self.chunks)
+        return body.decode("utf-8", errors="replace")
+
+
+@frozen
+class Fault:
+    """How to fail one request. Fields combine; the first that applies wins:
+    `html`, then `error`, then `malformed`; the stream faults apply to a success."""
+
+    # A provider code, or an ErrorKind value the emulator renders with its own code.
+    error: str | None = None
+    retry_after: float | None = None
+    # An HTML page with this status, as a proxy in front of the gateway sends it.
+    html: int | None = None
+    # A 200 whose body is not what the gateway documents.
+    malformed: bool = False
+    # In-band error frame (provider code or kind) after this many content chunks.
+    stream_error: str | None = None
+    stream_error_after: int = 0
+    # Cut the connection after this many content chunks (an interrupted stream).
+    drop_after: int | None = None
+    # Seconds to wait before answering, and before the first byte of a body (servers only).
+    latency: float = 0.0
+    first_byte_delay: float = 0.0
+
+
+NO_FAULT = Fault()
+
+
+def sse(data: Any, *, event: str | None = None) -> bytes:
+    """One server-sent event; dicts and lists are sent as JSON."""
+    text = data if isinstance(data, str) else json.dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return (head + "".join(f"data: {line}\n" for line in text.split("\n")) + "\n").encode()
+
+
+def html_page(status: int) -> EmulatedResponse:
+    """The kind of page nginx or a load balancer sends when the gateway is down."""
+    body = (
+        f"<html>\r\n<head><title>{status} Bad Gateway</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status} Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    ).encode()
+    return EmulatedResponse(status, (("content-type", "text/html"), ("server", "nginx")), body)
+
+
+class Emulator(abc.ABC):
+    """One gateway's wire format. Subclasses implement `respond`, `render_error`
+    and `error_names`; `handle` applies faults first."""
+
+    provider: ClassVar[str]
+
+    def handle(self, request: EmulatedRequest, fault: Fault | None = None) -> EmulatedResponse:
+        fault = fault or NO_FAULT
+        if fault.html is not None:
+            return html_page(fault.html)
+        if fault.error is not None:
+            return self.render_error(fault.error, retry_after=fault.retry_after)
+        if fault.malformed:
+            return self.render_malformed(request)
+        return self.respond(request, fault)
+
+    @abc.abstractmethod
+    def respond(self, request: EmulatedRequest, fault: Fault) -> EmulatedResponse:
+        """Answer as the gateway does when it works, applying the stream faults."""
+
+    @abc.abstractmethod
+    def render_error(
+        self, error: str, *, retry_after: float | None = None, request_id: str | None = None
+    ) -> EmulatedResponse:
+        """The gateway's response for one of its documented errors (a code or a kind)."""
+
+    @abc.abstractmethod
+    def error_names(self) -> Sequence[str]:
+        """Every error this emulator can render: its codes, or statuses as strings."""
+
+    def render_malformed(self, request: EmulatedRequest) -> EmulatedResponse:
+        return EmulatedResponse.json(200, {"unexpected": ["not", "a", "completion"]})
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        """Split an answer into stream deltas (words with their following space)."""
+        parts = text.split(" ")
+        return [p + " " for p in parts[:-1]] + [parts[-1]]
+
+    @staticmethod
+    def echo(request: EmulatedRequest) -> str:
+        """The deterministic answer: the last user message, echoed."""
+        payload = request.json()
+        messages = payload.get("messages") if isinstance(payload, Mapping) else None
+        if isinstance(payload, Mapping) and not messages and isinstance(payload.get("input"), Mapping):
+            messages = payload["input"].get("messages")
+        last = ""
+        if isinstance(messages, list):
+            for message in messages:
+                if isinstance(message, Mapping) and isinstance(message.get("content"), str):
+                    last = message["content"]
+        return f"echo: {last}"
+
+
+FaultSource = Fault | Callable[[EmulatedRequest], Fault | None] | None
+
+
+def mock_transport(emulators: Mapping[str, Emulator], faults: FaultSource = None) -> httpx.MockTransport:
+    """An httpx transport that answers every request with the emulator for its host.
+
+    `emulators` maps a host (`"meshapi.test"`) to an emulator; `faults` is one
+    fault for every request or a function choosing one per request. A
+    `drop_after` response raises `httpx.RemoteProtocolError` mid-body, as a
+    real dropped connection does.
+    """
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        emulator = emulators.get(request.url.host)
+        if emulator is None:
+            raise httpx.ConnectError(f"no emulator for host {request.url.host!r}", request=request)
+        emulated = EmulatedRequest(
+            method=request.method,
+            path=request.url.path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=request.read(),
+            query=dict(request.url.params),
+        )
+        fault = faults(emulated) if callable(faults) else faults
+        reply = emulator.handle(emulated, fault)
+        if reply.chunks is None:
+            return httpx.Response(reply.status, headers=list(reply.headers), content=reply.body)
+        return httpx.Response(
+            reply.status, headers=list(reply.headers), stream=_ChunkStream(reply.chunks, reply.drop_after)
+        )
+
+    return httpx.MockTransport(handler)
+
+
+class _ChunkStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that can break mid-transfer, for sync and async clients."""
+
+    def __init__(self, chunks: Sequence[bytes], drop_after: int | None) -> None:
+        self._chunks = chunks
+        self._drop_after = drop_after
+
+    def _pieces(self) -> Iterator[bytes]:
+        for index, chunk in enumerate(self._chunks):
+            if self._drop_after is not None and index >= self._drop_after:
+                raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+            yield chunk
+        if self._drop_after is not None and self._drop_after >= len(self._chunks):
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._pieces()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces():
+            yield piece
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+class OpenAIEmulator(Emulator):
+    """An OpenAI-compatible gateway: `POST ...{chat_path}`, JSON completions and
+    `chat.completion.chunk` SSE streams ending in `data: [DONE]`.
+
+    Gateway emulators subclass it and implement `render_error`, `error_names`
+    and, when their in-band error frames differ, `error_frame`.
+    """
+
+    chat_path: ClassVar[str] = "/chat/completions"
+    model_prefix: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self._counter = 0
+
+    def next_id(self) -> str:
+        self._counter += 1
+        return f"req_{self.provider}_{self._counter:06d}"
+
+    def respond(self, request: EmulatedRequest, fault: Fault) -> EmulatedResponse:
+        if request.method != "POST" or not request.path.endswith(self.chat_path):
+            return self.render_error("not_found")
+        payload = request.json()
+        if not isinstance(payload, Mapping) or not isinstance(payload.get("messages"), list):
+            return self.render_error("bad_request")
+        request_id = self.next_id()
+        model = str(payload.get("model", "model"))
+        text = self.echo(request)
+        if payload.get("stream"):
+            return self.stream_reply(text, model, request_id, fault)
+        completion = {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": len(text.split()), "total_tokens": 5 + len(text.split())},
+        }
+        return EmulatedResponse.json(200, completion, (("x-request-id", request_id),))
+
+    def chunk(self, model: str, request_id: str, delta: str | None, finish: str | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [
+                {"index": 0, "delta": {} if delta is None else {"content": delta}, "finish_reason": finish}
+            ],
+        }
+        return sse(body)
+
+    def stream_reply(self, text: str, model: str, request_id: str, fault: Fault) -> EmulatedResponse:
+        pieces = self.words(text)
+        chunks = [self.chunk(model, request_id, piece) for piece in pieces]
+        if fault.stream_error is not None:
+            at = min(fault.stream_error_after, len(chunks))
+            chunks = [*chunks[:at], self.error_frame(fault.stream_error, request_id)]
+        else:
+            chunks.append(self.chunk(model, request_id, None, "stop"))
+            chunks.append(b"data: [DONE]\n\n")
+        return EmulatedResponse.stream(
+            chunks, headers=(("x-request-id", request_id),), drop_after=fault.drop_after
+        )
+
+    def error_frame(self, error: str, request_id: str) -> bytes:
+        """The in-band frame reporting `error` mid-stream: by default, the
+        gateway's error body as one `data:` event."""
+        rendered = self.render_error(error, request_id=request_id)
+        return b"data: " + rendered.body + b"\n\n"
