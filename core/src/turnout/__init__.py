@@ -50,8 +50,10 @@ from ._models import (
 
 if TYPE_CHECKING:
     from ._errors import KIND_RULES, KindRule
+    from ._drivers import arun_flow, astream_flow, run_flow, stream_flow
     from ._flow import (
         READ_EVENT,
+        CallAbandoned,
         Emit,
         Flow,
         HTTPRequest,
@@ -83,6 +85,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "CallAbandoned",
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
@@ -134,12 +137,16 @@ __all__ = [
     "UpstreamError",
     "Usage",
     "ValidationError",
+    "arun_flow",
+    "astream_flow",
     "extract_openai",
     "hookimpl",
     "normalize_error",
     "providers",
     "register_plugin",
     "register_provider",
+    "run_flow",
+    "stream_flow",
 ]
 
 # Names loaded on first access, and the private module each lives in.
@@ -147,6 +154,11 @@ _LAZY = {
     "KIND_RULES": "_errors",
     "KindRule": "_errors",
     "READ_EVENT": "_flow",
+    "CallAbandoned": "_flow",
+    "run_flow": "_drivers",
+    "stream_flow": "_drivers",
+    "arun_flow": "_drivers",
+    "astream_flow": "_drivers",
     "Emit": "_flow",
     "Flow": "_flow",
     "HTTPRequest": "_flow",

@@ -21,6 +21,7 @@ from httpx_sse import EventSource, ServerSentEvent
 from ._errors import ErrorKind, ProviderError, error_for
 from ._flow import (
     ERROR_BODY_LIMIT,
+    CallAbandoned,
     Emit,
     Flow,
     HTTPResponse,
@@ -34,7 +35,7 @@ from ._models import ChatChunk
 from ._normalize import truncate
 from ._routing import deadline_error
 
-__all__ = ["AsyncDriver", "CallAbandoned", "SyncDriver", "transport_error"]
+__all__ = ["AsyncDriver", "SyncDriver", "arun_flow", "astream_flow", "run_flow", "stream_flow", "transport_error"]
 
 # Timeout for best-effort cleanup requests sent after the deadline or a cancellation.
 CLEANUP_TIMEOUT = 5.0
@@ -50,10 +51,6 @@ _TRANSPORT_KINDS: tuple[tuple[type[Exception], ErrorKind, ErrorKind], ...] = (
 )
 # Their messages may quote what was sent (a header value is the key): say only the type.
 _OPAQUE = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL)
-
-
-class CallAbandoned(BaseException):
-    """Thrown into a flow whose caller went away, so it can clean up (cancel a job)."""
 
 
 def transport_error(exc: Exception, *, streaming: bool) -> ProviderError:
@@ -386,3 +383,50 @@ class AsyncDriver(_Base):
         if self.response is not None:
             response, self.response = self.response, None
             await response.aclose()
+
+
+def run_flow(
+    flow: Flow[Any], client: httpx.Client, *, deadline: float = 600.0, timeout: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Any:
+    """Drive one flow to its result with `client`, outside any router (a job session, say).
+
+    Errors the flow raises propagate; no retry or fallback is added.
+    """
+    driver = SyncDriver(client, clock() + deadline, deadline, timeout, clock)
+    run = driver.run(flow)
+    try:
+        chunk = next(run)
+    except StopIteration as done:
+        return done.value
+    run.close()
+    raise TypeError(f"run_flow cannot drive a flow that emits chunks (got {chunk!r}); use stream_flow")
+
+
+def stream_flow(
+    flow: Flow[Any], client: httpx.Client, *, deadline: float = 600.0, timeout: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Generator[ChatChunk, None, Any]:
+    """Drive a streaming flow: yields its chunks, returns its result. Close it to abandon."""
+    return SyncDriver(client, clock() + deadline, deadline, timeout, clock).run(flow)
+
+
+async def arun_flow(
+    flow: Flow[Any], client: httpx.AsyncClient, *, deadline: float = 600.0, timeout: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Any:
+    """`run_flow` for asyncio."""
+    out: list[Any] = []
+    run = AsyncDriver(client, clock() + deadline, deadline, timeout, clock).run(flow, out)
+    async for chunk in run:
+        await run.aclose()
+        raise TypeError(f"arun_flow cannot drive a flow that emits chunks (got {chunk!r}); use astream_flow")
+    return out[0]
+
+
+def astream_flow(
+    flow: Flow[Any], client: httpx.AsyncClient, out: list[Any], *, deadline: float = 600.0,
+    timeout: float = 60.0, clock: Callable[[], float] = time.monotonic,
+) -> AsyncGenerator[ChatChunk, None]:
+    """Drive a streaming flow with asyncio: yields its chunks; its result is appended to `out`."""
+    return AsyncDriver(client, clock() + deadline, deadline, timeout, clock).run(flow, out)

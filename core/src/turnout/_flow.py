@@ -25,6 +25,7 @@ from attrs import field, frozen
 from ._models import ChatChunk
 
 __all__ = [
+    "CallAbandoned",
     "DEFAULT_MAX_BODY",
     "ERROR_BODY_LIMIT",
     "READ_EVENT",
@@ -153,6 +154,11 @@ class Sleep:
 @frozen
 class Emit:
     chunk: ChatChunk
+
+
+class CallAbandoned(BaseException):  # noqa: N818 - a signal, like GeneratorExit
+    """Thrown into a flow whose caller went away (task cancelled, stream closed early,
+    KeyboardInterrupt), so it can yield `Send(..., cleanup=True)` requests before it ends."""
 
 
 Command = Send | OpenStream | ReadBody | ReadEvent | Sleep | Emit

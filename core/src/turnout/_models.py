@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -98,6 +99,9 @@ class ChatRequest:
     messages: tuple[Message, ...] = field(converter=_to_messages)
     # Sampling parameters passed through to the gateway (temperature, max_tokens, ...).
     params: Mapping[str, Any] = field(factory=dict, converter=_to_mapping)
+    # One id per logical call, the same on every retry and fallback of it: what
+    # idempotency keys are made from.
+    call_id: str = field(factory=lambda: secrets.token_hex(16))
 
 
 @frozen
