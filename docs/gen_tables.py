@@ -29,7 +29,9 @@ def kinds_table() -> str:
     ]
     for kind, rule in KIND_RULES.items():
         parents = [c.__name__ for c in rule.exception.__mro__[1:] if c.__module__.startswith("turnout")]
-        exc = f"`{rule.exception.__name__}`" + (f" ({parents[0]})" if parents and parents[0] != "ProviderError" else "")
+        exc = f"`{rule.exception.__name__}`" + (
+            f" ({parents[0]})" if parents and parents[0] != "ProviderError" else ""
+        )
         cooldown = f"{rule.cooldown / 60:g} min" if rule.cooldown else ""
         lines.append(
             f"| `{kind.value}` | {exc} | {yes_no(rule.retryable)} | {rule.fallback.value} | "
@@ -41,7 +43,11 @@ def kinds_table() -> str:
 def status_table() -> str:
     lines = ["| status | kind |", "|---|---|"]
     lines += [f"| {status} | `{kind.value}` |" for status, kind in sorted(STATUS_KINDS.items())]
-    lines += ["| other 4xx | `bad_request` |", "| other 5xx | `server_error` |", "| 3xx (never followed) | `upstream_error` |"]
+    lines += [
+        "| other 4xx | `bad_request` |",
+        "| other 5xx | `server_error` |",
+        "| 3xx (never followed) | `upstream_error` |",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -56,12 +62,19 @@ def provider_table(provider: turnout.Provider) -> str:
     for code, rule in table.codes.items():
         retryable = rule.retryable if rule.retryable is not None else KIND_RULES[rule.kind].retryable
         status = "" if rule.status is None else str(rule.status)
-        lines.append(f"| `{code}` | {status} | `{rule.kind.value}` | {yes_no(retryable)} | {fallback_word(rule.kind)} |")
+        fallback = fallback_word(rule.kind)
+        lines.append(f"| `{code}` | {status} | `{rule.kind.value}` | {yes_no(retryable)} | {fallback} |")
     if table.statuses:
         lines += ["", "Status overrides (when the body names no code):", "", "| status | kind |", "|---|---|"]
         lines += [f"| {s} | `{k.value}` |" for s, k in sorted(table.statuses.items())]
     if table.message_rules:
-        lines += ["", "Wording rules (when the body names no code):", "", "| pattern | statuses | kind |", "|---|---|---|"]
+        lines += [
+            "",
+            "Wording rules (when the body names no code):",
+            "",
+            "| pattern | statuses | kind |",
+            "|---|---|---|",
+        ]
         for mr in table.message_rules:
             statuses = ", ".join(str(s) for s in sorted(mr.statuses)) if mr.statuses else "any"
             lines.append(f"| `{mr.pattern.pattern}` | {statuses} | `{mr.kind.value}` |")
@@ -73,7 +86,11 @@ def provider_table(provider: turnout.Provider) -> str:
         f"{policy.jitter} jitter"
         + (f" (±{policy.jitter_ratio:.0%})" if policy.jitter == "symmetric" else "")
         + (f", on {', '.join(sorted(k.value for k in policy.retry_on))}" if policy.retry_on else "")
-        + (f", statuses {', '.join(str(s) for s in sorted(policy.retry_statuses))}" if policy.retry_statuses else "")
+        + (
+            f", statuses {', '.join(str(s) for s in sorted(policy.retry_statuses))}"
+            if policy.retry_statuses
+            else ""
+        )
         + ("" if policy.retry_streams else ", never for streams")
         + "; never less than the server's retry-after.",
     ]

@@ -49,8 +49,8 @@ from ._models import (
 )
 
 if TYPE_CHECKING:
-    from ._errors import KIND_RULES, KindRule
     from ._drivers import arun_flow, astream_flow, run_flow, stream_flow
+    from ._errors import KIND_RULES, KindRule
     from ._flow import (
         READ_EVENT,
         CallAbandoned,
@@ -216,6 +216,8 @@ def normalize_error(
     nothing is sent. `body` may be bytes, str or already-parsed JSON."""
     from ._plugins import default_plugins
 
-    return default_plugins().provider(provider, path="provider").normalize(
-        status=status, headers=dict(headers or {}), body=body
+    return (
+        default_plugins()
+        .provider(provider, path="provider")
+        .normalize(status=status, headers=dict(headers or {}), body=body)
     )

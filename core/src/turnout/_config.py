@@ -20,7 +20,6 @@ from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
-    IterableValidationNote,
 )
 
 from ._errors import ConfigError
@@ -110,7 +109,7 @@ def _resolve_key(value: str | None, path: str) -> Secret | None:
     if value is None:
         return None
     if value.startswith(ENV_PREFIX):
-        name = value[len(ENV_PREFIX):]
+        name = value[len(ENV_PREFIX) :]
         found = os.environ.get(name)
         if not found:
             raise ConfigError(f"environment variable {name} is not set", path=path, show_value=False)
@@ -140,7 +139,11 @@ def _make_converter() -> cattrs.Converter:
         # `routes = { chat = ["a", "b"] }` is shorthand for a table with `deployments`.
         if isinstance(value, list):
             value = {"deployments": value}
-        return converter.structure_attrs_fromdict(value, RouteConfig) if isinstance(value, Mapping) else _bad(value)
+        return (
+            converter.structure_attrs_fromdict(value, RouteConfig)
+            if isinstance(value, Mapping)
+            else _bad(value)
+        )
 
     converter.register_structure_hook(RouteConfig, route)
     return converter
@@ -160,11 +163,9 @@ def _flatten(exc: BaseException, path: str) -> tuple[str, BaseException]:
         for sub, note in with_notes:
             if isinstance(note, AttributeValidationNote):
                 return _flatten(sub, f"{path}.{note.name}" if path else note.name)
-            if isinstance(note, IterableValidationNote):
-                return _flatten(sub, f"{path}[{note.index}]")
-            return _flatten(sub, path)
-        for sub in without:
-            return _flatten(sub, path)
+            return _flatten(sub, f"{path}[{note.index}]")
+        if without:
+            return _flatten(without[0], path)
     return path, exc
 
 

@@ -35,7 +35,15 @@ from ._models import ChatChunk
 from ._normalize import truncate
 from ._routing import deadline_error
 
-__all__ = ["AsyncDriver", "SyncDriver", "arun_flow", "astream_flow", "run_flow", "stream_flow", "transport_error"]
+__all__ = [
+    "AsyncDriver",
+    "SyncDriver",
+    "arun_flow",
+    "astream_flow",
+    "run_flow",
+    "stream_flow",
+    "transport_error",
+]
 
 # Timeout for best-effort cleanup requests sent after the deadline or a cancellation.
 CLEANUP_TIMEOUT = 5.0
@@ -72,7 +80,9 @@ def _timeout(seconds: float) -> httpx.Timeout:
 
 
 class _Base:
-    def __init__(self, deadline_at: float, deadline: float, timeout: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, deadline_at: float, deadline: float, timeout: float, clock: Callable[[], float]
+    ) -> None:
         self.deadline_at = deadline_at
         self.deadline = deadline
         self.timeout = timeout
@@ -87,7 +97,9 @@ class _Base:
             raise deadline_error(self.deadline)
         return min(endpoint or self.timeout, left)
 
-    def build(self, client: httpx.Client | httpx.AsyncClient, command: Send | OpenStream, cleanup: bool) -> httpx.Request:
+    def build(
+        self, client: httpx.Client | httpx.AsyncClient, command: Send | OpenStream, cleanup: bool
+    ) -> httpx.Request:
         request = command.request
         return client.build_request(
             request.method,
@@ -114,8 +126,14 @@ class _Base:
 class SyncDriver(_Base):
     """Performs a flow with an `httpx.Client`; `run` yields the chunks it emits."""
 
-    def __init__(self, client: httpx.Client, deadline_at: float, deadline: float, timeout: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        deadline_at: float,
+        deadline: float,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(deadline_at, deadline, timeout, clock)
         self.client = client
         self.events: Iterator[ServerSentEvent] | None = None
@@ -249,8 +267,14 @@ class SyncDriver(_Base):
 class AsyncDriver(_Base):
     """Performs a flow with an `httpx.AsyncClient`; `run` yields the chunks it emits."""
 
-    def __init__(self, client: httpx.AsyncClient, deadline_at: float, deadline: float, timeout: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        deadline_at: float,
+        deadline: float,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(deadline_at, deadline, timeout, clock)
         self.client = client
         self.events: AsyncIterator[ServerSentEvent] | None = None
@@ -386,7 +410,11 @@ class AsyncDriver(_Base):
 
 
 def run_flow(
-    flow: Flow[Any], client: httpx.Client, *, deadline: float = 600.0, timeout: float = 60.0,
+    flow: Flow[Any],
+    client: httpx.Client,
+    *,
+    deadline: float = 600.0,
+    timeout: float = 60.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> Any:
     """Drive one flow to its result with `client`, outside any router (a job session, say).
@@ -404,7 +432,11 @@ def run_flow(
 
 
 def stream_flow(
-    flow: Flow[Any], client: httpx.Client, *, deadline: float = 600.0, timeout: float = 60.0,
+    flow: Flow[Any],
+    client: httpx.Client,
+    *,
+    deadline: float = 600.0,
+    timeout: float = 60.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> Generator[ChatChunk, None, Any]:
     """Drive a streaming flow: yields its chunks, returns its result. Close it to abandon."""
@@ -412,7 +444,11 @@ def stream_flow(
 
 
 async def arun_flow(
-    flow: Flow[Any], client: httpx.AsyncClient, *, deadline: float = 600.0, timeout: float = 60.0,
+    flow: Flow[Any],
+    client: httpx.AsyncClient,
+    *,
+    deadline: float = 600.0,
+    timeout: float = 60.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> Any:
     """`run_flow` for asyncio."""
@@ -425,8 +461,13 @@ async def arun_flow(
 
 
 def astream_flow(
-    flow: Flow[Any], client: httpx.AsyncClient, out: list[Any], *, deadline: float = 600.0,
-    timeout: float = 60.0, clock: Callable[[], float] = time.monotonic,
+    flow: Flow[Any],
+    client: httpx.AsyncClient,
+    out: list[Any],
+    *,
+    deadline: float = 600.0,
+    timeout: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncGenerator[ChatChunk, None]:
     """Drive a streaming flow with asyncio: yields its chunks; its result is appended to `out`."""
     return AsyncDriver(client, clock() + deadline, deadline, timeout, clock).run(flow, out)

@@ -316,16 +316,12 @@ _A, _N = Fallback.ALWAYS, Fallback.NEVER
 KIND_RULES: Mapping[ErrorKind, KindRule] = {
     ErrorKind.AUTHENTICATION: KindRule(AuthenticationError, False, _A, False, _LONG_COOLDOWN),
     ErrorKind.PERMISSION_DENIED: KindRule(PermissionDeniedError, False, _A, False, _LONG_COOLDOWN),
-    ErrorKind.INSUFFICIENT_CREDITS: KindRule(
-        InsufficientCreditsError, False, _A, False, _LONG_COOLDOWN
-    ),
+    ErrorKind.INSUFFICIENT_CREDITS: KindRule(InsufficientCreditsError, False, _A, False, _LONG_COOLDOWN),
     ErrorKind.NOT_FOUND: KindRule(NotFoundError, False, _N, False),
     ErrorKind.MODEL_NOT_FOUND: KindRule(ModelNotFoundError, False, _A, False),
     ErrorKind.BAD_REQUEST: KindRule(BadRequestError, False, _N, False),
     ErrorKind.VALIDATION: KindRule(ValidationError, False, _N, False),
-    ErrorKind.CONTENT_FILTERED: KindRule(
-        ContentFilterError, False, Fallback.CONTENT_POLICY_ROUTE, False
-    ),
+    ErrorKind.CONTENT_FILTERED: KindRule(ContentFilterError, False, Fallback.CONTENT_POLICY_ROUTE, False),
     ErrorKind.CONTEXT_LENGTH_EXCEEDED: KindRule(
         ContextLengthError, False, Fallback.CONTEXT_WINDOW_ROUTE, False
     ),
@@ -335,9 +331,7 @@ KIND_RULES: Mapping[ErrorKind, KindRule] = {
     ErrorKind.SERVER_ERROR: KindRule(InternalServerError, True, _A, True),
     ErrorKind.UPSTREAM_ERROR: KindRule(UpstreamError, True, _A, True),
     ErrorKind.UNAVAILABLE: KindRule(ServiceUnavailableError, True, _A, True),
-    ErrorKind.STREAM_INTERRUPTED: KindRule(
-        StreamInterruptedError, False, Fallback.BEFORE_FIRST_CHUNK, True
-    ),
+    ErrorKind.STREAM_INTERRUPTED: KindRule(StreamInterruptedError, False, Fallback.BEFORE_FIRST_CHUNK, True),
     ErrorKind.PARSE_ERROR: KindRule(ResponseParseError, True, _A, True),
 }
 

@@ -156,7 +156,7 @@ class Emit:
     chunk: ChatChunk
 
 
-class CallAbandoned(BaseException):  # noqa: N818 - a signal, like GeneratorExit
+class CallAbandoned(BaseException):
     """Thrown into a flow whose caller went away (task cancelled, stream closed early,
     KeyboardInterrupt), so it can yield `Send(..., cleanup=True)` requests before it ends."""
 

@@ -18,7 +18,7 @@ import http
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from attrs import field, frozen
@@ -93,15 +93,21 @@ class CodeRule:
     description: str = ""
 
 
+def _compile(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
+    return pattern if isinstance(pattern, re.Pattern) else re.compile(pattern, re.IGNORECASE)
+
+
+def _statuses(value: Iterable[int] | None) -> frozenset[int] | None:
+    return None if value is None else frozenset(value)
+
+
 @frozen
 class MessageRule:
     """Classify by wording when the gateway gives no code (e.g. 403 "credits")."""
 
-    pattern: re.Pattern[str] = field(converter=lambda p: re.compile(p, re.IGNORECASE))
+    pattern: re.Pattern[str] = field(converter=_compile)
     kind: ErrorKind
-    statuses: frozenset[int] | None = field(
-        default=None, converter=lambda s: None if s is None else frozenset(s)
-    )
+    statuses: frozenset[int] | None = field(default=None, converter=_statuses)
 
     def matches(self, status: int | None, message: str) -> bool:
         if self.statuses is not None and status not in self.statuses:
@@ -307,8 +313,8 @@ def normalize(
         fields = extract(payload) if payload is not None else ErrorFields()
     except Exception:  # an extractor must not turn a gateway error into a crash
         fields = ErrorFields()
-    if not isinstance(fields, ErrorFields):
-        fields = ErrorFields()
+    if not isinstance(fields, ErrorFields):  # a plugin's extractor returned the wrong type
+        fields = ErrorFields()  # type: ignore[unreachable]
     kind, rule = table.kind_for(status, fields)
     message = fields.message or _text_message(text)
     if not message:

@@ -124,7 +124,9 @@ class OpenAICompatible(Provider):
         if content is None:
             raise self.parse_error("the response's message has no text content", response)
         finish = choice.get("finish_reason")
-        request_id = next((response.headers[h] for h in self.request_id_headers if h in response.headers), None)
+        request_id = next(
+            (response.headers[h] for h in self.request_id_headers if h in response.headers), None
+        )
         body_id = payload.get("id")
         model = payload.get("model")
         return ChatResponse(

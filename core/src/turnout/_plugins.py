@@ -77,7 +77,7 @@ class Plugins:
             plugin_name = self._pm.get_name(impl.plugin) or repr(impl.plugin)
             items: list[Any] = []
             try:
-                impl.function(**{arg: items.append for arg in impl.argnames})
+                impl.function(**dict.fromkeys(impl.argnames, items.append))
             except Exception as exc:
                 raise TurnoutError(f"plugin {plugin_name!r} failed to register its {kind}: {exc}") from exc
             found.extend((item, plugin_name, impl.plugin) for item in items)

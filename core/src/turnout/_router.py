@@ -31,8 +31,13 @@ class _Configurable(RouterCore):
         return cls(**{**config.router_kwargs(), **overrides})
 
     def _start(
-        self, messages: MessagesIn, model: str | None, deadline: float | None, params: dict[str, Any],
-        *, stream: bool,
+        self,
+        messages: MessagesIn,
+        model: str | None,
+        deadline: float | None,
+        params: dict[str, Any],
+        *,
+        stream: bool,
     ) -> tuple[Any, CallRecord, float, float]:
         limit = self.deadline if deadline is None else float(deadline)
         request = ChatRequest(messages, params)
@@ -46,16 +51,22 @@ class _Configurable(RouterCore):
 class Router(_Configurable):
     """The synchronous router, over one pooled `httpx.Client`. Thread-safe."""
 
-    def __init__(self, *args: Any, http_client: httpx.Client | None = None,
-                 transport: httpx.BaseTransport | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        http_client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._owns_client = http_client is None
         self._client = http_client or httpx.Client(
             transport=transport, follow_redirects=False, limits=_LIMITS, headers=_HEADERS
         )
 
-    def chat(self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None,
-             **params: Any) -> ChatResponse:
+    def chat(
+        self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
+    ) -> ChatResponse:
         """Send one chat call through the route `model` (a route or deployment name)."""
         flow, _, deadline_at, limit = self._start(messages, model, deadline, params, stream=False)
         driver = SyncDriver(self._client, deadline_at, limit, self.timeout, self._clock)
@@ -67,8 +78,9 @@ class Router(_Configurable):
             return result
         raise RuntimeError("a chat flow emitted a chunk")  # pragma: no cover
 
-    def stream(self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None,
-               **params: Any) -> Stream:
+    def stream(
+        self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
+    ) -> Stream:
         """A stream of chunks; it falls back until its first chunk reaches you."""
         flow, record, deadline_at, limit = self._start(messages, model, deadline, params, stream=True)
         driver = SyncDriver(self._client, deadline_at, limit, self.timeout, self._clock)
@@ -88,16 +100,22 @@ class Router(_Configurable):
 class AsyncRouter(_Configurable):
     """The asyncio router, over one pooled `httpx.AsyncClient`. Safe to share between tasks."""
 
-    def __init__(self, *args: Any, http_client: httpx.AsyncClient | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient(
             transport=transport, follow_redirects=False, limits=_LIMITS, headers=_HEADERS
         )
 
-    async def chat(self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None,
-                   **params: Any) -> ChatResponse:
+    async def chat(
+        self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
+    ) -> ChatResponse:
         flow, _, deadline_at, limit = self._start(messages, model, deadline, params, stream=False)
         driver = AsyncDriver(self._client, deadline_at, limit, self.timeout, self._clock)
         out: list[ChatResponse] = []
@@ -105,8 +123,9 @@ class AsyncRouter(_Configurable):
             raise RuntimeError("a chat flow emitted a chunk")
         return out[0]
 
-    def stream(self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None,
-               **params: Any) -> AsyncStream:
+    def stream(
+        self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
+    ) -> AsyncStream:
         flow, record, deadline_at, limit = self._start(messages, model, deadline, params, stream=True)
         driver = AsyncDriver(self._client, deadline_at, limit, self.timeout, self._clock)
         out: list[ChatResponse] = []
@@ -166,15 +185,18 @@ class Stream(_StreamBase):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
 class AsyncStream(_StreamBase):
     """`async for` over `ChatChunk`s; use `async with` so the connection is closed."""
 
-    def __init__(self, run: AsyncGenerator[ChatChunk, None], record: CallRecord, out: list[ChatResponse]) -> None:
+    def __init__(
+        self, run: AsyncGenerator[ChatChunk, None], record: CallRecord, out: list[ChatResponse]
+    ) -> None:
         super().__init__(record)
         self._run = run
         self._out = out
@@ -196,6 +218,7 @@ class AsyncStream(_StreamBase):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()

@@ -175,9 +175,7 @@ class RouterCore:
                 raise ConfigError("a route needs at least one deployment", path=f"{path}.deployments")
             for i, dep in enumerate(route.deployments):
                 if dep not in self._targets:
-                    raise ConfigError(
-                        "unknown deployment", path=f"{path}.deployments[{i}]", value=dep
-                    )
+                    raise ConfigError("unknown deployment", path=f"{path}.deployments[{i}]", value=dep)
             if route.strategy not in STRATEGIES:
                 raise ConfigError(
                     f"unknown strategy; known: {', '.join(sorted(STRATEGIES))}",
@@ -210,7 +208,9 @@ class RouterCore:
         if model in self._targets:
             return Route(model, (model,))
         known = sorted({*self._routes, *self._targets})
-        raise ConfigError(f"no route or deployment of that name; known: {', '.join(known)}", path="model", value=model)
+        raise ConfigError(
+            f"no route or deployment of that name; known: {', '.join(known)}", path="model", value=model
+        )
 
     # -- planning ------------------------------------------------------------
 

@@ -65,9 +65,7 @@ class EmulatedResponse:
     drop_after: int | None = None
 
     @classmethod
-    def json(
-        cls, status: int, payload: Any, headers: Sequence[tuple[str, str]] = ()
-    ) -> EmulatedResponse:
+    def json(cls, status: int, payload: Any, headers: Sequence[tuple[str, str]] = ()) -> EmulatedResponse:
         body = json.dumps(payload).encode()
         return cls(status, (("content-type", "application/json"), *headers), body)
 
@@ -232,7 +230,9 @@ class _ChunkStream(httpx.SyncByteStream, httpx.AsyncByteStream):
     def _pieces(self) -> Iterator[bytes]:
         for index, chunk in enumerate(self._chunks):
             if self._drop_after is not None and index >= self._drop_after:
-                raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+                raise httpx.RemoteProtocolError(
+                    "peer closed connection without sending complete message body"
+                )
             yield chunk
         if self._drop_after is not None and self._drop_after >= len(self._chunks):
             raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
@@ -288,7 +288,11 @@ class OpenAIEmulator(Emulator):
             "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
             ],
-            "usage": {"prompt_tokens": 5, "completion_tokens": len(text.split()), "total_tokens": 5 + len(text.split())},
+            "usage": {
+                "prompt_tokens": 5,
+                "completion_tokens": len(text.split()),
+                "total_tokens": 5 + len(text.split()),
+            },
         }
         return EmulatedResponse.json(200, completion, (("x-request-id", request_id),))
 
