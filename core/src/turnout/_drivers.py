@@ -20,6 +20,7 @@ from httpx_sse import EventSource, ServerSentEvent
 
 from ._errors import ErrorKind, ProviderError, error_for
 from ._flow import (
+    DEFAULT_MAX_BODY,
     ERROR_BODY_LIMIT,
     CallAbandoned,
     Emit,
@@ -81,8 +82,14 @@ def _timeout(seconds: float) -> httpx.Timeout:
 
 class _Base:
     def __init__(
-        self, deadline_at: float, deadline: float, timeout: float, clock: Callable[[], float]
+        self,
+        deadline_at: float,
+        deadline: float,
+        timeout: float,
+        clock: Callable[[], float],
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
+        self.max_body = max_body
         self.deadline_at = deadline_at
         self.deadline = deadline
         self.timeout = timeout
@@ -120,7 +127,8 @@ class _Base:
         return HTTPResponse(response.status_code, response.headers.items())
 
     def limit(self, response: httpx.Response, max_body: int) -> int:
-        return max_body if response.is_success else min(max_body, ERROR_BODY_LIMIT)
+        limit = min(max_body, self.max_body)
+        return limit if response.is_success else min(limit, ERROR_BODY_LIMIT)
 
 
 class SyncDriver(_Base):
@@ -133,8 +141,9 @@ class SyncDriver(_Base):
         deadline: float,
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
-        super().__init__(deadline_at, deadline, timeout, clock)
+        super().__init__(deadline_at, deadline, timeout, clock, max_body)
         self.client = client
         self.events: Iterator[ServerSentEvent] | None = None
 
@@ -274,8 +283,9 @@ class AsyncDriver(_Base):
         deadline: float,
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
-        super().__init__(deadline_at, deadline, timeout, clock)
+        super().__init__(deadline_at, deadline, timeout, clock, max_body)
         self.client = client
         self.events: AsyncIterator[ServerSentEvent] | None = None
 

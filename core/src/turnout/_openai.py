@@ -120,7 +120,9 @@ class OpenAICompatible(Provider):
             raise self.parse_error("the response has no choices", response)
         choice = choices[0]
         message = choice.get("message")
-        content = text_of(message.get("content")) if isinstance(message, Mapping) else None
+        # A null content is a real answer (a refusal, tool calls); a missing one is not.
+        has_content = isinstance(message, Mapping) and "content" in message
+        content = text_of(message["content"]) if has_content else None  # type: ignore[index]
         if content is None:
             raise self.parse_error("the response's message has no text content", response)
         finish = choice.get("finish_reason")

@@ -69,7 +69,7 @@ class Router(_Configurable):
     ) -> ChatResponse:
         """Send one chat call through the route `model` (a route or deployment name)."""
         flow, _, deadline_at, limit = self._start(messages, model, deadline, params, stream=False)
-        driver = SyncDriver(self._client, deadline_at, limit, self.timeout, self._clock)
+        driver = SyncDriver(self._client, deadline_at, limit, self.timeout, self._clock, self.max_body)
         run = driver.run(flow)
         try:
             next(run)
@@ -83,7 +83,7 @@ class Router(_Configurable):
     ) -> Stream:
         """A stream of chunks; it falls back until its first chunk reaches you."""
         flow, record, deadline_at, limit = self._start(messages, model, deadline, params, stream=True)
-        driver = SyncDriver(self._client, deadline_at, limit, self.timeout, self._clock)
+        driver = SyncDriver(self._client, deadline_at, limit, self.timeout, self._clock, self.max_body)
         return Stream(driver.run(flow), record)
 
     def close(self) -> None:
@@ -117,7 +117,7 @@ class AsyncRouter(_Configurable):
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> ChatResponse:
         flow, _, deadline_at, limit = self._start(messages, model, deadline, params, stream=False)
-        driver = AsyncDriver(self._client, deadline_at, limit, self.timeout, self._clock)
+        driver = AsyncDriver(self._client, deadline_at, limit, self.timeout, self._clock, self.max_body)
         out: list[ChatResponse] = []
         async for _ in driver.run(flow, out):  # pragma: no cover - chat flows emit nothing
             raise RuntimeError("a chat flow emitted a chunk")
@@ -127,7 +127,7 @@ class AsyncRouter(_Configurable):
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> AsyncStream:
         flow, record, deadline_at, limit = self._start(messages, model, deadline, params, stream=True)
-        driver = AsyncDriver(self._client, deadline_at, limit, self.timeout, self._clock)
+        driver = AsyncDriver(self._client, deadline_at, limit, self.timeout, self._clock, self.max_body)
         out: list[ChatResponse] = []
         return AsyncStream(driver.run(flow, out), record, out)
 

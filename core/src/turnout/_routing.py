@@ -16,7 +16,7 @@ from typing import Any
 from attrs import field, frozen
 
 from ._errors import ConfigError, ErrorKind, Fallback, ProviderError, error_for
-from ._flow import Emit, Flow, Sleep
+from ._flow import DEFAULT_MAX_BODY, Emit, Flow, Sleep
 from ._models import Attempt, ChatChunk, ChatRequest, ChatResponse, Deployment, Usage
 from ._plugins import Plugins, default_plugins
 from ._provider import Provider
@@ -116,6 +116,7 @@ class RouterCore:
         retry_policy: RetryPolicy | None = None,
         max_retry_wait: float = 30.0,
         timeout: float = 60.0,
+        max_body: int = DEFAULT_MAX_BODY,
         plugins: Plugins | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -125,6 +126,8 @@ class RouterCore:
         self.deadline = float(deadline)
         self.max_retry_wait = max_retry_wait
         self.timeout = timeout
+        # No response body is read past this (a success over it is parse_error).
+        self.max_body = max_body
         self._plugins = plugins or default_plugins()
         self._clock = clock
         self._rng = rng or random.Random()

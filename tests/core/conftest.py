@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import turnout
+from turnout import Plugins
+from turnout._plugins import _reset_default_plugins
+
+from .acme import Acme, AcmeEmulator
+from .scripted import FakeClock
+
+
+@pytest.fixture
+def plugins() -> Plugins:
+    """Plugins with only the acme provider: the core is tested without any installed plugin."""
+    found = Plugins(entry_points=False)
+    found.add_provider(Acme())
+    return found
+
+
+@pytest.fixture
+def default_acme() -> Iterator[None]:
+    """The process-wide plugins, replaced by a fresh set holding acme, restored afterwards."""
+    restore = _reset_default_plugins()
+    turnout.register_provider(Acme())
+    yield
+    restore()
+
+
+@pytest.fixture
+def emulator() -> AcmeEmulator:
+    return AcmeEmulator()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+FAST = turnout.RetryPolicy(max_retries=2, base=0.001, cap=0.001, jitter="none")
+
+
+def deployment(name: str, **kw: Any) -> turnout.Deployment:
+    """An acme deployment on its own host, `<name>.test`, with its own key."""
+    kw.setdefault("api_key", f"sk-acme-{name}-0123456789")
+    kw.setdefault("base_url", f"https://{name}.test/v1")
+    return turnout.Deployment(name, "acme", f"model-{name}", **kw)
+
+
+@pytest.fixture
+def make_core(plugins: Plugins, clock: FakeClock) -> Callable[..., turnout._routing.RouterCore]:
+    def make(deployments: list[turnout.Deployment], routes: Any = None, **kw: Any) -> Any:
+        kw.setdefault("rng", random.Random(7))
+        return turnout._routing.RouterCore(deployments, routes, plugins=plugins, clock=clock, **kw)
+
+    return make
