@@ -109,7 +109,8 @@ def test_provider_error_carries_every_contract_attribute():
     ):
         assert hasattr(error, name), name
     assert str(error) == (
-        "[meshapi/mesh] rate_limited (429 rate_limit_exceeded): slow down (retry after 2.5s) [request_id=req-1]"
+        "[meshapi/mesh] rate_limited (429 rate_limit_exceeded): slow down (retry after 2.5s)"
+        " [request_id=req-1]"
     )
     assert error.fallback is Fallback.ALWAYS
     assert error.attempts == ()
@@ -122,7 +123,7 @@ def test_an_explicit_retryable_flag_overrides_the_kind():
 
 def test_errors_survive_pickling_across_processes():
     error = error_for(ErrorKind.UNAVAILABLE, "busy", provider="p", status=503, retry_after=1.0)
-    copy = pickle.loads(pickle.dumps(error))
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
     assert type(copy) is turnout.ServiceUnavailableError
     assert (copy.kind, copy.status, copy.retry_after, copy.message) == (error.kind, 503, 1.0, "busy")
 

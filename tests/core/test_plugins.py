@@ -121,7 +121,7 @@ def test_registering_something_that_is_not_a_provider_is_an_error():
 
     plugins = Plugins(entry_points=False)
     plugins.register(Wrong(), name="wrong")
-    with pytest.raises(turnout.TurnoutError, match="not a turnout.Provider"):
+    with pytest.raises(turnout.TurnoutError, match=r"not a turnout\.Provider"):
         plugins.providers()
 
 
