@@ -1,0 +1,43 @@
+"""Shared pieces of the MythicDot tests."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import turnout
+from turnout.emulation import EmulatedRequest, Fault
+from turnout_mythicdot.emulator import MythicDotEmulator
+
+HOST = "mythic.test"
+BASE_URL = f"https://{HOST}/v1"
+KEY = "sk-mythic-Zq8vT3kPd9XwL2rN5sY7"
+
+
+class NoJitter(random.Random):
+    """Full jitter drawn at its lowest: the backoff is 0 and only Retry-After is waited."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+class FaultScript:
+    """Faults for consecutive requests (None: the gateway works), recording what was sent."""
+
+    def __init__(self, faults: Iterable[Fault | None] = ()) -> None:
+        self._faults = list(faults)
+        self.requests: list[EmulatedRequest] = []
+
+    def __call__(self, request: EmulatedRequest) -> Fault | None:
+        self.requests.append(request)
+        return self._faults.pop(0) if self._faults else None
+
+
+def deployment(name: str = "mythic", host: str = HOST, **kwargs: Any) -> turnout.Deployment:
+    kwargs.setdefault("api_key", KEY)
+    return turnout.Deployment(name, "mythicdot", "mythic-4", base_url=f"https://{host}/v1", **kwargs)
+
+
+def emulators(hosts: Sequence[str] = (HOST,)) -> dict[str, MythicDotEmulator]:
+    return {host: MythicDotEmulator() for host in hosts}
