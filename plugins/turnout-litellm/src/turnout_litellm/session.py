@@ -1,0 +1,475 @@
+"""Job sessions: several calls billed as one SaaS-LiteLLM job.
+
+    with JobSession(deployment, job_type="resume_analysis") as job:   # POST /jobs/create
+        parsed = job.chat(messages)                                     # POST /jobs/{id}/llm-call
+        with job.stream(more) as stream:                                # POST /jobs/{id}/llm-call-stream
+            for chunk in stream: ...
+    job.result.costs                                                    # POST /jobs/{id}/complete
+
+Leaving the block normally completes the job as `completed`; an exception
+escaping it completes the job as `failed` (no credit is spent) and goes on.
+`/complete` is sent at most once per job and never retried: the server
+charges again on a repeat. `create` and the calls are retried under the
+deployment's retry policy (a stream only until its first chunk).
+
+The protocol lives in the provider's sans-IO flows; `JobSession` drives them
+with `turnout.run_flow` / `stream_flow` over an `httpx.Client`, and
+`AsyncJobSession` with `arun_flow` / `astream_flow` over an `httpx.AsyncClient`.
+Everything else (state, retries, error clean-up) is shared below.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from attrs import evolve
+
+from turnout import (
+    ChatChunk,
+    ChatResponse,
+    ConfigError,
+    Deployment,
+    Emit,
+    Flow,
+    Message,
+    ProviderError,
+    Retry,
+    RetryPolicy,
+    Sleep,
+    arun_flow,
+    astream_flow,
+    run_flow,
+    stream_flow,
+)
+
+from .provider import JobCallRequest, JobResult, LiteLLM
+
+__all__ = ["AsyncJobSession", "AsyncJobStream", "JobSession", "JobStream", "retrying"]
+
+T = TypeVar("T")
+MessagesIn = Iterable[Message | Mapping[str, Any]]
+
+_HEADERS = {"user-agent": "turnout-litellm/0.1"}
+# An error message sent with a failed completion is cut here.
+ERROR_MESSAGE_LIMIT = 1000
+
+
+def retrying(
+    make: Callable[[], Flow[T]],
+    policy: RetryPolicy,
+    *,
+    streaming: bool = False,
+    rng: random.Random | None = None,
+) -> Flow[T]:
+    """Run the flow `make()` builds, again after a retryable error, as `policy` decides.
+
+    A stream is repeated only while none of its chunks reached the caller;
+    after that its error carries the text already emitted (`partial_text`).
+    Waits are `Sleep` commands, so the driver bounds them by the deadline.
+    """
+    retries = 0
+    while True:
+        inner = make()
+        emitted: list[str] = []
+        value: Any = None
+        thrown: BaseException | None = None
+        try:
+            while True:
+                try:
+                    command = inner.send(value) if thrown is None else inner.throw(thrown)
+                except StopIteration as stop:
+                    result: T = stop.value
+                    return result
+                value = thrown = None
+                if type(command) is Emit:
+                    emitted.append(command.chunk.delta)
+                try:
+                    value = yield command
+                except BaseException as exc:  # handed on, so the inner flow sees it
+                    thrown = exc
+        except ProviderError as error:
+            if emitted:
+                error.partial_text = "".join(emitted)
+                raise
+            decision = policy.decide(error, retries, streaming=streaming, rng=rng)
+            if not isinstance(decision, Retry):
+                raise
+            yield Sleep(decision.delay)
+            retries += 1
+
+
+class _JobBase:
+    """State and decisions shared by `JobSession` and `AsyncJobSession`; no I/O."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        job_type: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        deadline: float = 600.0,
+        provider: LiteLLM | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(deployment, Deployment):
+            raise ConfigError(
+                "must be a turnout.Deployment", path="deployment", value=type(deployment).__name__
+            )
+        self.provider = provider or LiteLLM()
+        if deployment.provider != self.provider.name:
+            raise ConfigError(
+                f"a job session needs a {self.provider.name!r} deployment",
+                path="deployment.provider",
+                value=deployment.provider,
+            )
+        self.provider.check_deployment(deployment, "deployment")
+        if job_type is not None and (not isinstance(job_type, str) or not job_type):
+            raise ConfigError("must be a non-empty string", path="job_type", value=job_type)
+        if not isinstance(deadline, int | float) or isinstance(deadline, bool) or deadline <= 0:
+            raise ConfigError("must be a positive number of seconds", path="deadline", value=deadline)
+        self.deployment = deployment
+        self.job_type = job_type or self.provider.job_type(deployment)
+        self.metadata: Mapping[str, Any] = dict(metadata or {})
+        self.user_id = user_id
+        self.retry_policy = retry_policy or deployment.retry_policy or self.provider.retry_policy
+        self.deadline = float(deadline)
+        self._rng = rng
+        self.job_id: str | None = None
+        # Set once /complete answered: the final status and the job's costs.
+        self.result: JobResult | None = None
+        # Set when completing the job failed (the request failed or was refused).
+        self.complete_error: Exception | None = None
+        self._completion_sent = False
+        self._lock = threading.Lock()
+
+    # -- flows ---------------------------------------------------------------
+
+    def _create_flow(self) -> Flow[str]:
+        if self.job_id is not None or self._completion_sent:
+            raise RuntimeError("this job session has already been started")
+        return retrying(
+            lambda: self.provider.create_job(
+                self.deployment, job_type=self.job_type, metadata=self.metadata, user_id=self.user_id
+            ),
+            self.retry_policy,
+            rng=self._rng,
+        )
+
+    def _call_request(
+        self, messages: MessagesIn, model: str | None, params: dict[str, Any]
+    ) -> JobCallRequest:
+        if self.job_id is None:
+            raise RuntimeError(
+                "the job is not started: use the session as a context manager, or call start()"
+            )
+        if self._completion_sent:
+            raise RuntimeError(f"job {self.job_id} is already completed")
+        return JobCallRequest(messages, params, job_id=self.job_id, model=model)
+
+    def _call_flow(
+        self, messages: MessagesIn, model: str | None, params: dict[str, Any]
+    ) -> Flow[ChatResponse]:
+        request = self._call_request(messages, model, params)
+        return retrying(
+            lambda: self.provider.job_call(self.deployment, request), self.retry_policy, rng=self._rng
+        )
+
+    def _stream_flow(self, messages: MessagesIn, model: str | None, params: dict[str, Any]) -> Flow[None]:
+        request = self._call_request(messages, model, params)
+        return retrying(
+            lambda: self.provider.job_stream(self.deployment, request),
+            self.retry_policy,
+            streaming=True,
+            rng=self._rng,
+        )
+
+    def _complete_flow(self, status: str, error_message: str | None) -> Flow[JobResult] | None:
+        """The completion to send, or None when this job needs none (never started, or
+        already completed). Claimed under the lock: a job is completed once."""
+        if status not in ("completed", "failed"):
+            raise ValueError(f"a job is completed as 'completed' or 'failed', not {status!r}")
+        with self._lock:
+            if self.job_id is None or self._completion_sent:
+                return None
+            self._completion_sent = True
+            job_id = self.job_id
+        message = None if error_message is None else self._redact(error_message)[:ERROR_MESSAGE_LIMIT]
+        # Deliberately not wrapped in `retrying`: a repeated /complete charges again.
+        return self.provider.complete_job(self.deployment, job_id, status=status, error_message=message)
+
+    # -- errors --------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        key = self.deployment.key()
+        return text.replace(key, "***") if key and len(key) >= 6 else text
+
+    def _own(self, error: ProviderError) -> ProviderError:
+        """Attribute a transport error to this deployment and keep the key out of it."""
+        error.provider = error.provider or self.provider.name
+        error.deployment = error.deployment or self.deployment.name
+        redacted = self._redact(error.message)
+        if redacted != error.message:
+            error.message = redacted
+            error.args = (redacted,)
+        return error
+
+    def _attributed(self, response: ChatResponse) -> ChatResponse:
+        return evolve(response, deployment=self.deployment.name, provider=self.provider.name)
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, ProviderError):
+            return f"{exc.kind.value}: {exc.message}"
+        text = str(exc)
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+    def _failed_completion_failed(self, exc: BaseException, error: Exception) -> None:
+        self.complete_error = error
+        if isinstance(error, ProviderError):
+            self._own(error)
+        exc.add_note(f"turnout-litellm: completing job {self.job_id} as failed also failed: {error}")
+
+    def __repr__(self) -> str:
+        state = "completed" if self._completion_sent else ("open" if self.job_id else "not started")
+        return f"<{type(self).__name__} {self.deployment.name!r} job_id={self.job_id!r} {state}>"
+
+
+class JobSession(_JobBase):
+    """One SaaS-LiteLLM job, synchronously: `with JobSession(deployment) as job: job.chat(...)`.
+
+    `http_client`: an `httpx.Client` to use (not closed here); otherwise the
+    session opens its own (with `transport`, if given) and closes it on exit.
+    """
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        http_client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(deployment, **options)
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.Client(
+            transport=transport, follow_redirects=False, headers=_HEADERS
+        )
+
+    def _run(self, flow: Flow[T]) -> T:
+        try:
+            result: T = run_flow(flow, self._client, deadline=self.deadline)
+        except ProviderError as error:
+            raise self._own(error) from None
+        return result
+
+    def start(self) -> str:
+        """Create the job (`POST /jobs/create`); returns its id."""
+        self.job_id = self._run(self._create_flow())
+        return self.job_id
+
+    def chat(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> ChatResponse:
+        """One call in the job (`POST /jobs/{id}/llm-call`). `model`: another alias or
+        group than the deployment's; `params`: temperature, max_tokens, top_p, stop, ..."""
+        return self._attributed(self._run(self._call_flow(messages, model, params)))
+
+    def stream(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> JobStream:
+        """One streamed call in the job (`POST /jobs/{id}/llm-call-stream`)."""
+        flow = self._stream_flow(messages, model, params)
+        return JobStream(stream_flow(flow, self._client, deadline=self.deadline), self)
+
+    def complete(self, status: str = "completed", *, error_message: str | None = None) -> JobResult:
+        """Complete the job now (`POST /jobs/{id}/complete`), once; returns its costs.
+        Leaving the `with` block then completes nothing more."""
+        flow = self._complete_flow(status, error_message)
+        if flow is None:
+            raise RuntimeError("the job is not started or is already completed")
+        self.result = self._run(flow)
+        return self.result
+
+    def fail(self, error_message: str) -> JobResult:
+        """Complete the job as `failed` (no credit is spent)."""
+        return self.complete("failed", error_message=error_message)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc is None:
+                flow = self._complete_flow("completed", None)
+                if flow is not None:
+                    self.result = self._run(flow)
+                return
+            flow = self._complete_flow("failed", self._describe(exc))
+            if flow is not None:
+                try:
+                    self.result = self._run(flow)
+                except Exception as error:  # the block's own exception is the one to raise
+                    self._failed_completion_failed(exc, error)
+        finally:
+            self.close()
+
+
+class AsyncJobSession(_JobBase):
+    """One SaaS-LiteLLM job with asyncio: `async with AsyncJobSession(deployment) as job:
+    await job.chat(...)`. `http_client`: an `httpx.AsyncClient` to use (not closed here)."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(deployment, **options)
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.AsyncClient(
+            transport=transport, follow_redirects=False, headers=_HEADERS
+        )
+
+    async def _run(self, flow: Flow[T]) -> T:
+        try:
+            result: T = await arun_flow(flow, self._client, deadline=self.deadline)
+        except ProviderError as error:
+            raise self._own(error) from None
+        return result
+
+    async def start(self) -> str:
+        self.job_id = await self._run(self._create_flow())
+        return self.job_id
+
+    async def chat(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> ChatResponse:
+        return self._attributed(await self._run(self._call_flow(messages, model, params)))
+
+    def stream(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> AsyncJobStream:
+        flow = self._stream_flow(messages, model, params)
+        out: list[Any] = []
+        return AsyncJobStream(astream_flow(flow, self._client, out, deadline=self.deadline), self)
+
+    async def complete(self, status: str = "completed", *, error_message: str | None = None) -> JobResult:
+        flow = self._complete_flow(status, error_message)
+        if flow is None:
+            raise RuntimeError("the job is not started or is already completed")
+        self.result = await self._run(flow)
+        return self.result
+
+    async def fail(self, error_message: str) -> JobResult:
+        return await self.complete("failed", error_message=error_message)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc is None:
+                flow = self._complete_flow("completed", None)
+                if flow is not None:
+                    self.result = await self._run(flow)
+                return
+            flow = self._complete_flow("failed", self._describe(exc))
+            if flow is not None:
+                try:
+                    self.result = await self._run(flow)
+                except Exception as error:  # the block's own exception is the one to raise
+                    self._failed_completion_failed(exc, error)
+        finally:
+            await self.aclose()
+
+
+class _StreamBase:
+    def __init__(self, session: _JobBase) -> None:
+        self._session = session
+        self._chunks: list[str] = []
+        self.finish_reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self._chunks)
+
+    def _observe(self, chunk: ChatChunk) -> ChatChunk:
+        self._chunks.append(chunk.delta)
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+        return chunk
+
+
+class JobStream(_StreamBase):
+    """The chunks of one streamed call; use it as a context manager so the connection is closed."""
+
+    def __init__(self, run: Generator[ChatChunk, None, Any], session: _JobBase) -> None:
+        super().__init__(session)
+        self._run = run
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> ChatChunk:
+        try:
+            return self._observe(next(self._run))
+        except ProviderError as error:
+            raise self._session._own(error) from None
+
+    def close(self) -> None:
+        self._run.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncJobStream(_StreamBase):
+    """`async for` over the chunks of one streamed call; use `async with`."""
+
+    def __init__(self, run: AsyncGenerator[ChatChunk, None], session: _JobBase) -> None:
+        super().__init__(session)
+        self._run = run
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        try:
+            return self._observe(await anext(self._run))
+        except ProviderError as error:
+            raise self._session._own(error) from None
+
+    async def aclose(self) -> None:
+        await self._run.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
