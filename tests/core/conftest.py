@@ -55,6 +55,7 @@ def deployment(name: str, **kw: Any) -> turnout.Deployment:
 def make_core(plugins: Plugins, clock: FakeClock) -> Callable[..., turnout._routing.RouterCore]:
     def make(deployments: list[turnout.Deployment], routes: Any = None, **kw: Any) -> Any:
         kw.setdefault("rng", random.Random(7))
+        kw.setdefault("wall_clock", clock)
         return turnout._routing.RouterCore(deployments, routes, plugins=plugins, clock=clock, **kw)
 
     return make

@@ -11,14 +11,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from turnout import ChatChunk, ChatRequest, ErrorKind, ProviderError
+from turnout import ChatChunk, ChatRequest, ErrorKind, ProviderError, TurnoutError
 from turnout._errors import error_for
 from turnout._flow import Emit, HTTPResponse, OpenStream, ReadBody, ReadEvent, Send, Sleep
 from turnout._routing import CallRecord, RouterCore, deadline_error
+from turnout._state import LoadState, MemoryStore, StateStore, UpdateBudget, UpdateState
 
 
 class FakeClock:
-    def __init__(self, start: float = 1000.0) -> None:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.now = start
 
     def __call__(self) -> float:
@@ -69,7 +70,10 @@ class Script:
             raise AssertionError(f"unexpected request to {host}")
         return queue.pop(0)
 
-    def run(self, flow: Any, deadline_at: float, deadline: float = 600.0) -> Any:
+    def run(
+        self, flow: Any, deadline_at: float, deadline: float = 600.0, store: StateStore | None = None
+    ) -> Any:
+        store = store if store is not None else MemoryStore()
         value: Any = None
         thrown: BaseException | None = None
         while True:
@@ -95,6 +99,12 @@ class Script:
                     thrown = reply
                 else:
                     value = reply
+            elif isinstance(command, UpdateState):
+                value = store.update(command.name, command.fn)
+            elif isinstance(command, LoadState):
+                value = store.load(command.names)
+            elif isinstance(command, UpdateBudget):
+                value = store.update_budget(command.fn)
             elif isinstance(command, Emit):
                 self.chunks.append(command.chunk)
             elif isinstance(command, OpenStream | ReadBody | ReadEvent):
@@ -117,8 +127,8 @@ def call(
     deadline_at = script.clock() + limit
     flow = core.call_flow(request, core.route(model), deadline_at, record, stream=False)
     try:
-        return script.run(flow, deadline_at, limit), record
-    except ProviderError as error:
+        return script.run(flow, deadline_at, limit, core.store), record
+    except TurnoutError as error:
         return error, record
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import textwrap
 
+import attrs
 import pytest
 
 import turnout
+
+from .acme import Acme
 
 GOOD = """
 deadline = 120.0
@@ -46,7 +49,10 @@ def test_a_toml_file_builds_the_router(tmp_path, plugins, monkeypatch):
     assert router.deadline == 120.0
     assert router.deployments["a"].key() == "from-the-environment"
     assert router.deployments["b"].options["headers"] == {"x-team": "blue"}
-    assert router.deployments["b"].retry_policy == turnout.RetryPolicy(max_retries=5, base=0.25)
+    # The table adjusts the provider's documented policy; it does not replace it.
+    assert router.policy("b") == attrs.evolve(Acme.retry_policy, max_retries=5, base=0.25)
+    assert router.policy("b").cap == Acme.retry_policy.cap == 8.0
+    assert router.policy("a") == Acme.retry_policy
     assert router.routes["chat"].deployments == ("a", "b")
     assert router.routes["chat"].fallbacks == ("backup",)
     assert router.routes["backup"].deployments == ("b",)
@@ -149,3 +155,24 @@ def test_constructing_in_code_reports_the_same_paths(plugins):
     with pytest.raises(turnout.ConfigError) as info:
         turnout.Router(deps, plugins=plugins)
     assert info.value.path == "deployments[1].provider"
+
+
+def test_a_top_level_retry_table_adjusts_every_deployment(plugins):
+    config = {
+        "retry": {"max_retries": 0},
+        "deployments": [
+            dep(),
+            dep(name="b", base_url="https://b.test/v1", retry={"max_retries": 4, "jitter": "none"}),
+        ],
+    }
+    router = turnout.Router.from_config(config, plugins=plugins)
+    assert router.policy("a") == attrs.evolve(Acme.retry_policy, max_retries=0)
+    assert router.policy("b") == attrs.evolve(Acme.retry_policy, max_retries=4, jitter="none")
+
+
+def test_a_bad_retry_value_names_its_path(plugins):
+    error = bad(plugins, {"deployments": [dep(retry={"jitter": "sometimes"})]})
+    assert error.path == "deployments[0].retry.jitter"
+    error = bad(plugins, {"deployments": [dep(retry={"retry_on": ["rate_limited", "typo_kind"]})]})
+    assert error.path == "deployments[0].retry"
+    assert "'typo_kind' is not a valid ErrorKind" in str(error)

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from ._openai import OpenAICompatible
     from ._plugins import Plugins, ProviderInfo, providers, register_plugin, register_provider
     from ._provider import Provider
-    from ._retry import GiveUp, Retry, RetryPolicy
+    from ._retry import GiveUp, Retry, RetryOverrides, RetryPolicy
     from ._router import AsyncRouter, AsyncStream, Router, Stream
     from ._routing import Route
     from .hookspecs import hookimpl
@@ -124,6 +124,7 @@ __all__ = [
     "ReadEvent",
     "ResponseParseError",
     "Retry",
+    "RetryOverrides",
     "RetryPolicy",
     "Route",
     "Router",
@@ -183,6 +184,7 @@ _LAZY = {
     "GiveUp": "_retry",
     "Retry": "_retry",
     "RetryPolicy": "_retry",
+    "RetryOverrides": "_retry",
     "AsyncRouter": "_router",
     "AsyncStream": "_router",
     "Router": "_router",

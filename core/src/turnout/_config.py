@@ -23,9 +23,11 @@ from cattrs.errors import (
 )
 
 from ._errors import ConfigError
+from ._health import BreakerConfig
 from ._models import Deployment, Secret
-from ._retry import RetryPolicy
+from ._retry import RetryOverrides
 from ._routing import Route
+from ._state import RetryBudget, StateStore
 
 __all__ = ["RouterConfig", "load_config"]
 
@@ -41,7 +43,9 @@ class DeploymentConfig:
     base_url: str | None = None
     weight: float = 1.0
     options: dict[str, Any] = field(factory=dict)
-    retry: RetryPolicy | None = None
+    retry: RetryOverrides | None = None
+    input_cost: float = 0.0
+    output_cost: float = 0.0
 
 
 @frozen
@@ -67,7 +71,10 @@ class RouterConfig:
     timeout: float = 60.0
     max_retry_wait: float = 30.0
     routes: dict[str, RouteConfig] = field(factory=dict)
-    retry: RetryPolicy | None = None
+    retry: RetryOverrides | None = None
+    breaker: BreakerConfig | None = None
+    budget: RetryBudget | None = None
+    wait_for_healthy: bool = False
     state: StateConfig | None = None
 
     def router_kwargs(self) -> dict[str, Any]:
@@ -81,6 +88,8 @@ class RouterConfig:
                 weight=d.weight,
                 options=d.options,
                 retry_policy=d.retry,
+                input_cost=d.input_cost,
+                output_cost=d.output_cost,
             )
             for i, d in enumerate(self.deployments)
         ]
@@ -102,7 +111,24 @@ class RouterConfig:
             "timeout": self.timeout,
             "max_retry_wait": self.max_retry_wait,
             "retry_policy": self.retry,
+            "breaker": self.breaker,
+            "budget": self.budget,
+            "wait_for_healthy": self.wait_for_healthy,
+            "store": _store(self.state),
         }
+
+
+STATE_BACKENDS = ("memory",)
+
+
+def _store(state: StateConfig | None) -> StateStore | None:
+    if state is None or state.backend == "memory":
+        return None
+    raise ConfigError(
+        f"unknown state backend; known: {', '.join(STATE_BACKENDS)}",
+        path="state.backend",
+        value=state.backend,
+    )
 
 
 def _resolve_key(value: str | None, path: str) -> Secret | None:

@@ -35,6 +35,7 @@ from ._flow import (
 from ._models import ChatChunk
 from ._normalize import truncate
 from ._routing import deadline_error
+from ._state import LoadState, MemoryStore, StateStore, UpdateBudget, UpdateState
 
 __all__ = [
     "AsyncDriver",
@@ -76,6 +77,12 @@ def transport_error(exc: Exception, *, streaming: bool) -> ProviderError:
     return error_for(kind, message, code=name)
 
 
+def _cleanup(command: Any) -> bool:
+    """What a flow may still do once its caller has gone: cleanup requests, state upkeep."""
+    kind = type(command)
+    return (kind is Send and command.cleanup) or kind is UpdateState or kind is UpdateBudget
+
+
 def _timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(max(seconds, 0.001))
 
@@ -88,7 +95,9 @@ class _Base:
         timeout: float,
         clock: Callable[[], float],
         max_body: int = DEFAULT_MAX_BODY,
+        store: StateStore | None = None,
     ) -> None:
+        self.store: StateStore = store if store is not None else MemoryStore()
         self.max_body = max_body
         self.deadline_at = deadline_at
         self.deadline = deadline
@@ -142,8 +151,9 @@ class SyncDriver(_Base):
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
         max_body: int = DEFAULT_MAX_BODY,
+        store: StateStore | None = None,
     ) -> None:
-        super().__init__(deadline_at, deadline, timeout, clock, max_body)
+        super().__init__(deadline_at, deadline, timeout, clock, max_body, store)
         self.client = client
         self.events: Iterator[ServerSentEvent] | None = None
 
@@ -175,7 +185,7 @@ class SyncDriver(_Base):
         self.close_stream()
         try:
             command = flow.throw(CallAbandoned(repr(reason)))
-            while type(command) is Send and command.cleanup:
+            while _cleanup(command):
                 try:
                     value: Any = self.perform(command, cleanup=True)
                 except ProviderError as exc:
@@ -190,6 +200,12 @@ class SyncDriver(_Base):
         kind = type(command)
         if kind is Send:
             return self.send(command, cleanup or command.cleanup)
+        if kind is UpdateState:
+            return self.store.update(command.name, command.fn)
+        if kind is LoadState:
+            return self.store.load(command.names)
+        if kind is UpdateBudget:
+            return self.store.update_budget(command.fn)
         if kind is ReadEvent:
             return self.next_event()
         if kind is OpenStream:
@@ -284,8 +300,9 @@ class AsyncDriver(_Base):
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
         max_body: int = DEFAULT_MAX_BODY,
+        store: StateStore | None = None,
     ) -> None:
-        super().__init__(deadline_at, deadline, timeout, clock, max_body)
+        super().__init__(deadline_at, deadline, timeout, clock, max_body, store)
         self.client = client
         self.events: AsyncIterator[ServerSentEvent] | None = None
 
@@ -319,7 +336,7 @@ class AsyncDriver(_Base):
         await self.close_stream()
         try:
             command = flow.throw(CallAbandoned(repr(reason)))
-            while type(command) is Send and command.cleanup:
+            while _cleanup(command):
                 try:
                     value: Any = await asyncio.wait_for(self.perform(command, cleanup=True), CLEANUP_TIMEOUT)
                 except ProviderError as exc:
@@ -334,6 +351,12 @@ class AsyncDriver(_Base):
         kind = type(command)
         if kind is Send:
             return await self.send(command, cleanup or command.cleanup)
+        if kind is UpdateState:
+            return await self.store.aupdate(command.name, command.fn)
+        if kind is LoadState:
+            return await self.store.aload(command.names)
+        if kind is UpdateBudget:
+            return await self.store.aupdate_budget(command.fn)
         if kind is ReadEvent:
             return await self.next_event()
         if kind is OpenStream:

@@ -17,12 +17,15 @@ them exactly as it sees a gateway's error response.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from attrs import field, frozen
 
 from ._models import ChatChunk
+
+if TYPE_CHECKING:
+    from ._health import DeploymentState
 
 __all__ = [
     "CallAbandoned",
@@ -34,12 +37,15 @@ __all__ = [
     "Flow",
     "HTTPRequest",
     "HTTPResponse",
+    "LoadState",
     "OpenStream",
     "ReadBody",
     "ReadEvent",
     "SSEvent",
     "Send",
     "Sleep",
+    "UpdateBudget",
+    "UpdateState",
 ]
 
 T = TypeVar("T")
@@ -156,10 +162,36 @@ class Emit:
     chunk: ChatChunk
 
 
+StateFn = Callable[["DeploymentState"], tuple["DeploymentState", Any]]
+BudgetFn = Callable[[float], tuple[float, Any]]
+
+
+@frozen
+class LoadState:
+    """Read the state of these deployments (a dict name -> DeploymentState comes back)."""
+
+    names: tuple[str, ...]
+
+
+@frozen
+class UpdateState:
+    """Apply `fn` to one deployment's state atomically; its result comes back."""
+
+    name: str
+    fn: StateFn
+
+
+@frozen
+class UpdateBudget:
+    """Apply `fn` to the retry budget's tokens atomically; its result comes back."""
+
+    fn: BudgetFn
+
+
 class CallAbandoned(BaseException):
     """Thrown into a flow whose caller went away (task cancelled, stream closed early,
     KeyboardInterrupt), so it can yield `Send(..., cleanup=True)` requests before it ends."""
 
 
-Command = Send | OpenStream | ReadBody | ReadEvent | Sleep | Emit
+Command = Send | OpenStream | ReadBody | ReadEvent | Sleep | Emit | LoadState | UpdateState | UpdateBudget
 Flow = Generator[Command, Any, T]

@@ -11,7 +11,7 @@ from attrs import field, frozen
 
 if TYPE_CHECKING:
     from ._errors import ProviderError
-    from ._retry import RetryPolicy
+    from ._retry import RetryOverrides, RetryPolicy
 
 __all__ = [
     "Attempt",
@@ -159,8 +159,12 @@ class Deployment:
     base_url: str | None = None
     weight: float = 1.0
     options: Mapping[str, Any] = field(factory=dict, converter=_to_mapping)
-    # Overrides the provider's documented policy (and the router's) for this deployment.
-    retry_policy: RetryPolicy | None = None
+    # Replaces (a RetryPolicy) or adjusts (RetryOverrides) the provider's documented
+    # policy, and the router's, for this deployment.
+    retry_policy: RetryPolicy | RetryOverrides | None = None
+    # Prices per million input and output tokens, for the `lowest_cost` strategy.
+    input_cost: float = 0.0
+    output_cost: float = 0.0
 
     def key(self) -> str | None:
         return self.api_key.reveal() if self.api_key else None

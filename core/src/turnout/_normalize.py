@@ -193,7 +193,7 @@ def decode_body(body: bytes | str | Mapping[str, Any] | Sequence[Any] | None) ->
     if stripped[:1] in ("{", "["):
         try:
             return json.loads(stripped), text
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the C stack
             pass
     return None, text
 
@@ -326,6 +326,9 @@ def normalize(
         retryable = rule.retryable
     hints = [h for h in (fields.retry_after, parse_retry_after(lower, now=now)) if h is not None]
     code = fields.code
+    if status is None and rule is not None:
+        # An in-band error (stream frame, failed job) carries its code's documented status.
+        status = rule.status
     return error_for(
         kind,
         truncate(message),

@@ -110,7 +110,7 @@ class OpenAICompatible(Provider):
             raise self.parse_error("the response body is larger than allowed", response)
         try:
             payload = json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self.parse_error("the response body is not JSON", response) from None
         if isinstance(payload, Mapping) and "error" in payload and "choices" not in payload:
             # A gateway that reports an error with a 2xx status.
@@ -201,7 +201,7 @@ class OpenAICompatible(Provider):
                 continue
             try:
                 payload = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise self.parse_error("a stream event is not JSON", head) from None
             if not isinstance(payload, Mapping):
                 raise self.parse_error("a stream event is not a JSON object", head)

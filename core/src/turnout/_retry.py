@@ -10,11 +10,11 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 
 from ._errors import ErrorKind, ProviderError
 
-__all__ = ["GiveUp", "Retry", "RetryDecision", "RetryPolicy"]
+__all__ = ["GiveUp", "Retry", "RetryDecision", "RetryOverrides", "RetryPolicy"]
 
 
 @frozen
@@ -28,8 +28,6 @@ class GiveUp:
 
 
 RetryDecision = Retry | GiveUp
-
-_kinds = frozenset[ErrorKind]
 
 
 def _kind_set(value: object) -> frozenset[ErrorKind] | None:
@@ -65,6 +63,9 @@ class RetryPolicy:
     retry_statuses: frozenset[int] | None = field(default=None, converter=_status_set)
     # Some SDKs never repeat a streaming request (its first bytes may have been used).
     retry_streams: bool = True
+    # With `retry_statuses` set: whether errors without a status (connection
+    # failures, client timeouts) are retried too.
+    retry_statusless: bool = True
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
         """The delay before retry number `retry` (0 for the first), jitter applied."""
@@ -94,12 +95,12 @@ class RetryPolicy:
             return GiveUp(f"{self.max_retries} retries used")
         if self.retry_on is not None and error.kind not in self.retry_on:
             return GiveUp(f"the policy does not retry {error.kind.value}")
-        if (
-            self.retry_statuses is not None
-            and error.status is not None
-            and error.status not in self.retry_statuses
-        ):
-            return GiveUp(f"the policy does not retry HTTP {error.status}")
+        if self.retry_statuses is not None:
+            if error.status is None:
+                if not self.retry_statusless:
+                    return GiveUp("the policy retries only by status")
+            elif error.status not in self.retry_statuses:
+                return GiveUp(f"the policy does not retry HTTP {error.status}")
         delay = self.backoff(retries, rng)
         if error.retry_after is not None and error.retry_after > delay:
             delay = error.retry_after
@@ -107,3 +108,42 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_retries=0)
+
+
+@frozen
+class RetryOverrides:
+    """Some fields of a `RetryPolicy`; the rest stay those of the policy it is applied to.
+
+    What a configuration's `[retry]` table builds: `max_retries = 5` under a
+    MeshAPI deployment keeps MeshAPI's statuses and its no-streams rule.
+    """
+
+    max_retries: int | None = None
+    base: float | None = None
+    cap: float | None = None
+    multiplier: float | None = None
+    jitter: Literal["full", "symmetric", "none"] | None = None
+    jitter_ratio: float | None = None
+    retry_on: frozenset[ErrorKind] | None = field(default=None, converter=_kind_set)
+    retry_statuses: frozenset[int] | None = field(default=None, converter=_status_set)
+    retry_streams: bool | None = None
+    retry_statusless: bool | None = None
+
+    def apply(self, policy: RetryPolicy) -> RetryPolicy:
+        changes = {name: getattr(self, name) for name in _OVERRIDABLE if getattr(self, name) is not None}
+        return evolve(policy, **changes)
+
+
+_OVERRIDABLE = tuple(a.name for a in RetryOverrides.__attrs_attrs__)
+
+
+def effective_policy(base: RetryPolicy, *layers: RetryPolicy | RetryOverrides | None) -> RetryPolicy:
+    """The provider's policy, then the router's, then the deployment's: a policy
+    replaces what came before, overrides change only the fields they name."""
+    policy = base
+    for layer in layers:
+        if isinstance(layer, RetryPolicy):
+            policy = layer
+        elif isinstance(layer, RetryOverrides):
+            policy = layer.apply(policy)
+    return policy

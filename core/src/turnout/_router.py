@@ -10,6 +10,7 @@ from typing import Any, Self
 import httpx
 
 from ._drivers import AsyncDriver, SyncDriver
+from ._health import Health
 from ._models import ChatChunk, ChatRequest, ChatResponse, Message
 from ._routing import CallRecord, RouterCore
 
@@ -69,7 +70,9 @@ class Router(_Configurable):
     ) -> ChatResponse:
         """Send one chat call through the route `model` (a route or deployment name)."""
         flow, _, deadline_at, limit = self._start(messages, model, deadline, params, stream=False)
-        driver = SyncDriver(self._client, deadline_at, limit, self.timeout, self._clock, self.max_body)
+        driver = SyncDriver(
+            self._client, deadline_at, limit, self.timeout, self._clock, self.max_body, self.store
+        )
         run = driver.run(flow)
         try:
             next(run)
@@ -83,8 +86,14 @@ class Router(_Configurable):
     ) -> Stream:
         """A stream of chunks; it falls back until its first chunk reaches you."""
         flow, record, deadline_at, limit = self._start(messages, model, deadline, params, stream=True)
-        driver = SyncDriver(self._client, deadline_at, limit, self.timeout, self._clock, self.max_body)
+        driver = SyncDriver(
+            self._client, deadline_at, limit, self.timeout, self._clock, self.max_body, self.store
+        )
         return Stream(driver.run(flow), record)
+
+    def health(self) -> dict[str, Health]:
+        """Each deployment's breaker state, cooldown, in-flight calls, latency and recent errors."""
+        return self.health_report(self.store.load(self._names))
 
     def close(self) -> None:
         if self._owns_client:
@@ -117,7 +126,9 @@ class AsyncRouter(_Configurable):
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> ChatResponse:
         flow, _, deadline_at, limit = self._start(messages, model, deadline, params, stream=False)
-        driver = AsyncDriver(self._client, deadline_at, limit, self.timeout, self._clock, self.max_body)
+        driver = AsyncDriver(
+            self._client, deadline_at, limit, self.timeout, self._clock, self.max_body, self.store
+        )
         out: list[ChatResponse] = []
         async for _ in driver.run(flow, out):  # pragma: no cover - chat flows emit nothing
             raise RuntimeError("a chat flow emitted a chunk")
@@ -127,9 +138,15 @@ class AsyncRouter(_Configurable):
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> AsyncStream:
         flow, record, deadline_at, limit = self._start(messages, model, deadline, params, stream=True)
-        driver = AsyncDriver(self._client, deadline_at, limit, self.timeout, self._clock, self.max_body)
+        driver = AsyncDriver(
+            self._client, deadline_at, limit, self.timeout, self._clock, self.max_body, self.store
+        )
         out: list[ChatResponse] = []
         return AsyncStream(driver.run(flow, out), record, out)
+
+    async def health(self) -> dict[str, Health]:
+        """Each deployment's breaker state, cooldown, in-flight calls, latency and recent errors."""
+        return self.health_report(await self.store.aload(self._names))
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -8,24 +8,95 @@ normalized errors and decides; the drivers only perform the commands.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from attrs import field, frozen
 
-from ._errors import ConfigError, ErrorKind, Fallback, ProviderError, error_for
-from ._flow import DEFAULT_MAX_BODY, Emit, Flow, Sleep
+from ._errors import (
+    KIND_RULES,
+    ConfigError,
+    ErrorKind,
+    Fallback,
+    NoHealthyDeploymentError,
+    ProviderError,
+    error_for,
+)
+from ._flow import DEFAULT_MAX_BODY, CallAbandoned, Emit, Flow, HTTPResponse, Sleep
+from ._health import (
+    BreakerConfig,
+    DeploymentState,
+    Health,
+    admit,
+    availability,
+    on_failure,
+    on_rate_limit_headers,
+    on_success,
+    release,
+    report,
+)
 from ._models import Attempt, ChatChunk, ChatRequest, ChatResponse, Deployment, Usage
 from ._plugins import Plugins, default_plugins
 from ._provider import Provider
-from ._retry import Retry, RetryPolicy
+from ._retry import Retry, RetryOverrides, RetryPolicy, effective_policy
+from ._state import LoadState, MemoryStore, RetryBudget, StateStore, UpdateBudget, UpdateState
 
 __all__ = ["CallRecord", "Route", "RouterCore", "Target", "deadline_error"]
 
-STRATEGIES = frozenset({"priority"})
 DEFAULT_ROUTE = "default"
+Order = Callable[["RouterCore", "Route", Mapping[str, DeploymentState]], list[str]]
+
+
+def _priority(core: RouterCore, route: Route, states: Mapping[str, DeploymentState]) -> list[str]:
+    return list(route.deployments)
+
+
+def _weighted(core: RouterCore, route: Route, states: Mapping[str, DeploymentState]) -> list[str]:
+    # Efraimidis-Spirakis: a random order in which each deployment leads with
+    # probability proportional to its weight.
+    weights = {name: core.deployment(name).weight for name in route.deployments}
+    keyed = [(core.rng.random() ** (1.0 / w) if w > 0 else -1.0, name) for name, w in weights.items()]
+    return [name for _, name in sorted(keyed, reverse=True)]
+
+
+def _round_robin(core: RouterCore, route: Route, states: Mapping[str, DeploymentState]) -> list[str]:
+    start = next(core.turns(route.name)) % len(route.deployments)
+    return [*route.deployments[start:], *route.deployments[:start]]
+
+
+def _least_latency(core: RouterCore, route: Route, states: Mapping[str, DeploymentState]) -> list[str]:
+    # Unmeasured deployments first: they must be measured to be compared.
+    def key(item: tuple[int, str]) -> tuple[float, int]:
+        latency = states[item[1]].latency
+        return (-1.0 if latency is None else latency, item[0])
+
+    return [name for _, name in sorted(enumerate(route.deployments), key=key)]
+
+
+def _least_busy(core: RouterCore, route: Route, states: Mapping[str, DeploymentState]) -> list[str]:
+    ranked = sorted(enumerate(route.deployments), key=lambda item: (states[item[1]].inflight, item[0]))
+    return [name for _, name in ranked]
+
+
+def _lowest_cost(core: RouterCore, route: Route, states: Mapping[str, DeploymentState]) -> list[str]:
+    def cost(item: tuple[int, str]) -> tuple[float, int]:
+        deployment = core.deployment(item[1])
+        return (deployment.input_cost + deployment.output_cost, item[0])
+
+    return [name for _, name in sorted(enumerate(route.deployments), key=cost)]
+
+
+STRATEGIES: Mapping[str, Order] = {
+    "priority": _priority,
+    "weighted": _weighted,
+    "round_robin": _round_robin,
+    "least_latency": _least_latency,
+    "least_busy": _least_busy,
+    "lowest_cost": _lowest_cost,
+}
 
 
 def _names(value: Iterable[str]) -> tuple[str, ...]:
@@ -60,7 +131,16 @@ class Target:
 class CallRecord:
     """What one call has done so far; a stream exposes it while it runs."""
 
-    __slots__ = ("attempts", "chunks", "deployment", "finish_reason", "provider", "request_id", "usage")
+    __slots__ = (
+        "attempts",
+        "chunks",
+        "deployment",
+        "finish_reason",
+        "first_chunk_at",
+        "provider",
+        "request_id",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self.attempts: list[Attempt] = []
@@ -70,6 +150,7 @@ class CallRecord:
         self.request_id: str | None = None
         self.deployment: str | None = None
         self.provider: str | None = None
+        self.first_chunk_at: float | None = None
 
     def observe(self, chunk: ChatChunk) -> None:
         self.chunks.append(chunk.delta)
@@ -113,12 +194,17 @@ class RouterCore:
         routes: Mapping[str, Route | Sequence[str] | Mapping[str, Any]] | None = None,
         *,
         deadline: float = 600.0,
-        retry_policy: RetryPolicy | None = None,
+        retry_policy: RetryPolicy | RetryOverrides | None = None,
         max_retry_wait: float = 30.0,
         timeout: float = 60.0,
         max_body: int = DEFAULT_MAX_BODY,
         plugins: Plugins | None = None,
+        breaker: BreakerConfig | None = None,
+        budget: RetryBudget | None = None,
+        store: StateStore | None = None,
+        wait_for_healthy: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         if not isinstance(deadline, int | float) or isinstance(deadline, bool) or deadline <= 0:
@@ -130,13 +216,23 @@ class RouterCore:
         self.max_body = max_body
         self._plugins = plugins or default_plugins()
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._wall = wall_clock
+        self.rng = rng or random.Random()
+        self.breaker = breaker or BreakerConfig()
+        self.budget = budget or RetryBudget()
+        self.store: StateStore = store or MemoryStore(self.budget.burst)
+        # When every deployment is set aside: wait (within the deadline) instead of raising.
+        self.wait_for_healthy = wait_for_healthy
         self._targets = self._bind(deployments, retry_policy)
+        self._names = tuple(self._targets)
         self._routes = self._check_routes(routes)
+        self._turns = {name: itertools.count() for name in self._routes}
 
     # -- configuration -------------------------------------------------------
 
-    def _bind(self, deployments: Sequence[Deployment], policy: RetryPolicy | None) -> dict[str, Target]:
+    def _bind(
+        self, deployments: Sequence[Deployment], policy: RetryPolicy | RetryOverrides | None
+    ) -> dict[str, Target]:
         if not deployments:
             raise ConfigError("at least one deployment is needed", path="deployments")
         targets: dict[str, Target] = {}
@@ -151,7 +247,7 @@ class RouterCore:
             if not base.startswith(("http://", "https://")):
                 raise ConfigError("must be an http:// or https:// URL", path=f"{path}.base_url", value=base)
             provider.check_deployment(deployment, path)
-            effective = deployment.retry_policy or policy or provider.retry_policy
+            effective = effective_policy(provider.retry_policy, policy, deployment.retry_policy)
             targets[deployment.name] = Target(deployment, provider, effective)
         return targets
 
@@ -201,6 +297,25 @@ class RouterCore:
     def routes(self) -> dict[str, Route]:
         return dict(self._routes)
 
+    def deployment(self, name: str) -> Deployment:
+        return self._targets[name].deployment
+
+    def policy(self, name: str) -> RetryPolicy:
+        """The retry policy in force for a deployment: its provider's, adjusted by the
+        router's and the deployment's own."""
+        return self._targets[name].policy
+
+    def turns(self, route: str) -> Iterator[int]:
+        """The round-robin counter of a route (routes made for one deployment share one)."""
+        counter = self._turns.get(route)
+        if counter is None:
+            counter = self._turns.setdefault(route, itertools.count())
+        return counter
+
+    def health_report(self, states: Mapping[str, DeploymentState]) -> dict[str, Health]:
+        now = self._wall()
+        return {name: report(name, states[name], now, self.breaker) for name in self._names}
+
     def route(self, model: str | None) -> Route:
         """The route a call's `model` names: a route, else a single deployment."""
         if model is None:
@@ -217,8 +332,10 @@ class RouterCore:
 
     # -- planning ------------------------------------------------------------
 
-    def _expand(self, routes: Iterable[str], seen: set[str]) -> list[str]:
-        """Deployments of `routes` and, after them, of their fallback routes."""
+    def _expand(
+        self, routes: Iterable[str], seen: set[str], states: Mapping[str, DeploymentState]
+    ) -> list[str]:
+        """Deployments of `routes`, each ordered by its strategy, then of their fallback routes."""
         order: list[str] = []
         pending = list(routes)
         while pending:
@@ -227,28 +344,35 @@ class RouterCore:
                 continue
             seen.add(name)
             route = self._routes[name]
-            order.extend(d for d in route.deployments if d not in order)
+            order.extend(d for d in STRATEGIES[route.strategy](self, route, states) if d not in order)
             pending.extend(route.fallbacks)
         return order
 
-    def plan(self, route: Route) -> list[str]:
+    def plan(self, route: Route, states: Mapping[str, DeploymentState]) -> list[str]:
         """The deployments a call on `route` may try, in order."""
-        order = list(dict.fromkeys(route.deployments))
-        fallback_order = self._expand(route.fallbacks, {route.name})
-        order.extend(d for d in fallback_order if d not in order)
+        order = list(dict.fromkeys(STRATEGIES[route.strategy](self, route, states)))
+        order.extend(d for d in self._expand(route.fallbacks, {route.name}, states) if d not in order)
         return order
 
     def next_after(
-        self, error: ProviderError, route: Route, queue: list[str], tried: set[str], committed: bool
+        self,
+        error: ProviderError,
+        route: Route,
+        queue: list[str],
+        tried: set[str],
+        committed: bool,
+        states: Mapping[str, DeploymentState],
     ) -> list[str] | None:
         """The queue to continue with after `error`, or None to raise it."""
         rule = error.fallback
         if rule is Fallback.ALWAYS or (rule is Fallback.BEFORE_FIRST_CHUNK and not committed):
             remaining = [d for d in queue if d not in tried]
         elif rule is Fallback.CONTENT_POLICY_ROUTE:
-            remaining = [d for d in self._expand(route.content_policy_fallbacks, set()) if d not in tried]
+            special = self._expand(route.content_policy_fallbacks, set(), states)
+            remaining = [d for d in special if d not in tried]
         elif rule is Fallback.CONTEXT_WINDOW_ROUTE:
-            remaining = [d for d in self._expand(route.context_window_fallbacks, set()) if d not in tried]
+            special = self._expand(route.context_window_fallbacks, set(), states)
+            remaining = [d for d in special if d not in tried]
         else:
             return None
         return remaining or None
@@ -264,53 +388,83 @@ class RouterCore:
         *,
         stream: bool,
     ) -> Flow[ChatResponse]:
-        """One call: attempts, retries, waits and fallbacks, until a result or an error."""
-        clock = self._clock
-        queue = self.plan(route)
+        """One call: choices, attempts, retries, waits and fallbacks, until a result or an error."""
+        clock, wall, config = self._clock, self._wall, self.breaker
+        yield UpdateBudget(self.budget.deposit)
+        states: dict[str, DeploymentState] = yield LoadState(self._names)
+        queue = self.plan(route, states)
         tried: set[str] = set()
+        current: str | None = None
         retries = 0
         waited = 0.0
         last: ProviderError | None = None
-        while queue:
-            name = queue[0]
-            tried.add(name)
+        while clock() < deadline_at:
+            now = wall()
+            if current is None:
+                current, soonest = self._choose(queue, tried, states, now)
+                if current is None:
+                    wait = (soonest or now) - now
+                    if last is None and self.wait_for_healthy and wait < deadline_at - clock():
+                        yield Sleep(wait)
+                        waited += wait
+                        states = yield LoadState(self._names)
+                        continue
+                    if last is not None:
+                        raise self._final(last, record)
+                    raise NoHealthyDeploymentError(
+                        f"no deployment of route {route.name!r} may be tried now",
+                        route=route.name,
+                        retry_after=wait,
+                        attempts=tuple(record.attempts),
+                    )
+            name = current
             target = self._targets[name]
-            deployment = target.deployment
-            if clock() >= deadline_at:
-                break
+            admitted = yield UpdateState(name, _admitter(now, config))
+            if not admitted:  # another call took the last probe slot, or it just tripped
+                tried.add(name)
+                current = None
+                continue
+            tried.add(name)
             started = clock()
-            inner = (
-                target.provider.stream(deployment, request)
-                if stream
-                else target.provider.chat(deployment, request)
-            )
             try:
-                result = yield from self._delegate(inner, record if stream else None)
+                result = yield from self._attempt(target, request, record, stream)
             except ProviderError as error:
+                elapsed = clock() - started
                 error.provider = target.provider.name
                 error.deployment = name
-                _redact(error, deployment.key())
-                record.attempts.append(Attempt(name, error.provider, error, clock() - started, waited))
+                _redact(error, target.deployment.key())
+                record.attempts.append(Attempt(name, error.provider, error, elapsed, waited))
                 waited = 0.0
                 last = error
+                states[name] = yield UpdateState(name, _failure(error, wall(), config, self.rng, elapsed))
                 if record.committed:
                     error.partial_text = "".join(record.chunks)
                     raise self._final(error, record) from None
-                decision = target.policy.decide(error, retries, streaming=stream, rng=self._rng)
-                following = self.next_after(error, route, queue, tried, record.committed)
+                decision = target.policy.decide(error, retries, streaming=stream, rng=self.rng)
+                following = self.next_after(error, route, queue, tried, record.committed, states)
                 if isinstance(decision, Retry):
                     left = deadline_at - clock()
                     too_long = decision.delay > self.max_retry_wait and following is not None
-                    if decision.delay < left and not too_long:
+                    ready, _ = availability(states[name], wall() + decision.delay, config)
+                    if decision.delay < left and not too_long and ready:
+                        if not (yield UpdateBudget(self.budget.withdraw)):
+                            raise self._final(error, record) from None
                         yield Sleep(decision.delay)
                         waited = decision.delay
                         retries += 1
+                        tried.discard(name)
                         continue
                 if following is None:
                     raise self._final(error, record) from None
-                queue = following
-                retries = 0
+                if KIND_RULES[error.kind].health_failure and not (yield UpdateBudget(self.budget.withdraw)):
+                    raise self._final(error, record) from None
+                queue, current, retries = following, None, 0
                 continue
+            except CallAbandoned:
+                yield UpdateState(name, _released)
+                raise
+            latency = (record.first_chunk_at or clock()) - started
+            yield UpdateState(name, _success(latency, config))
             record.attempts.append(Attempt(name, target.provider.name, None, clock() - started, waited))
             record.deployment = name
             record.provider = target.provider.name
@@ -337,16 +491,40 @@ class RouterCore:
             )
         raise self._final(last if last is not None else deadline_error(self.deadline), record)
 
+    def _choose(
+        self, queue: list[str], tried: set[str], states: Mapping[str, DeploymentState], now: float
+    ) -> tuple[str | None, float | None]:
+        """The first untried deployment that may be tried now, else when the first one may."""
+        soonest: float | None = None
+        for name in queue:
+            if name in tried:
+                continue
+            ok, at = availability(states[name], now, self.breaker)
+            if ok:
+                return name, None
+            soonest = at if soonest is None else min(soonest, at)
+        return None, soonest
+
+    def _attempt(self, target: Target, request: ChatRequest, record: CallRecord, stream: bool) -> Flow[Any]:
+        deployment = target.deployment
+        inner = (
+            target.provider.stream(deployment, request)
+            if stream
+            else target.provider.chat(deployment, request)
+        )
+        return self._delegate(inner, record if stream else None, deployment.name)
+
     @staticmethod
     def _final(error: ProviderError, record: CallRecord) -> ProviderError:
         error.attempts = tuple(record.attempts)
         return error
 
-    @staticmethod
-    def _delegate(inner: Flow[Any], record: CallRecord | None) -> Flow[Any]:
-        """`yield from inner`, but seeing the chunks it hands to the caller."""
+    def _delegate(self, inner: Flow[Any], record: CallRecord | None, name: str) -> Flow[Any]:
+        """`yield from inner`, but seeing the chunks it hands to the caller and the
+        rate-limit headers of every response it receives."""
         value: Any = None
         thrown: BaseException | None = None
+        clock = self._clock
         while True:
             try:
                 command = inner.send(value) if thrown is None else inner.throw(thrown)
@@ -354,8 +532,47 @@ class RouterCore:
                 return stop.value
             value = thrown = None
             if record is not None and type(command) is Emit:
+                if record.first_chunk_at is None:
+                    record.first_chunk_at = clock()
                 record.observe(command.chunk)
             try:
                 value = yield command
             except BaseException as exc:  # handed on, so the provider's flow can clean up
                 thrown = exc
+                continue
+            if type(value) is HTTPResponse and _RATE_HEADERS.intersection(value.headers):
+                yield UpdateState(name, _rate_limited(value.headers, self._wall()))
+
+
+_RATE_HEADERS = frozenset({"x-ratelimit-remaining", "x-ratelimit-remaining-requests"})
+
+
+# The store applies these to the current record; each returns (new state, result).
+def _admitter(now: float, config: BreakerConfig) -> Callable[[DeploymentState], tuple[DeploymentState, bool]]:
+    return lambda state: admit(state, now, config)
+
+
+def _failure(
+    error: ProviderError, now: float, config: BreakerConfig, rng: random.Random, latency: float
+) -> Callable[[DeploymentState], tuple[DeploymentState, DeploymentState]]:
+    def apply(state: DeploymentState) -> tuple[DeploymentState, DeploymentState]:
+        new = on_failure(state, error, now, config, rng, latency)
+        return new, new
+
+    return apply
+
+
+def _success(
+    latency: float, config: BreakerConfig
+) -> Callable[[DeploymentState], tuple[DeploymentState, None]]:
+    return lambda state: (on_success(state, latency, config), None)
+
+
+def _released(state: DeploymentState) -> tuple[DeploymentState, None]:
+    return release(state), None
+
+
+def _rate_limited(
+    headers: Mapping[str, str], now: float
+) -> Callable[[DeploymentState], tuple[DeploymentState, None]]:
+    return lambda state: (on_rate_limit_headers(state, headers, now), None)

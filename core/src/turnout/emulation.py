@@ -41,12 +41,14 @@ class EmulatedRequest:
     headers: Mapping[str, str] = field(factory=dict)
     body: bytes = b""
     query: Mapping[str, str] = field(factory=dict)
+    # The host the request was sent to (one emulator may serve several deployments).
+    host: str = ""
 
     def json(self) -> Any:
         """The body as JSON, or None when it is not."""
         try:
             return json.loads(self.body) if self.body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
 
     def bearer(self) -> str | None:
@@ -208,6 +210,7 @@ def mock_transport(emulators: Mapping[str, Emulator], faults: FaultSource = None
             headers={k.lower(): v for k, v in request.headers.items()},
             body=request.read(),
             query=dict(request.url.params),
+            host=request.url.host,
         )
         fault = faults(emulated) if callable(faults) else faults
         reply = emulator.handle(emulated, fault)

@@ -1,0 +1,301 @@
+"""Deployment health as data: the breaker, cooldowns, rate-limit exhaustion, latency.
+
+Every function here is pure: it takes a `DeploymentState` (and the time) and
+returns a new one. State stores only keep and swap these records
+atomically, so the in-memory store and the Redis store share one logic.
+
+Times are wall-clock seconds (`time.time()`), so several processes and
+machines agree on when a breaker reopens.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Literal
+
+from attrs import evolve, field, frozen
+
+from ._errors import KIND_RULES, ErrorKind, ProviderError
+
+__all__ = [
+    "BreakerConfig",
+    "DeploymentState",
+    "Health",
+    "admit",
+    "availability",
+    "on_failure",
+    "on_rate_limit_headers",
+    "on_success",
+    "release",
+]
+
+BreakerStatus = Literal["closed", "open", "half_open"]
+ERROR_HISTORY = 20
+
+
+@frozen
+class BreakerConfig:
+    """When a deployment is set aside, and for how long. Defaults follow the design."""
+
+    # Open after this many consecutive health failures...
+    consecutive_failures: int = 5
+    # ...or when this share of the last `window` calls failed (with at least `min_calls`).
+    failure_rate: float = 0.5
+    window: int = 20
+    min_calls: int = 10
+    # Open for this long, doubling on each re-trip up to `max_open`, ± `jitter`.
+    open_for: float = 30.0
+    max_open: float = 300.0
+    jitter: float = 0.1
+    # Calls let through at once while half-open, and how long a probe may hold its
+    # slot (a process that died mid-probe must not keep the breaker half-open forever).
+    probes: int = 1
+    probe_timeout: float = 120.0
+    # Weight of the newest latency sample in the moving average.
+    ewma_alpha: float = 0.3
+
+
+@frozen
+class DeploymentState:
+    """Everything the router remembers about one deployment."""
+
+    status: BreakerStatus = "closed"
+    consecutive: int = 0
+    # The last outcomes that count for health, newest last: True is a failure.
+    window: tuple[bool, ...] = ()
+    open_until: float = 0.0
+    trips: int = 0
+    probes: int = 0
+    probe_until: float = 0.0
+    # Set aside for other calls: a wrong key (10 min) or a 429's retry-after.
+    cooldown_until: float = 0.0
+    cooldown_reason: str = ""
+    # X-RateLimit-Remaining reached 0: nothing should be sent before the reset.
+    exhausted_until: float = 0.0
+    inflight: int = 0
+    latency: float | None = None
+    # The kinds of the most recent errors, newest last (introspection only).
+    errors: tuple[str, ...] = ()
+
+
+@frozen
+class Health:
+    """What `router.health()` reports for one deployment."""
+
+    deployment: str
+    status: BreakerStatus
+    available: bool
+    available_at: float | None
+    cooldown_until: float | None
+    cooldown_reason: str | None
+    exhausted_until: float | None
+    inflight: int
+    latency: float | None
+    consecutive_failures: int
+    trips: int
+    recent_errors: Mapping[str, int] = field(factory=dict)
+
+
+def availability(state: DeploymentState, now: float, config: BreakerConfig) -> tuple[bool, float]:
+    """(may a call be sent now, the time from which it may) — the time is `now` when it may."""
+    blocked_until = max(state.cooldown_until, state.exhausted_until)
+    if state.status == "open":
+        blocked_until = max(blocked_until, state.open_until)
+    if blocked_until > now:
+        return False, blocked_until
+    if state.status != "closed" and state.probes >= config.probes and now < state.probe_until:
+        # Half-open with every probe slot taken: free again when a probe ends.
+        return False, now + 1.0
+    return True, now
+
+
+def admit(state: DeploymentState, now: float, config: BreakerConfig) -> tuple[DeploymentState, bool]:
+    """Claim a place for one call: a probe slot when the breaker is not closed."""
+    ok, _ = availability(state, now, config)
+    if not ok:
+        return state, False
+    if state.status == "closed":
+        return evolve(state, inflight=state.inflight + 1), True
+    probes = state.probes + 1 if now < state.probe_until else 1
+    return evolve(
+        state,
+        status="half_open",
+        probes=probes,
+        probe_until=now + config.probe_timeout,
+        inflight=state.inflight + 1,
+    ), True
+
+
+def _ewma(old: float | None, sample: float, alpha: float) -> float:
+    return sample if old is None else old + alpha * (sample - old)
+
+
+def _finish(state: DeploymentState) -> dict[str, int]:
+    """A call ends: its place (and its probe slot, if it held one) is given back."""
+    return {"inflight": max(0, state.inflight - 1), "probes": max(0, state.probes - 1)}
+
+
+def on_success(state: DeploymentState, latency: float, config: BreakerConfig) -> DeploymentState:
+    finish = _finish(state)
+    average = _ewma(state.latency, latency, config.ewma_alpha)
+    if state.status == "half_open":
+        # A probe succeeded: close, and forget the trips.
+        return evolve(
+            state,
+            status="closed",
+            consecutive=0,
+            window=(),
+            trips=0,
+            probes=0,
+            inflight=finish["inflight"],
+            latency=average,
+        )
+    if state.status == "open":
+        # A call admitted before the trip: it proves nothing about now.
+        return evolve(state, inflight=finish["inflight"], latency=average)
+    window = (*state.window, False)[-config.window :]
+    return evolve(state, consecutive=0, window=window, latency=average, inflight=finish["inflight"])
+
+
+def _open_for(trips: int, retry_after: float | None, config: BreakerConfig, rng: random.Random) -> float:
+    base = min(config.max_open, config.open_for * 2 ** max(0, trips - 1))
+    spread = base * config.jitter
+    duration: float = base + rng.uniform(-spread, spread)
+    if retry_after is not None and retry_after > duration:
+        duration = retry_after
+    return duration
+
+
+def on_failure(
+    state: DeploymentState,
+    error: ProviderError,
+    now: float,
+    config: BreakerConfig,
+    rng: random.Random,
+    latency: float | None = None,
+) -> DeploymentState:
+    rule = KIND_RULES[error.kind]
+    finish = _finish(state)
+    errors = (*state.errors, error.kind.value)[-ERROR_HISTORY:]
+    changes: dict[str, object] = {"errors": errors, "inflight": finish["inflight"]}
+    if rule.cooldown:
+        changes["cooldown_until"] = max(state.cooldown_until, now + rule.cooldown)
+        changes["cooldown_reason"] = error.kind.value
+    if error.kind is ErrorKind.RATE_LIMITED and error.retry_after:
+        until = now + error.retry_after
+        if until > state.cooldown_until:
+            changes["cooldown_until"] = until
+            changes["cooldown_reason"] = error.kind.value
+    if not rule.health_failure:
+        # Says nothing about the deployment's health: a probe slot is just given back.
+        changes["probes"] = finish["probes"]
+        return evolve(state, **changes)  # type: ignore[arg-type]
+    if latency is not None and error.kind is not ErrorKind.TIMEOUT:
+        changes["latency"] = _ewma(state.latency, latency, config.ewma_alpha)
+    if state.status == "open":
+        # A call admitted before the trip: already counted in the decision to open.
+        return evolve(state, **changes)  # type: ignore[arg-type]
+    window = (*state.window, True)[-config.window :]
+    consecutive = state.consecutive + 1
+    failures = sum(window)
+    trip = (
+        state.status == "half_open"
+        or consecutive >= config.consecutive_failures
+        or (len(window) >= config.min_calls and failures / len(window) >= config.failure_rate)
+    )
+    if trip:
+        trips = state.trips + 1
+        changes.update(
+            status="open",
+            trips=trips,
+            open_until=now + _open_for(trips, error.retry_after, config, rng),
+            consecutive=0,
+            window=(),
+            probes=0,
+        )
+    else:
+        changes.update(consecutive=consecutive, window=window, probes=finish["probes"])
+    return evolve(state, **changes)  # type: ignore[arg-type]
+
+
+def release(state: DeploymentState) -> DeploymentState:
+    """A call ended without an outcome (abandoned): give back its place."""
+    finish = _finish(state)
+    return evolve(
+        state, inflight=finish["inflight"], probes=finish["probes"] if state.status != "closed" else 0
+    )
+
+
+# Header spellings that say how many requests are left, and when the window resets.
+_REMAINING = ("x-ratelimit-remaining", "x-ratelimit-remaining-requests")
+_RESET = ("x-ratelimit-reset", "x-ratelimit-reset-requests")
+
+
+def _duration(value: str) -> float | None:
+    """`1710924600` (unix), `30` / `1.5` (seconds), or OpenAI's `6m0s` / `1s` / `250ms`."""
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    total, number = 0.0, ""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else ch
+        if unit not in units or not number:
+            return None
+        total += float(number) * units[unit]
+        number = ""
+        i += len(unit)
+    return None if number else total
+
+
+def on_rate_limit_headers(state: DeploymentState, headers: Mapping[str, str], now: float) -> DeploymentState:
+    """A response said the quota is used up: no call goes there before the reset."""
+    remaining = next((headers[h] for h in _REMAINING if h in headers), None)
+    if remaining is None:
+        return state
+    try:
+        if float(remaining) > 0:
+            return state
+    except ValueError:
+        return state
+    reset_value = next((headers[h] for h in _RESET if h in headers), None)
+    reset = _duration(reset_value) if reset_value is not None else None
+    if reset is None:
+        reset = 1.0
+    until = reset if reset > 1_000_000_000 else now + reset
+    if until <= state.exhausted_until:
+        return state
+    return evolve(state, exhausted_until=until)
+
+
+def report(name: str, state: DeploymentState, now: float, config: BreakerConfig) -> Health:
+    ok, at = availability(state, now, config)
+    status: BreakerStatus = state.status
+    if status == "open" and now >= state.open_until:
+        status = "half_open"
+    counts: dict[str, int] = {}
+    for kind in state.errors:
+        counts[kind] = counts.get(kind, 0) + 1
+    return Health(
+        deployment=name,
+        status=status,
+        available=ok,
+        available_at=None if ok else at,
+        cooldown_until=state.cooldown_until if state.cooldown_until > now else None,
+        cooldown_reason=state.cooldown_reason if state.cooldown_until > now else None,
+        exhausted_until=state.exhausted_until if state.exhausted_until > now else None,
+        inflight=state.inflight,
+        latency=state.latency,
+        consecutive_failures=state.consecutive,
+        trips=state.trips,
+        recent_errors=counts,
+    )
