@@ -56,14 +56,22 @@ def fallback_word(kind: turnout.ErrorKind) -> str:
     return "yes" if rule is Fallback.ALWAYS else ("no" if rule is Fallback.NEVER else rule.value)
 
 
+def cell(text: str) -> str:
+    """Table-safe text: a `|` would end the cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def provider_table(provider: turnout.Provider) -> str:
     table = provider.error_table
-    lines = ["| code | status | kind | retryable | fall back |", "|---|---|---|---|---|"]
+    described = any(rule.description for rule in table.codes.values())
+    head = "| code | status | kind | retryable | fall back |" + (" meaning |" if described else "")
+    lines = [head, "|---|---|---|---|---|" + ("---|" if described else "")]
     for code, rule in table.codes.items():
         retryable = rule.retryable if rule.retryable is not None else KIND_RULES[rule.kind].retryable
         status = "" if rule.status is None else str(rule.status)
         fallback = fallback_word(rule.kind)
-        lines.append(f"| `{code}` | {status} | `{rule.kind.value}` | {yes_no(retryable)} | {fallback} |")
+        row = f"| `{cell(code)}` | {status} | `{rule.kind.value}` | {yes_no(retryable)} | {fallback} |"
+        lines.append(row + (f" {cell(rule.description)} |" if described else ""))
     if table.statuses:
         lines += ["", "Status overrides (when the body names no code):", "", "| status | kind |", "|---|---|"]
         lines += [f"| {s} | `{k.value}` |" for s, k in sorted(table.statuses.items())]
@@ -77,7 +85,7 @@ def provider_table(provider: turnout.Provider) -> str:
         ]
         for mr in table.message_rules:
             statuses = ", ".join(str(s) for s in sorted(mr.statuses)) if mr.statuses else "any"
-            lines.append(f"| `{mr.pattern.pattern}` | {statuses} | `{mr.kind.value}` |")
+            lines.append(f"| `{cell(mr.pattern.pattern)}` | {statuses} | `{mr.kind.value}` |")
     policy = provider.retry_policy
     lines += [
         "",
