@@ -194,7 +194,9 @@ def test_upstream_429_inside_a_500_is_a_retryable_rate_limit():
 
 
 def test_httpx_wording_from_the_litellm_proxy_is_an_upstream_status_too():
-    text = "LLM call failed: Client error '429 Too Many Requests' for url 'http://proxy:4000/chat/completions'"
+    text = (
+        "LLM call failed: Client error '429 Too Many Requests' for url 'http://proxy:4000/chat/completions'"
+    )
     assert norm(500, detail(text)).kind == "rate_limited"
     text = "LLM call failed: Server error '503 Service Unavailable' for url 'http://proxy:4000/x'"
     assert norm(500, detail(text)).kind == "unavailable"
@@ -228,7 +230,11 @@ def test_plain_text_500_is_classified_by_status():
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [
-        (502, b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>", "upstream_error"),
+        (
+            502,
+            b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+            "upstream_error",
+        ),
         (503, b"", "unavailable"),
         (500, b"\x00\xff\xfe\x80binary\x9c", "server_error"),
         (400, b"[1, 2, 3]", "bad_request"),
@@ -278,11 +284,20 @@ def test_retry_after_header_is_kept():
         ({"error": "Failed to call provider API: Error code: 429 - {}"}, "rate_limited"),
         ({"error": "Failed to call provider API: Error code: 503 - {}"}, "unavailable"),
         ({"error": "stream broke"}, "upstream_error"),
-        ({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}, "rate_limited"),
+        (
+            {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+            "rate_limited",
+        ),
         ({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "unavailable"),
-        ({"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}}, "rate_limited"),
+        (
+            {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}},
+            "rate_limited",
+        ),
         ({"error": {"code": 503, "message": "The model is overloaded"}}, "unavailable"),
-        ({"error": {"message": "This model's maximum context length is 4096 tokens"}}, "context_length_exceeded"),
+        (
+            {"error": {"message": "This model's maximum context length is 4096 tokens"}},
+            "context_length_exceeded",
+        ),
         ({"error": {"something": "opaque"}}, "upstream_error"),
     ],
 )

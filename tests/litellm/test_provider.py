@@ -149,7 +149,12 @@ def test_complete_job_flow():
                 "job_id": "j-1",
                 "status": "failed",
                 "completed_at": "2025-01-01T00:00:00",
-                "costs": {"total_calls": 2, "total_tokens": 30, "credits_remaining": 99, "credit_applied": False},
+                "costs": {
+                    "total_calls": 2,
+                    "total_tokens": 30,
+                    "credits_remaining": 99,
+                    "credit_applied": False,
+                },
                 "calls": [{"call_id": "c1"}, "junk"],
             }
         ),
@@ -194,7 +199,11 @@ def test_create_and_call_response():
 
 
 def test_llm_call_response_uses_the_call_id():
-    payload = {"call_id": "call-3", "response": {"content": None, "finish_reason": "tool_calls"}, "metadata": {}}
+    payload = {
+        "call_id": "call-3",
+        "response": {"content": None, "finish_reason": "tool_calls"},
+        "metadata": {},
+    }
     response = PROVIDER.parse_completion(ok(payload))
     assert response.content == ""
     assert response.request_id == "call-3"

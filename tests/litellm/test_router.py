@@ -54,14 +54,16 @@ def stream_sync(deps, transport) -> tuple[list[turnout.ChatChunk], Any]:
 def stream_async(deps, transport) -> tuple[list[turnout.ChatChunk], Any]:
     async def main() -> tuple[list[turnout.ChatChunk], Any]:
         chunks: list[turnout.ChatChunk] = []
-        async with turnout.AsyncRouter(deps, transport=transport) as router:
-            async with router.stream(HI) as stream:
-                try:
-                    async for chunk in stream:
-                        chunks.append(chunk)
-                except turnout.ProviderError as error:
-                    return chunks, error
-                return chunks, stream.response
+        async with (
+            turnout.AsyncRouter(deps, transport=transport) as router,
+            router.stream(HI) as stream,
+        ):
+            try:
+                async for chunk in stream:
+                    chunks.append(chunk)
+            except turnout.ProviderError as error:
+                return chunks, error
+            return chunks, stream.response
 
     return asyncio.run(main())
 
@@ -220,7 +222,12 @@ def openai(text: str, finish: str | None = None) -> bytes:
 @STREAM
 def test_keepalive_comments_are_ignored(stream):
     transport = frames_transport(
-        b": keepalive\n\n", openai("a"), b": keepalive\n\n", b": another comment\n\n", openai("b"), data("[DONE]")
+        b": keepalive\n\n",
+        openai("a"),
+        b": keepalive\n\n",
+        b": another comment\n\n",
+        openai("b"),
+        data("[DONE]"),
     )
     chunks, response = stream([deployment()], transport)
     assert [c.delta for c in chunks] == ["a", "b"]
@@ -230,14 +237,14 @@ def test_keepalive_comments_are_ignored(stream):
 @STREAM
 def test_done_ends_the_stream_even_if_more_follows(stream):
     transport = frames_transport(openai("a"), data("[DONE]"), openai("never"))
-    chunks, response = stream([deployment()], transport)
+    _chunks, response = stream([deployment()], transport)
     assert response.content == "a"
 
 
 @STREAM
 def test_clean_close_without_done_or_finish_reason_is_a_normal_end(stream):
     transport = frames_transport(b": keepalive\n\n", openai("a"), openai("b"))
-    chunks, response = stream([deployment()], transport)
+    _chunks, response = stream([deployment()], transport)
     assert isinstance(response, turnout.ChatResponse)
     assert response.content == "ab"
     assert response.finish_reason is None
@@ -271,7 +278,7 @@ def test_mid_stream_error_frame_after_text_is_raised_with_partial_text(stream, e
 )
 def test_error_frame_before_any_text_is_retried(stream, emulator, frame_error, kind):
     script = Script({"create-and-call-stream": [Fault(stream_error=frame_error)]})
-    chunks, response = stream([deployment()], mock_transport({HOST: emulator}, script))
+    _chunks, response = stream([deployment()], mock_transport({HOST: emulator}, script))
     assert isinstance(response, turnout.ChatResponse)
     assert response.content == "echo: hello there world"
     assert kinds(response.attempts) == [kind, None]
@@ -282,7 +289,7 @@ def test_error_frame_with_an_object(stream):
     transport = frames_transport(
         openai("a"), data({"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}})
     )
-    chunks, error = stream([deployment()], transport)
+    _chunks, error = stream([deployment()], transport)
     assert isinstance(error, turnout.RateLimitError)
     assert error.partial_text == "a"
     assert error.message == "Rate limit reached"
@@ -291,7 +298,7 @@ def test_error_frame_with_an_object(stream):
 @STREAM
 def test_broken_transfer_is_stream_interrupted(stream, emulator):
     script = Script({"create-and-call-stream": [Fault(drop_after=2)]})
-    chunks, error = stream([deployment()], mock_transport({HOST: emulator}, script))
+    _chunks, error = stream([deployment()], mock_transport({HOST: emulator}, script))
     assert isinstance(error, turnout.StreamInterruptedError)
     assert error.partial_text == "echo: hello "
 
@@ -309,7 +316,7 @@ def test_broken_transfer_before_any_text_falls_back(stream):
         deployment("broken", base_url="https://broken.test/api"),
         deployment("good", base_url="https://good.test/api", model="anthropic/claude"),
     ]
-    chunks, response = stream(deps, transport)
+    _chunks, response = stream(deps, transport)
     assert isinstance(response, turnout.ChatResponse)
     assert response.deployment == "good"
     assert kinds(response.attempts) == ["stream_interrupted", None]
@@ -340,14 +347,14 @@ def test_whole_json_answer_to_a_stream_is_one_chunk(stream):
 @STREAM
 def test_non_event_body_to_a_stream_is_a_parse_error(stream):
     transport = frames_transport(b"<html>proxy page</html>", content_type="text/html")
-    chunks, error = stream([deployment(retry_policy=turnout.RetryPolicy(max_retries=0))], transport)
+    _chunks, error = stream([deployment(retry_policy=turnout.RetryPolicy(max_retries=0))], transport)
     assert isinstance(error, turnout.ResponseParseError)
 
 
 @STREAM
 def test_a_frame_that_is_not_json_is_a_parse_error(stream):
     transport = frames_transport(openai("a"), b"data: {broken\n\n")
-    chunks, error = stream([deployment()], transport)
+    _chunks, error = stream([deployment()], transport)
     assert isinstance(error, turnout.ResponseParseError)
     assert error.partial_text == "a"
 
@@ -379,6 +386,18 @@ NO_RETRY = turnout.RetryPolicy(max_retries=0)
         (200, b"", turnout.ResponseParseError),
         (200, b"[]", turnout.ResponseParseError),
         (302, b"", turnout.UpstreamError),
+    ],
+    ids=[
+        "html-502",
+        "empty-500",
+        "binary-500",
+        "list-500",
+        "5mb-500",
+        "5mb-200",
+        "html-200",
+        "empty-200",
+        "list-200",
+        "redirect-302",
     ],
 )
 def test_hostile_bodies_through_the_router(chat, status, body, cls):
