@@ -391,7 +391,13 @@ def test_closing_the_flow_sends_nothing() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"<html>oops</html>", b"[1, 2]", b'{"status": "PENDING"}', b'{"id": "", "status": "PENDING"}'],
+    [
+        b"<html>oops</html>",
+        b"[1, 2]",
+        b'{"status": "PENDING"}',
+        b'{"id": "", "status": "PENDING"}',
+        b"[" * 100_000,
+    ],
 )
 def test_bad_submit_bodies_are_parse_errors(body: bytes) -> None:
     flow, _, _, _ = start()

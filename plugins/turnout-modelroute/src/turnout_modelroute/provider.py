@@ -503,7 +503,7 @@ class ModelRoute(Provider):
             raise self.parse_error(f"the {what} body is larger than allowed", response)
         try:
             payload = json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
             raise self.parse_error(f"the {what} body is not JSON", response) from None
         if not isinstance(payload, Mapping):
             raise self.parse_error(f"the {what} body is not a JSON object", response)

@@ -189,7 +189,7 @@ def parse_event(body: str | bytes | Mapping[str, Any]) -> ExecutionEvent:
     else:
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             raise WebhookPayloadError("the callback body is not JSON") from None
     if not isinstance(payload, Mapping):
         raise WebhookPayloadError("the callback body is not a JSON object")
