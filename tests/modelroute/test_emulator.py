@@ -202,3 +202,8 @@ def test_concurrent_submits_are_safe() -> None:
 
 def test_registered_for_serve_fake() -> None:
     assert isinstance(turnout.Plugins().emulators()["modelroute"], ModelRouteEmulator)
+
+
+def test_an_outcome_must_end_in_a_terminal_status() -> None:
+    with pytest.raises(ValueError, match="status"):
+        Outcome(status="PROCESSING")

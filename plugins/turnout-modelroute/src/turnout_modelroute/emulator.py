@@ -10,7 +10,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final
 
-from attrs import frozen
+from attrs import field, frozen
+from attrs.validators import in_
 
 from turnout import ErrorKind, FieldError
 from turnout.emulation import EmulatedRequest, EmulatedResponse, Emulator, Fault
@@ -73,7 +74,7 @@ class Outcome:
     """
 
     # COMPLETED, FAILED, EXPIRED or CANCELLED.
-    status: str = "COMPLETED"
+    status: str = field(default="COMPLETED", validator=in_(sorted(TERMINAL)))
     # FAILED: the execution's error, a code or an ErrorKind value.
     error: str = "GENERATION_FAILED"
     # The body's `retryable` flag (FAILED errors and `http_error`); None: the table's.
@@ -438,7 +439,13 @@ class ModelRouteEmulator(Emulator):
     ) -> EmulatedResponse:
         """One of the 12 codes, or an ErrorKind value (`rate_limited`, `authentication`, ...),
         as ModelRoute answers it over HTTP. A 429 carries `Retry-After`,
-        `X-RateLimit-Reset` and `X-RateLimit-Remaining: 0`."""
+        `X-RateLimit-Reset` and `X-RateLimit-Remaining: 0`.
+
+        `authentication`, `permission_denied` and `not_found` have no documented
+        code: they are rendered as 401/403/404 with an undocumented one. The kinds
+        ModelRoute cannot express as a response (`model_not_found`,
+        `context_length_exceeded`, `connection`, `stream_interrupted`,
+        `parse_error`) raise ValueError; use `Fault(malformed=True)` for a bad body."""
         with self.lock:
             if error in _STATUS_ONLY:
                 status, code = _STATUS_ONLY[error]
