@@ -255,6 +255,12 @@ def test_hostile_bodies_never_crash(status, body, kind):
     assert len(error.message) <= 500
 
 
+def test_deeply_nested_json_body():
+    error = norm(500, b'{"detail": ' + b"[" * 100_000)
+    assert error.kind == "server_error"
+    assert len(error.message) <= 500
+
+
 def test_html_page_message_is_its_title():
     error = norm(502, b"<html><head><title>502 Bad Gateway</title></head><body>x</body></html>")
     assert error.message == "502 Bad Gateway"

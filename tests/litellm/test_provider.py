@@ -221,7 +221,9 @@ def test_llm_call_response_uses_the_call_id():
         ok({"response": "text"}),
         ok({"response": {"content": 5}}),
         HTTPResponse(200, {}, b'{"response": {"content": "x"}}', truncated=True),
+        HTTPResponse(200, {}, b"[" * 100_000),  # nested past the parser's stack
     ],
+    ids=["html", "empty", "binary", "list", "unexpected", "str-response", "int-content", "truncated", "deep"],
 )
 def test_hostile_success_bodies_are_parse_errors(response):
     with pytest.raises(turnout.ResponseParseError):

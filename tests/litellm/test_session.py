@@ -337,6 +337,27 @@ def test_no_retry_policy_means_one_attempt(emulator):
     assert script.paths().count("llm-call") == 1
 
 
+def test_retry_overrides_adjust_the_documented_policy(emulator):
+    script = Script({"llm-call": [Fault(error="503")]})
+    job = JobSession(
+        deployment(retry_policy=None),
+        transport=transport_for(emulator, script),
+        retry_policy=turnout.RetryOverrides(max_retries=0),
+    )
+    # Only max_retries changed: the rest is SaaS-LiteLLM's documented policy.
+    assert (job.retry_policy.max_retries, job.retry_policy.base, job.retry_policy.cap) == (0, 1.0, 32.0)
+    assert job.retry_policy.jitter == "symmetric"
+    with job, pytest.raises(turnout.ServiceUnavailableError):
+        job.chat(ASK)
+    assert script.paths().count("llm-call") == 1
+
+
+def test_deployment_policy_is_used_by_default(emulator, script):
+    job = JobSession(deployment(), transport=transport_for(emulator, script))
+    assert job.retry_policy.base == 0.001
+    job.close()
+
+
 def test_job_not_found_is_not_retried_and_completing_it_fails(emulator, script):
     job = JobSession(deployment(), transport=transport_for(emulator, script))
 
@@ -514,3 +535,22 @@ def test_concurrent_sessions_on_one_emulator():
     assert len(set(ids)) == 8
     assert all(emulator.completions(i) == [{"status": "completed", "error_message": None}] for i in ids)
     assert emulator.credits_remaining == 992
+
+
+async def test_a_cancelled_block_completes_the_job_as_failed(emulator, script):
+    job = AsyncJobSession(deployment(), transport=transport_for(emulator, script))
+    inside = asyncio.Event()
+
+    async def body() -> None:
+        async with job:
+            await job.chat(ASK)
+            inside.set()
+            await asyncio.Event().wait()  # never set: only cancellation ends it
+
+    task = asyncio.create_task(body())
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert emulator.completions(job.job_id) == [{"status": "failed", "error_message": "CancelledError"}]
+    assert job._client.is_closed

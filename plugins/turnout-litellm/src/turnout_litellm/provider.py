@@ -443,7 +443,7 @@ class LiteLLM(OpenAICompatible):
             raise self.parse_error("the response body is larger than allowed", response)
         try:
             payload = json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
             raise self.parse_error("the response body is not JSON", response) from None
         if not isinstance(payload, Mapping):
             raise self.parse_error("the response body is not a JSON object", response)

@@ -39,6 +39,7 @@ from turnout import (
     Message,
     ProviderError,
     Retry,
+    RetryOverrides,
     RetryPolicy,
     Sleep,
     arun_flow,
@@ -113,7 +114,7 @@ class _JobBase:
         job_type: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         user_id: str | None = None,
-        retry_policy: RetryPolicy | None = None,
+        retry_policy: RetryPolicy | RetryOverrides | None = None,
         deadline: float = 600.0,
         provider: LiteLLM | None = None,
         rng: random.Random | None = None,
@@ -138,7 +139,15 @@ class _JobBase:
         self.job_type = job_type or self.provider.job_type(deployment)
         self.metadata: Mapping[str, Any] = dict(metadata or {})
         self.user_id = user_id
-        self.retry_policy = retry_policy or deployment.retry_policy or self.provider.retry_policy
+        # The provider's documented policy, then the deployment's, then the session's:
+        # a RetryPolicy replaces what came before, RetryOverrides adjust it.
+        policy = self.provider.retry_policy
+        for layer in (deployment.retry_policy, retry_policy):
+            if isinstance(layer, RetryPolicy):
+                policy = layer
+            elif isinstance(layer, RetryOverrides):
+                policy = layer.apply(policy)
+        self.retry_policy: RetryPolicy = policy
         self.deadline = float(deadline)
         self._rng = rng
         self.job_id: str | None = None
