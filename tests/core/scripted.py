@@ -85,8 +85,7 @@ class Script:
             if isinstance(command, Sleep):
                 left = deadline_at - self.clock()
                 self.sleeps.append(command.seconds)
-                if command.seconds >= left:
-                    self.clock.advance(max(left, 0))
+                if command.seconds >= left:  # as the drivers do: no sleep that passes the deadline
                     thrown = deadline_error(deadline)
                 else:
                     self.clock.advance(command.seconds)

@@ -55,6 +55,7 @@ class RouteConfig:
     fallbacks: list[str] = field(factory=list)
     content_policy_fallbacks: list[str] = field(factory=list)
     context_window_fallbacks: list[str] = field(factory=list)
+    hedge_after: float | None = None
 
 
 @frozen
@@ -101,6 +102,7 @@ class RouterConfig:
                 tuple(r.fallbacks),
                 tuple(r.content_policy_fallbacks),
                 tuple(r.context_window_fallbacks),
+                r.hedge_after,
             )
             for name, r in self.routes.items()
         }
@@ -118,12 +120,27 @@ class RouterConfig:
         }
 
 
-STATE_BACKENDS = ("memory",)
+STATE_BACKENDS = ("memory", "redis")
 
 
 def _store(state: StateConfig | None) -> StateStore | None:
     if state is None or state.backend == "memory":
         return None
+    if state.backend == "redis":
+        # The URL may carry a password: like an api key it may come from the
+        # environment, and it is never shown in an error.
+        url = _resolve_key(state.url, "state.url")
+        try:
+            from ._redis_store import DEFAULT_URL, RedisStore
+
+            return RedisStore(url.reveal() if url is not None else DEFAULT_URL, prefix=state.prefix)
+        except ImportError:
+            raise ConfigError(
+                "the redis backend needs the redis package: pip install 'turnout[redis]'",
+                path="state.backend",
+            ) from None
+        except ValueError as exc:
+            raise ConfigError(str(exc), path="state.url", show_value=False) from None
     raise ConfigError(
         f"unknown state backend; known: {', '.join(STATE_BACKENDS)}",
         path="state.backend",

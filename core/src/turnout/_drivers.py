@@ -11,6 +11,8 @@ yield best-effort cleanup requests before the original exception goes on.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
@@ -27,6 +29,7 @@ from ._flow import (
     Flow,
     HTTPResponse,
     OpenStream,
+    Race,
     ReadBody,
     ReadEvent,
     Send,
@@ -75,6 +78,31 @@ def transport_error(exc: Exception, *, streaming: bool) -> ProviderError:
     detail = "" if isinstance(exc, _OPAQUE) else str(exc)
     message = f"{name}: {truncate(detail, 300)}" if detail else name
     return error_for(kind, message, code=name)
+
+
+class _Lost(Exception):
+    """This driver's flow lost a race: it stops at its next command."""
+
+
+def _exhaust(run: Generator[ChatChunk, None, Any]) -> Any:
+    try:
+        while True:
+            next(run)
+    except StopIteration as done:
+        return done.value
+
+
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _shared_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads for hedged sync calls, made on first use only."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="turnout-hedge")
+        return _POOL
 
 
 def _cleanup(command: Any) -> bool:
@@ -126,11 +154,17 @@ class _Base:
         )
 
     def sleep_for(self, seconds: float) -> tuple[float, bool]:
-        """How long to sleep, and whether the deadline ends the sleep."""
-        left = self.deadline_at - self.clock()
-        if seconds >= left:
-            return max(left, 0.0), True
+        """How long to sleep, and whether the deadline ends the call instead: a sleep
+        that would pass the deadline is not slept at all."""
+        if seconds >= self.deadline_at - self.clock():
+            return 0.0, True
         return max(seconds, 0.0), False
+
+    def failure(self, exc: Exception, *, streaming: bool) -> ProviderError:
+        """A timeout that fired because the deadline shortened the request is the deadline."""
+        if isinstance(exc, httpx.TimeoutException) and self.clock() >= self.deadline_at - 0.01:
+            return deadline_error(self.deadline)
+        return transport_error(exc, streaming=streaming)
 
     def head(self, response: httpx.Response) -> HTTPResponse:
         return HTTPResponse(response.status_code, response.headers.items())
@@ -152,10 +186,14 @@ class SyncDriver(_Base):
         clock: Callable[[], float] = time.monotonic,
         max_body: int = DEFAULT_MAX_BODY,
         store: StateStore | None = None,
+        executor: concurrent.futures.Executor | None = None,
     ) -> None:
         super().__init__(deadline_at, deadline, timeout, clock, max_body, store)
         self.client = client
         self.events: Iterator[ServerSentEvent] | None = None
+        self.executor = executor
+        # Set from another thread when this driver's flow lost a race.
+        self.cancelled = threading.Event()
 
     def run(self, flow: Flow[Any]) -> Generator[ChatChunk, None, Any]:
         value: Any = None
@@ -170,6 +208,8 @@ class SyncDriver(_Base):
                 if type(command) is Emit:
                     yield command.chunk
                     continue
+                if self.cancelled.is_set():
+                    raise _Lost
                 try:
                     value = self.perform(command, cleanup=False)
                 except ProviderError as exc:
@@ -177,6 +217,9 @@ class SyncDriver(_Base):
         except (KeyboardInterrupt, GeneratorExit, SystemExit) as exc:
             self.abandon(flow, exc)
             raise
+        except _Lost:
+            self.abandon(flow, _Lost())
+            return None
         finally:
             self.close_stream()
 
@@ -206,6 +249,8 @@ class SyncDriver(_Base):
             return self.store.load(command.names)
         if kind is UpdateBudget:
             return self.store.update_budget(command.fn)
+        if kind is Race:
+            return self.race(command)
         if kind is ReadEvent:
             return self.next_event()
         if kind is OpenStream:
@@ -214,22 +259,74 @@ class SyncDriver(_Base):
             return self.read_open(command.max_body)
         if kind is Sleep:
             seconds, expires = self.sleep_for(command.seconds)
-            time.sleep(seconds)
             if expires:
                 raise deadline_error(self.deadline)
+            time.sleep(seconds)
             return None
         raise TypeError(f"unknown command {command!r}")
+
+    def race(self, race: Race) -> list[Any]:
+        """Each flow on a worker thread. Threads cannot be interrupted: a loser is told
+        to stop and its open stream is closed; a request it is waiting on ends within
+        that request's own timeout, and its connection then returns to the pool."""
+        executor = self.executor or _shared_pool()
+        drivers: dict[concurrent.futures.Future[Any], SyncDriver] = {}
+        index: dict[concurrent.futures.Future[Any], int] = {}
+        finished: list[Any] = []
+        started = self.clock()
+
+        def start() -> concurrent.futures.Future[Any]:
+            driver = SyncDriver(
+                self.client,
+                self.deadline_at,
+                self.deadline,
+                self.timeout,
+                self.clock,
+                self.max_body,
+                self.store,
+                executor,
+            )
+            future = executor.submit(_exhaust, driver.run(race.flows[len(drivers)]))
+            index[future] = len(drivers)
+            drivers[future] = driver
+            return future
+
+        pending = {start()}  # started and not yet collected
+        while pending:
+            wait: float | None = None
+            if len(drivers) < len(race.flows):
+                wait = max(0.0, started + race.delays[len(drivers)] - self.clock())
+            done, pending = concurrent.futures.wait(
+                pending, timeout=wait, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in sorted(done, key=index.__getitem__):
+                result = future.result()
+                finished.append(result)
+                if race.won(result):
+                    for loser in pending:
+                        drivers[loser].cancel()
+                    return finished
+            # The next flow starts at its time, or at once when every started one failed.
+            if len(drivers) < len(race.flows) and (not pending or not done):
+                pending.add(start())
+        return finished
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        response = self.response
+        if response is not None:
+            response.close()
 
     def send(self, command: Send, cleanup: bool) -> HTTPResponse:
         request = self.build(self.client, command, cleanup)
         try:
             response = self.client.send(request, stream=True, follow_redirects=False)
         except httpx.HTTPError as exc:
-            raise transport_error(exc, streaming=False) from None
+            raise self.failure(exc, streaming=False) from None
         try:
             body, truncated = self.read(response, self.limit(response, command.max_body))
         except httpx.HTTPError as exc:
-            raise transport_error(exc, streaming=False) from None
+            raise self.failure(exc, streaming=False) from None
         finally:
             response.close()
         return HTTPResponse(response.status_code, response.headers.items(), body, truncated)
@@ -252,7 +349,7 @@ class SyncDriver(_Base):
         try:
             self.response = self.client.send(request, stream=True, follow_redirects=False)
         except httpx.HTTPError as exc:
-            raise transport_error(exc, streaming=False) from None
+            raise self.failure(exc, streaming=False) from None
         return self.head(self.response)
 
     def read_open(self, max_body: int) -> HTTPResponse:
@@ -261,7 +358,7 @@ class SyncDriver(_Base):
         try:
             body, truncated = self.read(response, self.limit(response, max_body))
         except httpx.HTTPError as exc:
-            raise transport_error(exc, streaming=True) from None
+            raise self.failure(exc, streaming=True) from None
         finally:
             self.close_stream()
         return HTTPResponse(response.status_code, response.headers.items(), body, truncated)
@@ -274,7 +371,7 @@ class SyncDriver(_Base):
             event = next(self.events, None)
         except httpx.HTTPError as exc:
             self.close_stream()
-            raise transport_error(exc, streaming=True) from None
+            raise self.failure(exc, streaming=True) from None
         if event is None:
             self.close_stream()
         elif self.clock() > self.deadline_at:
@@ -357,6 +454,8 @@ class AsyncDriver(_Base):
             return await self.store.aload(command.names)
         if kind is UpdateBudget:
             return await self.store.aupdate_budget(command.fn)
+        if kind is Race:
+            return await self.race(command)
         if kind is ReadEvent:
             return await self.next_event()
         if kind is OpenStream:
@@ -365,22 +464,70 @@ class AsyncDriver(_Base):
             return await self.read_open(command.max_body)
         if kind is Sleep:
             seconds, expires = self.sleep_for(command.seconds)
-            await asyncio.sleep(seconds)
             if expires:
                 raise deadline_error(self.deadline)
+            await asyncio.sleep(seconds)
             return None
         raise TypeError(f"unknown command {command!r}")
+
+    async def race(self, race: Race) -> list[Any]:
+        """Each flow in its own task; the losers are cancelled (their flows clean up)."""
+        tasks: dict[asyncio.Task[Any], int] = {}
+        finished: list[Any] = []
+        started = self.clock()
+
+        async def leg(flow: Flow[Any]) -> Any:
+            driver = AsyncDriver(
+                self.client,
+                self.deadline_at,
+                self.deadline,
+                self.timeout,
+                self.clock,
+                self.max_body,
+                self.store,
+            )
+            out: list[Any] = []
+            async for _ in driver.run(flow, out):
+                pass
+            return out[0]
+
+        def start() -> asyncio.Task[Any]:
+            task = asyncio.ensure_future(leg(race.flows[len(tasks)]))
+            tasks[task] = len(tasks)
+            return task
+
+        pending = {start()}  # started and not yet collected
+        try:
+            while pending:
+                wait: float | None = None
+                if len(tasks) < len(race.flows):
+                    wait = max(0.0, started + race.delays[len(tasks)] - self.clock())
+                done, pending = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=tasks.__getitem__):
+                    result = task.result()
+                    finished.append(result)
+                    if race.won(result):
+                        return finished
+                if len(tasks) < len(race.flows) and (not pending or not done):
+                    pending.add(start())
+            return finished
+        finally:
+            losers = [t for t in tasks if not t.done()]
+            for task in losers:
+                task.cancel()
+            if losers:
+                await asyncio.gather(*losers, return_exceptions=True)
 
     async def send(self, command: Send, cleanup: bool) -> HTTPResponse:
         request = self.build(self.client, command, cleanup)
         try:
             response = await self.client.send(request, stream=True, follow_redirects=False)
         except httpx.HTTPError as exc:
-            raise transport_error(exc, streaming=False) from None
+            raise self.failure(exc, streaming=False) from None
         try:
             body, truncated = await self.read(response, self.limit(response, command.max_body))
         except httpx.HTTPError as exc:
-            raise transport_error(exc, streaming=False) from None
+            raise self.failure(exc, streaming=False) from None
         finally:
             await response.aclose()
         return HTTPResponse(response.status_code, response.headers.items(), body, truncated)
@@ -403,7 +550,7 @@ class AsyncDriver(_Base):
         try:
             self.response = await self.client.send(request, stream=True, follow_redirects=False)
         except httpx.HTTPError as exc:
-            raise transport_error(exc, streaming=False) from None
+            raise self.failure(exc, streaming=False) from None
         return self.head(self.response)
 
     async def read_open(self, max_body: int) -> HTTPResponse:
@@ -412,7 +559,7 @@ class AsyncDriver(_Base):
         try:
             body, truncated = await self.read(response, self.limit(response, max_body))
         except httpx.HTTPError as exc:
-            raise transport_error(exc, streaming=True) from None
+            raise self.failure(exc, streaming=True) from None
         finally:
             await self.close_stream()
         return HTTPResponse(response.status_code, response.headers.items(), body, truncated)
@@ -425,7 +572,7 @@ class AsyncDriver(_Base):
             event = await anext(self.events, None)
         except httpx.HTTPError as exc:
             await self.close_stream()
-            raise transport_error(exc, streaming=True) from None
+            raise self.failure(exc, streaming=True) from None
         if event is None:
             await self.close_stream()
         elif self.clock() > self.deadline_at:

@@ -39,6 +39,7 @@ __all__ = [
     "HTTPResponse",
     "LoadState",
     "OpenStream",
+    "Race",
     "ReadBody",
     "ReadEvent",
     "SSEvent",
@@ -188,10 +189,24 @@ class UpdateBudget:
     fn: BudgetFn
 
 
+@frozen
+class Race:
+    """Run several flows at once, each starting after its delay (or as soon as every
+    started one has finished without winning); the first whose result `won`
+    accepts ends the race and the others are abandoned. The finished results
+    come back in the order they finished. A flow must not raise."""
+
+    flows: tuple[Generator[Any, Any, Any], ...]
+    delays: tuple[float, ...]
+    won: Callable[[Any], bool]
+
+
 class CallAbandoned(BaseException):
     """Thrown into a flow whose caller went away (task cancelled, stream closed early,
     KeyboardInterrupt), so it can yield `Send(..., cleanup=True)` requests before it ends."""
 
 
-Command = Send | OpenStream | ReadBody | ReadEvent | Sleep | Emit | LoadState | UpdateState | UpdateBudget
+Command = (
+    Send | OpenStream | ReadBody | ReadEvent | Sleep | Emit | LoadState | UpdateState | UpdateBudget | Race
+)
 Flow = Generator[Command, Any, T]

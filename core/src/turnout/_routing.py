@@ -25,7 +25,7 @@ from ._errors import (
     ProviderError,
     error_for,
 )
-from ._flow import DEFAULT_MAX_BODY, CallAbandoned, Emit, Flow, HTTPResponse, Sleep
+from ._flow import DEFAULT_MAX_BODY, CallAbandoned, Emit, Flow, HTTPResponse, Race, Sleep
 from ._health import (
     BreakerConfig,
     DeploymentState,
@@ -44,7 +44,7 @@ from ._provider import Provider
 from ._retry import Retry, RetryOverrides, RetryPolicy, effective_policy
 from ._state import LoadState, MemoryStore, RetryBudget, StateStore, UpdateBudget, UpdateState
 
-__all__ = ["CallRecord", "Route", "RouterCore", "Target", "deadline_error"]
+__all__ = ["CallRecord", "Leg", "Route", "RouterCore", "Target", "deadline_error"]
 
 DEFAULT_ROUTE = "default"
 Order = Callable[["RouterCore", "Route", Mapping[str, DeploymentState]], list[str]]
@@ -117,6 +117,9 @@ class Route:
     # Routes tried only after content_filtered / context_length_exceeded.
     content_policy_fallbacks: tuple[str, ...] = field(default=(), converter=_names)
     context_window_fallbacks: tuple[str, ...] = field(default=(), converter=_names)
+    # Hedging: when the first attempt has not answered after this many seconds, the
+    # next deployment is started too and the first success wins (chat calls only).
+    hedge_after: float | None = None
 
 
 @frozen
@@ -126,6 +129,37 @@ class Target:
     deployment: Deployment
     provider: Provider
     policy: RetryPolicy
+
+
+class Leg:
+    """How one attempt ended: a result, a normalized error, or not admitted at all."""
+
+    __slots__ = ("admitted", "elapsed", "error", "name", "provider", "result", "state", "waited")
+
+    def __init__(
+        self,
+        name: str,
+        provider: str,
+        *,
+        admitted: bool = True,
+        result: Any = None,
+        error: ProviderError | None = None,
+        elapsed: float = 0.0,
+        waited: float = 0.0,
+        state: DeploymentState | None = None,
+    ) -> None:
+        self.name = name
+        self.provider = provider
+        self.admitted = admitted
+        self.result = result
+        self.error = error
+        self.elapsed = elapsed
+        self.waited = waited
+        self.state = state
+
+
+def _won(leg: Leg) -> bool:
+    return leg.admitted and leg.error is None
 
 
 class CallRecord:
@@ -418,78 +452,118 @@ class RouterCore:
                         attempts=tuple(record.attempts),
                     )
             name = current
-            target = self._targets[name]
-            admitted = yield UpdateState(name, _admitter(now, config))
-            if not admitted:  # another call took the last probe slot, or it just tripped
+            backup = None
+            hedge = route.hedge_after
+            if hedge is not None and not stream and retries == 0:
+                backup, _ = self._choose(queue, tried | {name}, states, now)
+            if backup is None or hedge is None:
                 tried.add(name)
+                legs = [(yield from self._leg(name, request, record, stream, now, waited))]
+            else:
+                tried.update((name, backup))
+                race: list[Leg] = yield Race(
+                    (
+                        self._leg(name, request, record, stream, now, waited),
+                        self._leg(backup, request, record, stream, now, hedge),
+                    ),
+                    (0.0, hedge),
+                    _won,
+                )
+                legs = race
+            waited = 0.0
+            ran = [leg for leg in legs if leg.admitted]
+            if not ran:  # another call took the last probe slot, or it just tripped
                 current = None
                 continue
-            tried.add(name)
-            started = clock()
-            try:
-                result = yield from self._attempt(target, request, record, stream)
-            except ProviderError as error:
-                elapsed = clock() - started
-                error.provider = target.provider.name
-                error.deployment = name
-                _redact(error, target.deployment.key())
-                record.attempts.append(Attempt(name, error.provider, error, elapsed, waited))
-                waited = 0.0
-                last = error
-                states[name] = yield UpdateState(name, _failure(error, wall(), config, self.rng, elapsed))
-                if record.committed:
-                    error.partial_text = "".join(record.chunks)
-                    raise self._final(error, record) from None
-                decision = target.policy.decide(error, retries, streaming=stream, rng=self.rng)
-                following = self.next_after(error, route, queue, tried, record.committed, states)
+            for leg in ran:
+                record.attempts.append(Attempt(leg.name, leg.provider, leg.error, leg.elapsed, leg.waited))
+                if leg.error is None:
+                    return self._response(leg, record, stream)
+            error = ran[-1].error
+            assert error is not None
+            for leg in ran:
+                if leg.state is not None:
+                    states[leg.name] = leg.state
+            last = error
+            if record.committed:
+                error.partial_text = "".join(record.chunks)
+                raise self._final(error, record)
+            following = self.next_after(error, route, queue, tried, record.committed, states)
+            if backup is None:
+                decision = self._targets[name].policy.decide(error, retries, streaming=stream, rng=self.rng)
                 if isinstance(decision, Retry):
                     left = deadline_at - clock()
                     too_long = decision.delay > self.max_retry_wait and following is not None
                     ready, _ = availability(states[name], wall() + decision.delay, config)
                     if decision.delay < left and not too_long and ready:
                         if not (yield UpdateBudget(self.budget.withdraw)):
-                            raise self._final(error, record) from None
+                            raise self._final(error, record)
                         yield Sleep(decision.delay)
                         waited = decision.delay
                         retries += 1
                         tried.discard(name)
                         continue
-                if following is None:
-                    raise self._final(error, record) from None
-                if KIND_RULES[error.kind].health_failure and not (yield UpdateBudget(self.budget.withdraw)):
-                    raise self._final(error, record) from None
-                queue, current, retries = following, None, 0
-                continue
-            except CallAbandoned:
-                yield UpdateState(name, _released)
-                raise
-            latency = (record.first_chunk_at or clock()) - started
-            yield UpdateState(name, _success(latency, config))
-            record.attempts.append(Attempt(name, target.provider.name, None, clock() - started, waited))
-            record.deployment = name
-            record.provider = target.provider.name
-            if not stream:
-                assert isinstance(result, ChatResponse)
-                return ChatResponse(
-                    content=result.content,
-                    finish_reason=result.finish_reason,
-                    usage=result.usage,
-                    model=result.model,
-                    request_id=result.request_id,
-                    deployment=name,
-                    provider=target.provider.name,
-                    attempts=tuple(record.attempts),
-                )
+            if following is None:
+                raise self._final(error, record)
+            if KIND_RULES[error.kind].health_failure and not (yield UpdateBudget(self.budget.withdraw)):
+                raise self._final(error, record)
+            queue, current, retries = following, None, 0
+        raise self._final(last if last is not None else deadline_error(self.deadline), record)
+
+    def _leg(
+        self, name: str, request: ChatRequest, record: CallRecord, stream: bool, now: float, waited: float
+    ) -> Flow[Leg]:
+        """One attempt on one deployment: claim a place, send, record the outcome.
+        Never raises a ProviderError: the caller decides what a failure means."""
+        target = self._targets[name]
+        config, clock = self.breaker, self._clock
+        provider = target.provider.name
+        if not (yield UpdateState(name, _admitter(now, config))):
+            return Leg(name, provider, admitted=False)
+        started = clock()
+        try:
+            try:
+                result = yield from self._attempt(target, request, record, stream)
+            except ProviderError as error:
+                elapsed = clock() - started
+                error.provider = provider
+                error.deployment = name
+                _redact(error, target.deployment.key())
+                state = yield UpdateState(name, _failure(error, self._wall(), config, self.rng, elapsed))
+                return Leg(name, provider, error=error, elapsed=elapsed, waited=waited, state=state)
+            first = record.first_chunk_at if stream else None
+            yield UpdateState(name, _success((first or clock()) - started, config))
+        except CallAbandoned:
+            # Abandoned (or lost a race) before its outcome was recorded: give back its place.
+            yield UpdateState(name, _released)
+            raise
+        return Leg(name, provider, result=result, elapsed=clock() - started, waited=waited)
+
+    def _response(self, leg: Leg, record: CallRecord, stream: bool) -> ChatResponse:
+        record.deployment = leg.name
+        record.provider = leg.provider
+        if not stream:
+            result = leg.result
+            assert isinstance(result, ChatResponse)
             return ChatResponse(
-                content="".join(record.chunks),
-                finish_reason=record.finish_reason,
-                usage=record.usage,
-                request_id=record.request_id,
-                deployment=name,
-                provider=target.provider.name,
+                content=result.content,
+                finish_reason=result.finish_reason,
+                usage=result.usage,
+                model=result.model,
+                request_id=result.request_id,
+                deployment=leg.name,
+                provider=leg.provider,
                 attempts=tuple(record.attempts),
             )
-        raise self._final(last if last is not None else deadline_error(self.deadline), record)
+        return ChatResponse(
+            content="".join(record.chunks),
+            finish_reason=record.finish_reason,
+            usage=record.usage,
+            request_id=record.request_id,
+            deployment=leg.name,
+            provider=leg.provider,
+            attempts=tuple(record.attempts),
+        )
 
     def _choose(
         self, queue: list[str], tried: set[str], states: Mapping[str, DeploymentState], now: float
