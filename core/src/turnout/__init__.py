@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         Send,
         Sleep,
     )
+    from ._health import BreakerConfig, Health
     from ._normalize import CodeRule, ErrorFields, ErrorTable, MessageRule, extract_openai
     from ._openai import OpenAICompatible
     from ._plugins import Plugins, ProviderInfo, providers, register_plugin, register_provider
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     from ._retry import GiveUp, Retry, RetryOverrides, RetryPolicy
     from ._router import AsyncRouter, AsyncStream, Router, Stream
     from ._routing import Route
+    from ._state import MemoryStore, RetryBudget, StateStore
     from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -85,6 +87,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BreakerConfig",
     "CallAbandoned",
     "ChatChunk",
     "ChatRequest",
@@ -103,10 +106,12 @@ __all__ = [
     "Flow",
     "GiveUp",
     "HTTPRequest",
+    "Health",
     "HTTPResponse",
     "InsufficientCreditsError",
     "InternalServerError",
     "KindRule",
+    "MemoryStore",
     "Message",
     "MessageRule",
     "ModelNotFoundError",
@@ -124,6 +129,7 @@ __all__ = [
     "ReadEvent",
     "ResponseParseError",
     "Retry",
+    "RetryBudget",
     "RetryOverrides",
     "RetryPolicy",
     "Route",
@@ -133,6 +139,7 @@ __all__ = [
     "ServiceUnavailableError",
     "Sleep",
     "Stream",
+    "StateStore",
     "StreamInterruptedError",
     "TurnoutError",
     "UpstreamError",
@@ -190,6 +197,11 @@ _LAZY = {
     "Router": "_router",
     "Stream": "_router",
     "Route": "_routing",
+    "BreakerConfig": "_health",
+    "Health": "_health",
+    "MemoryStore": "_state",
+    "RetryBudget": "_state",
+    "StateStore": "_state",
     "hookimpl": "hookspecs",
 }
 

@@ -505,7 +505,11 @@ class RouterCore:
                         continue
             if following is None:
                 raise self._final(error, record)
-            if KIND_RULES[error.kind].health_failure and not (yield UpdateBudget(self.budget.withdraw)):
+            if (
+                KIND_RULES[error.kind].health_failure
+                and self._failing_next(following, tried, states, wall())
+                and not (yield UpdateBudget(self.budget.withdraw))
+            ):
                 raise self._final(error, record)
             queue, current, retries = following, None, 0
         raise self._final(last if last is not None else deadline_error(self.deadline), record)
@@ -564,6 +568,18 @@ class RouterCore:
             provider=leg.provider,
             attempts=tuple(record.attempts),
         )
+
+    def _failing_next(
+        self, queue: list[str], tried: set[str], states: Mapping[str, DeploymentState], now: float
+    ) -> bool:
+        """Whether the deployment a fallback would go to is failing too. Only then does
+        the fallback spend retry budget: moving a call to a healthy deployment adds no
+        load to a failing one, and is what fallback is for."""
+        following, _ = self._choose(queue, tried, states, now)
+        if following is None:
+            return True
+        state = states[following]
+        return state.status != "closed" or state.consecutive > 0
 
     def _choose(
         self, queue: list[str], tried: set[str], states: Mapping[str, DeploymentState], now: float
