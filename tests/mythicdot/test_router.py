@@ -225,7 +225,7 @@ def test_stream_error_frame_mid_stream_keeps_the_partial_text(make_router: MakeR
     assert received == ["echo: ", "hello "]
     assert info.value.partial_text == "echo: hello "
     assert info.value.code == "server_error"
-    assert info.value.status is None
+    assert info.value.status == 500  # an in-band error carries its code's documented status
     assert len(script.requests) == 1
 
 

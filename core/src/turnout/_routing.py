@@ -630,7 +630,9 @@ class RouterCore:
             except BaseException as exc:  # handed on, so the provider's flow can clean up
                 thrown = exc
                 continue
-            if type(value) is HTTPResponse and _RATE_HEADERS.intersection(value.headers):
+            # A success that used up the quota: steer the next calls away before they
+            # hit a 429. (On an error, its retry_after and cooldown already decide.)
+            if type(value) is HTTPResponse and value.ok and _RATE_HEADERS.intersection(value.headers):
                 yield UpdateState(name, _rate_limited(value.headers, self._wall()))
 
 
