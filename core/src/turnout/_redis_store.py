@@ -13,8 +13,8 @@ saw), logs one warning on the `turnout.state` logger, and tries Redis again
 at most every `retry_interval` seconds. Once Redis answers, sharing resumes
 (and that is logged once too); what was learned locally meanwhile stays local.
 
-`redis` (the `turnout[redis]` extra) is imported when a store is created, and
-`redis.asyncio` only when an async method is first used.
+`redis` (the `turnout[redis]` extra) is imported when a store is created;
+each event loop gets its own asyncio client when it first uses the store.
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ class RedisStore:
             self._client: Any = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **self._options)
         except ValueError:
             raise ValueError("invalid Redis URL (not shown: it may hold a password)") from None
-        self._aclients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self._key_locks: dict[str, threading.Lock] = {}
         # Outage handling: the mode switch, the local stand-in and what Redis last said.
         self._lock = threading.Lock()
         self._down = False
@@ -251,7 +252,7 @@ class RedisStore:
             self._local = self._seeded()
         logger.warning(
             "Redis state store %s unreachable (%s); router state is kept in this process "
-            "until it answers again (retrying every %gs)",
+            "meanwhile, and Redis is tried every %gs",
             self._shown_url,
             self._describe(exc),
             self.retry_interval,
@@ -301,37 +302,51 @@ class RedisStore:
         return self._local.load(names)
 
     def update(self, name: str, fn: StateFn) -> Any:
-        mode = self._mode()
-        if mode != _LOCAL:
-            try:
-                done = self._transact(self.key(name), self._decode, self._encode, self._ttl_ms, fn)
-            except self._errors as exc:
-                self._failed(exc)
-            else:
-                if done is not None:
-                    if mode == _PROBE:
-                        self._resumed()
-                    new, result = done
-                    self._seen[name] = new
-                    return result
-        return self._local.update(name, fn)
+        done = self._update(self.key(name), self._decode, self._encode, self._ttl_ms, fn)
+        if done is None:
+            return self._local.update(name, fn)
+        new, result = done
+        self._seen[name] = new
+        return result
 
     def update_budget(self, fn: BudgetFn) -> Any:
+        done = self._update(self._budget_key, self._decode_tokens, self._encode_tokens, self._tokens_ttl, fn)
+        if done is None:
+            return self._local.update_budget(fn)
+        self._seen_tokens, result = done
+        return result
+
+    def _update(
+        self,
+        key: str,
+        decode: Callable[[bytes | None], V],
+        encode: Callable[[V], bytes],
+        ttl: Callable[[V], int],
+        fn: Callable[[V], tuple[V, Any]],
+    ) -> tuple[V, Any] | None:
+        """The update, made in Redis; None when it is to be made locally instead."""
         mode = self._mode()
-        if mode != _LOCAL:
+        if mode == _LOCAL:
+            return None
+        # The calls of this process take turns on a key, so optimistic transactions
+        # only ever race other processes' (not dozens of this one's threads).
+        with self._key_lock(key):
+            if mode == _SHARED and self._down:  # Redis failed while this call waited
+                return None
             try:
-                done = self._transact(
-                    self._budget_key, self._decode_tokens, self._encode_tokens, self._tokens_ttl, fn
-                )
+                done = self._transact(key, decode, encode, ttl, fn)
             except self._errors as exc:
                 self._failed(exc)
-            else:
-                if done is not None:
-                    if mode == _PROBE:
-                        self._resumed()
-                    self._seen_tokens, result = done
-                    return result
-        return self._local.update_budget(fn)
+                return None
+        if done is not None and mode == _PROBE:
+            self._resumed()
+        return done
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        lock = self._key_locks.get(key)
+        if lock is None:
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        return lock
 
     def _transact(
         self,
@@ -376,23 +391,25 @@ class RedisStore:
 
     # -- async ---------------------------------------------------------------
 
-    def _aclient(self) -> Any:
-        """This event loop's client: asyncio connections belong to the loop that opened them."""
+    def _loop(self) -> _LoopState:
+        """This event loop's client and locks: asyncio connections belong to the loop
+        that opened them."""
         import asyncio
 
         loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
+        state = self._loops.get(loop)
+        if state is None:
             import redis.asyncio
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
             client = redis.asyncio.Redis.from_url(self._url, retry=Retry(NoBackoff(), 0), **self._options)
+            state = _LoopState(client)
             with self._lock:
-                for old in [old for old in self._aclients if old.is_closed()]:
-                    del self._aclients[old]
-                self._aclients[loop] = client
-        return client
+                for old in [old for old in self._loops if old.is_closed()]:
+                    del self._loops[old]
+                self._loops[loop] = state
+        return state
 
     async def aload(self, names: Sequence[str]) -> dict[str, DeploymentState]:
         if not names:
@@ -400,7 +417,7 @@ class RedisStore:
         mode = self._mode()
         if mode != _LOCAL:
             try:
-                raws = await self._aclient().mget([self.key(name) for name in names])
+                raws = await self._loop().client.mget([self.key(name) for name in names])
             except self._errors as exc:
                 self._failed(exc)
             else:
@@ -412,39 +429,23 @@ class RedisStore:
         return self._local.load(names)
 
     async def aupdate(self, name: str, fn: StateFn) -> Any:
-        mode = self._mode()
-        if mode != _LOCAL:
-            try:
-                done = await self._atransact(self.key(name), self._decode, self._encode, self._ttl_ms, fn)
-            except self._errors as exc:
-                self._failed(exc)
-            else:
-                if done is not None:
-                    if mode == _PROBE:
-                        self._resumed()
-                    new, result = done
-                    self._seen[name] = new
-                    return result
-        return self._local.update(name, fn)
+        done = await self._aupdate(self.key(name), self._decode, self._encode, self._ttl_ms, fn)
+        if done is None:
+            return self._local.update(name, fn)
+        new, result = done
+        self._seen[name] = new
+        return result
 
     async def aupdate_budget(self, fn: BudgetFn) -> Any:
-        mode = self._mode()
-        if mode != _LOCAL:
-            try:
-                done = await self._atransact(
-                    self._budget_key, self._decode_tokens, self._encode_tokens, self._tokens_ttl, fn
-                )
-            except self._errors as exc:
-                self._failed(exc)
-            else:
-                if done is not None:
-                    if mode == _PROBE:
-                        self._resumed()
-                    self._seen_tokens, result = done
-                    return result
-        return self._local.update_budget(fn)
+        done = await self._aupdate(
+            self._budget_key, self._decode_tokens, self._encode_tokens, self._tokens_ttl, fn
+        )
+        if done is None:
+            return self._local.update_budget(fn)
+        self._seen_tokens, result = done
+        return result
 
-    async def _atransact(
+    async def _aupdate(
         self,
         key: str,
         decode: Callable[[bytes | None], V],
@@ -452,7 +453,32 @@ class RedisStore:
         ttl: Callable[[V], int],
         fn: Callable[[V], tuple[V, Any]],
     ) -> tuple[V, Any] | None:
-        async with self._aclient().pipeline(transaction=True) as pipe:
+        mode = self._mode()
+        if mode == _LOCAL:
+            return None
+        loop = self._loop()
+        async with loop.lock(key):
+            if mode == _SHARED and self._down:
+                return None
+            try:
+                done = await self._atransact(loop.client, key, decode, encode, ttl, fn)
+            except self._errors as exc:
+                self._failed(exc)
+                return None
+        if done is not None and mode == _PROBE:
+            self._resumed()
+        return done
+
+    async def _atransact(
+        self,
+        client: Any,
+        key: str,
+        decode: Callable[[bytes | None], V],
+        encode: Callable[[V], bytes],
+        ttl: Callable[[V], int],
+        fn: Callable[[V], tuple[V, Any]],
+    ) -> tuple[V, Any] | None:
+        async with client.pipeline(transaction=True) as pipe:
             for conflicts in range(_MAX_CONFLICTS):
                 try:
                     await pipe.watch(key)
@@ -478,9 +504,25 @@ class RedisStore:
 
         loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._aclients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+            state = self._loops.pop(loop, None)
+        if state is not None:
+            await state.client.aclose()
+
+
+class _LoopState:
+    """One event loop's asyncio client, and the locks its tasks take turns with."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, key: str) -> asyncio.Lock:
+        lock = self.locks.get(key)
+        if lock is None:
+            import asyncio
+
+            lock = self.locks[key] = asyncio.Lock()
+        return lock
 
 
 async def _asleep(seconds: float) -> None:
