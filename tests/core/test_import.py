@@ -32,3 +32,12 @@ def test_the_router_loads_httpx_only_when_asked_for():
         "import json, sys, turnout; turnout.Router; print(json.dumps({'httpx': 'httpx' in sys.modules}))"
     )
     assert result == {"httpx": True}
+
+
+def test_every_public_name_resolves():
+    code = (
+        "import json, turnout; "
+        "print(json.dumps([n for n in turnout.__all__ if getattr(turnout, n, None) is None]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []

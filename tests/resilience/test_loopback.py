@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import turnout
-from core.acme import Acme
+from tests.core.acme import Acme
 
 uvicorn = pytest.importorskip("uvicorn")
 

@@ -50,8 +50,10 @@ from ._models import (
 
 if TYPE_CHECKING:
     from ._drivers import arun_flow, astream_flow, run_flow, stream_flow
-    from ._errors import KIND_RULES, KindRule
+    from ._errors import KIND_CLASSES, KIND_RULES, KindRule, error_for
     from ._flow import (
+        DEFAULT_MAX_BODY,
+        ERROR_BODY_LIMIT,
         READ_EVENT,
         CallAbandoned,
         Emit,
@@ -65,11 +67,11 @@ if TYPE_CHECKING:
         Sleep,
     )
     from ._health import BreakerConfig, Health
-    from ._normalize import CodeRule, ErrorFields, ErrorTable, MessageRule, extract_openai
-    from ._openai import OpenAICompatible
+    from ._normalize import CodeRule, ErrorFields, ErrorTable, MessageRule, extract_openai, parse_retry_after
+    from ._openai import OpenAICompatible, text_of, usage_from
     from ._plugins import Plugins, ProviderInfo, providers, register_plugin, register_provider
     from ._provider import Provider
-    from ._retry import GiveUp, Retry, RetryOverrides, RetryPolicy
+    from ._retry import GiveUp, Retry, RetryOverrides, RetryPolicy, effective_policy
     from ._router import AsyncRouter, AsyncStream, Router, Stream
     from ._routing import Route
     from ._state import MemoryStore, RetryBudget, StateStore
@@ -78,6 +80,9 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
+    "ERROR_BODY_LIMIT",
+    "KIND_CLASSES",
     "KIND_RULES",
     "READ_EVENT",
     "APIConnectionError",
@@ -146,20 +151,33 @@ __all__ = [
     "Usage",
     "ValidationError",
     "arun_flow",
+    "effective_policy",
+    "error_for",
     "astream_flow",
     "extract_openai",
     "hookimpl",
     "normalize_error",
+    "parse_retry_after",
     "providers",
     "register_plugin",
     "register_provider",
     "run_flow",
     "stream_flow",
+    "text_of",
+    "usage_from",
 ]
 
 # Names loaded on first access, and the private module each lives in.
 _LAZY = {
     "KIND_RULES": "_errors",
+    "KIND_CLASSES": "_errors",
+    "error_for": "_errors",
+    "DEFAULT_MAX_BODY": "_flow",
+    "ERROR_BODY_LIMIT": "_flow",
+    "parse_retry_after": "_normalize",
+    "text_of": "_openai",
+    "usage_from": "_openai",
+    "effective_policy": "_retry",
     "KindRule": "_errors",
     "READ_EVENT": "_flow",
     "CallAbandoned": "_flow",

@@ -41,6 +41,7 @@ __all__ = [
     "normalize",
     "parse_retry_after",
     "request_id_from",
+    "truncate",
 ]
 
 # Bodies longer than this are not parsed as JSON: no envelope is that large.
@@ -168,7 +169,11 @@ class ErrorTable:
         for message_rule in self.message_rules:
             if message_rule.matches(status, message):
                 return message_rule.kind, None
-        effective = fields.upstream_status or status
+        # A status the body reports for the real failure upstream counts only when the
+        # gateway itself reports a server error (or an in-band one): a 4xx is the caller's.
+        effective = status
+        if fields.upstream_status is not None and (status is None or status >= 500):
+            effective = fields.upstream_status
         if effective is not None and effective in self.statuses:
             return self.statuses[effective], None
         return kind_for_status(effective), None

@@ -277,10 +277,15 @@ class RouterCore:
             if deployment.name in targets:
                 raise ConfigError("duplicate deployment name", path=f"{path}.name", value=deployment.name)
             provider = self._plugins.provider(deployment.provider, path=f"{path}.provider")
+            # The provider's own checks first: it explains a missing base URL best.
+            provider.check_deployment(deployment, path)
             base = deployment.base_url or provider.default_base_url
+            if not base:
+                raise ConfigError(
+                    f"provider {provider.name!r} has no public URL: set one", path=f"{path}.base_url"
+                )
             if not base.startswith(("http://", "https://")):
                 raise ConfigError("must be an http:// or https:// URL", path=f"{path}.base_url", value=base)
-            provider.check_deployment(deployment, path)
             effective = effective_policy(provider.retry_policy, policy, deployment.retry_policy)
             targets[deployment.name] = Target(deployment, provider, effective)
         return targets
