@@ -334,28 +334,29 @@ class Served:
     method: str
     path: str
     status: int
-    # What went wrong on purpose ("" for nothing), e.g. "error rate_limited", "drop after 2".
+    # What went wrong on purpose ("" for nothing), e.g. "rate_limited", "dropped after 2 chunks".
     fault: str = ""
     scripted: bool = False
     streamed: bool = False
 
 
-def describe(fault: Fault | None) -> str:
-    """A fault in a few words, for logs and tables."""
+def describe(fault: Fault | None, *, streamed: bool = True) -> str:
+    """A fault in a few words, for logs and tables ("" for none). The stream faults
+    are left out of a reply that is not a stream (they did not apply)."""
     if fault is None:
         return ""
     if fault.html is not None:
-        return f"html {fault.html}"
+        return f"HTML {fault.html} page"
     if fault.error is not None:
-        after = f" (retry-after {fault.retry_after:g}s)" if fault.retry_after is not None else ""
-        return f"error {fault.error}{after}"
+        after = f", Retry-After {fault.retry_after:g}s" if fault.retry_after is not None else ""
+        return f"{fault.error}{after}"
     if fault.malformed:
         return "malformed body"
     parts = []
-    if fault.stream_error is not None:
-        parts.append(f"stream error {fault.stream_error} after {fault.stream_error_after}")
-    if fault.drop_after is not None:
-        parts.append(f"drop after {fault.drop_after}")
+    if fault.stream_error is not None and streamed:
+        parts.append(f"{fault.stream_error} frame after {fault.stream_error_after} chunks")
+    if fault.drop_after is not None and streamed:
+        parts.append(f"dropped after {fault.drop_after} chunks")
     if fault.latency:
         parts.append(f"latency {fault.latency:g}s")
     if fault.first_byte_delay:
@@ -622,8 +623,9 @@ class FakeGateways:
             reply = gateway.emulator.handle(request, fault)
         except Exception as exc:  # a fault the emulator cannot render: say so, as a 500
             reply = EmulatedResponse.json(500, {"detail": f"turnout fake: {type(exc).__name__}: {exc}"})
+        streamed = reply.chunks is not None
         served = Served(
-            name, method, request.path, reply.status, describe(fault), scripted, reply.chunks is not None
+            name, method, request.path, reply.status, describe(fault, streamed=streamed), scripted, streamed
         )
         with self._lock:
             gateway.log.append(served)
@@ -668,7 +670,9 @@ class FakeGateways:
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say they
+        # are TCP, and without it every response waits ~40 ms for a delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self._port))
