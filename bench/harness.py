@@ -1,0 +1,306 @@
+"""The request benchmarks: the upstream, one worker process per contender, rounds interleaved.
+
+Every contender runs in its own interpreter (see worker.py) and the upstream
+in another, so the CPU time a worker measures with `time.process_time()` is
+its library's and the harness's loop only. The harness itself waits on pipes
+while a worker runs. Rounds are interleaved: round r runs every cell, and in
+each cell every contender in turn (the order rotating from round to round),
+so slow drifts of the machine spread over all of them alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from cells import Cell, Sample, Series
+
+HERE = Path(__file__).resolve().parent
+LITELLM_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+
+
+def child_env() -> dict[str, str]:
+    """The environment of every child: litellm must never fetch its cost map from the network."""
+    return {**os.environ, **LITELLM_ENV, "PYTHONDONTWRITEBYTECODE": "0"}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- CPU placement -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs the upstream and the clients may use (Linux only; None: anywhere)."""
+
+    server: frozenset[int] | None
+    clients: frozenset[int] | None
+
+    @classmethod
+    def choose(cls, pin: bool) -> Placement:
+        if not pin or not hasattr(os, "sched_getaffinity"):
+            return cls(None, None)
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            return cls(None, None)
+        return cls(frozenset(cpus[-1:]), frozenset(cpus[:-1]))
+
+    def describe(self) -> str:
+        if self.server is None or self.clients is None:
+            return "not pinned"
+        return (
+            f"upstream pinned to CPU {','.join(map(str, sorted(self.server)))}, "
+            f"clients to CPU {','.join(map(str, sorted(self.clients)))}"
+        )
+
+    @staticmethod
+    def apply(pid: int, cpus: frozenset[int] | None) -> None:
+        """Pin a process (0: this one, and so every child it starts from now on)."""
+        if cpus is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, cpus)
+
+
+# -- the upstream --------------------------------------------------------------
+
+
+class Upstream:
+    """The loopback server in its own process; it also stops by itself (see loopback.py)."""
+
+    def __init__(self, placement: Placement, max_seconds: float) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "loopback.py"), "--max-seconds", str(max_seconds)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        Placement.apply(self.process.pid, placement.server)
+        line = self.process.stdout.readline()
+        if not line.strip().isdigit():
+            self.process.kill()
+            raise RuntimeError(f"the upstream did not start: {line!r}")
+        self.port = int(line)
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.base_url}/stats", timeout=5) as response:  # noqa: S310 - loopback
+            counts: dict[str, int] = json.load(response)
+        return counts
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()  # its signal to stop
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# -- workers -------------------------------------------------------------------
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+class Worker:
+    """One contender's process, driven by JSON lines."""
+
+    def __init__(self, name: str, base_url: str, timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        self.log: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in close()
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "worker.py"), name, base_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=child_env(),
+            cwd=HERE,
+        )
+        self._buffer = b""
+        self.ready = False
+        self.skip: str | None = "not started"
+        self.label = name
+        self.versions: dict[str, str] = {}
+
+    def wait_ready(self) -> None:
+        """Read the worker's greeting: its library is imported and its clients are built."""
+        try:
+            hello = self._read(self.timeout)
+        except WorkerError as exc:
+            hello = {"ready": False, "skip": str(exc).splitlines()[0]}
+        self.ready = bool(hello.get("ready"))
+        self.skip = hello.get("skip")
+        self.label = hello.get("label", self.name)
+        self.versions = hello.get("versions", {})
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerError(f"{self.name}: no answer within {timeout:.0f}s")
+            readable, _, _ = select.select([fd], [], [], left)
+            if readable:
+                piece = os.read(fd, 65536)
+                if not piece:
+                    raise WorkerError(f"{self.name}: the worker exited\n{self.tail()}")
+                self._buffer += piece
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def ask(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command).encode() + b"\n")
+        self.process.stdin.flush()
+        return self._read(self.timeout)
+
+    def tail(self, lines: int = 15) -> str:
+        self.log.seek(0)
+        return "".join(self.log.readlines()[-lines:])
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(Exception):
+                assert self.process.stdin is not None
+                self.process.stdin.write(b'{"op": "quit"}\n')
+                self.process.stdin.close()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+# -- the matrix ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    calls: int  # per round, plain cells
+    stream_calls: int  # per round, streamed cells
+    # Contenders whose calls cost ~10x the others' run calls // divisor (same relative precision).
+    divisors: dict[str, int] = field(default_factory=dict)
+    cells: dict[Cell, tuple[str, ...]] = field(default_factory=dict)
+    timeout: float = 300.0
+
+    def calls_for(self, cell: Cell, contender: str) -> int:
+        base = self.stream_calls if cell.stream else self.calls
+        return max(cell.concurrency if cell.concurrency > 1 else 1, base // self.divisors.get(contender, 1))
+
+
+@dataclass
+class MatrixResult:
+    series: dict[tuple[Cell, str], Series]
+    labels: dict[str, str]
+    versions: dict[str, str]
+    skipped: dict[str, str]
+    upstream: dict[str, int]
+    seconds: float
+
+
+def _rotated(names: Sequence[str], by: int) -> list[str]:
+    if not names:
+        return []
+    k = by % len(names)
+    return [*names[k:], *names[:k]]
+
+
+@contextlib.contextmanager
+def _workers(names: Sequence[str], base_url: str, timeout: float) -> Iterator[dict[str, Worker]]:
+    started: dict[str, Worker] = {}
+    try:
+        began = time.perf_counter()
+        for name in names:  # all at once: their imports overlap
+            started[name] = Worker(name, base_url, timeout)
+        for name, worker in started.items():
+            worker.wait_ready()
+            state = "ready" if worker.ready else f"skipped ({worker.skip})"
+            log(f"  worker {name}: {state} after {time.perf_counter() - began:.1f}s")
+        yield started
+    finally:
+        for worker in started.values():
+            worker.close()
+
+
+def run_matrix(plan: Plan, placement: Placement, progress: Callable[[str], None] = log) -> MatrixResult:
+    began = time.perf_counter()
+    names = list(dict.fromkeys(name for cell_names in plan.cells.values() for name in cell_names))
+    upstream = Upstream(placement, max_seconds=60 * 60)
+    series = {
+        (cell, name): Series(name, cell) for cell, cell_names in plan.cells.items() for name in cell_names
+    }
+    try:
+        with _workers(names, upstream.base_url, plan.timeout) as workers:
+            labels = {name: w.label for name, w in workers.items()}
+            versions = {k: v for w in workers.values() for k, v in w.versions.items()}
+            skipped = {name: w.skip or "" for name, w in workers.items() if not w.ready}
+            live = {
+                cell: [n for n in cell_names if workers[n].ready] for cell, cell_names in plan.cells.items()
+            }
+
+            def ask(cell: Cell, name: str, command: dict[str, Any]) -> dict[str, Any] | None:
+                entry = series[(cell, name)]
+                if entry.skipped is not None:
+                    return None
+                try:
+                    reply = workers[name].ask({**command, "cell": cell.to_json()})
+                except WorkerError as exc:
+                    entry.skipped = str(exc).splitlines()[0]
+                    return None
+                if "skip" in reply or "error" in reply:
+                    entry.skipped = reply.get("skip") or f"failed: {reply['error']}"
+                    return None
+                return reply
+
+            def check(stage: str) -> None:
+                for cell, cell_names in live.items():
+                    for name in cell_names:
+                        reply = ask(cell, name, {"op": "check"})
+                        if reply is not None and not reply["ok"]:
+                            series[(cell, name)].notes.append(f"{stage}: {reply['note']}")
+
+            progress("  checking every contender's answers, then warming up")
+            check("before the rounds")
+            for cell, cell_names in live.items():
+                for name in cell_names:
+                    warm = max(cell.concurrency, plan.calls_for(cell, name) // 4)
+                    ask(cell, name, {"op": "run", "calls": warm})
+            for index in range(plan.rounds):
+                started = time.perf_counter()
+                for cell, cell_names in live.items():
+                    for name in _rotated(cell_names, index):
+                        calls = plan.calls_for(cell, name)
+                        reply = ask(cell, name, {"op": "run", "calls": calls})
+                        if reply is not None:
+                            series[(cell, name)].samples.append(
+                                Sample(reply["calls"], reply["cpu"], reply["wall"], reply["items"])
+                            )
+                progress(f"  round {index + 1}/{plan.rounds} done in {time.perf_counter() - started:.1f}s")
+            check("after the rounds")
+        counts = upstream.stats()
+    finally:
+        upstream.stop()
+    return MatrixResult(series, labels, versions, skipped, counts, time.perf_counter() - began)

@@ -1,0 +1,165 @@
+"""One contender in its own process: `python bench/worker.py NAME BASE_URL`.
+
+Each contender gets a fresh interpreter holding only its own library, so one
+library's imports, caches, garbage and background threads never weigh on
+another's figures. The harness talks to the worker in JSON lines: a command
+on stdin, one reply on stdout. Anything a library prints goes to stderr.
+
+Commands: `{"op": "check", "cell": {...}}` makes one call and verifies the
+answer; `{"op": "run", "cell": {...}, "calls": N}` makes N calls and returns
+the CPU and wall time they took; `{"op": "quit"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TextIO
+
+from cells import Cell
+from contenders import CONTENDERS, EXPECTED, Contender
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts) if base or i < extra]
+
+
+def _loop(call: Callable[[], str], count: int) -> None:
+    for _ in range(count):
+        call()
+
+
+class Worker:
+    def __init__(self, contender: Contender) -> None:
+        self.contender = contender
+        self.runner = asyncio.Runner()
+        self.pools: dict[int, ThreadPoolExecutor] = {}
+
+    def supports(self, cell: Cell) -> str | None:
+        """Why this contender cannot run `cell`, or None."""
+        c = self.contender
+        if cell.asynchronous and not c.asynchronous:
+            return "no async client"
+        if not cell.asynchronous and not c.sync:
+            return "no sync client"
+        if cell.stream and not c.streams:
+            return "no streaming"
+        return None
+
+    def check(self, cell: Cell) -> dict[str, Any]:
+        c = self.contender
+        if cell.asynchronous:
+            text = self.runner.run((c.astream if cell.stream else c.achat)())
+        else:
+            text = (c.stream if cell.stream else c.chat)()
+        expected = EXPECTED[cell.stream]
+        if text != expected:
+            return {"ok": False, "note": f"answer was {text!r}, expected {expected!r}"}
+        note = c.check(stream=cell.stream, asynchronous=cell.asynchronous)
+        return {"ok": not note, "note": note}
+
+    def run(self, cell: Cell, calls: int) -> dict[str, Any]:
+        # No gc.collect() here: a library's garbage collections are part of its cost, and
+        # a full collection of a large heap (litellm's) would take longer than a round.
+        if cell.asynchronous:
+            cpu, wall = self.runner.run(self._run_async(cell, calls))
+        else:
+            cpu, wall = self._run_sync(cell, calls)
+        return {"calls": calls, "cpu": cpu, "wall": wall, "items": calls * cell.items_per_call}
+
+    def _run_sync(self, cell: Cell, calls: int) -> tuple[float, float]:
+        call = self.contender.stream if cell.stream else self.contender.chat
+        if cell.concurrency == 1:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            _loop(call, calls)
+            return time.process_time() - cpu0, time.perf_counter() - wall0
+        pool = self.pools.get(cell.concurrency)
+        if pool is None:
+            pool = self.pools[cell.concurrency] = ThreadPoolExecutor(cell.concurrency)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        futures = [pool.submit(_loop, call, share) for share in _shares(calls, cell.concurrency)]
+        for future in futures:
+            future.result()
+        return time.process_time() - cpu0, time.perf_counter() - wall0
+
+    async def _run_async(self, cell: Cell, calls: int) -> tuple[float, float]:
+        call: Callable[[], Awaitable[str]] = self.contender.astream if cell.stream else self.contender.achat
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if cell.concurrency == 1:
+            for _ in range(calls):
+                await call()
+        else:
+            semaphore = asyncio.Semaphore(cell.concurrency)
+
+            async def one() -> None:
+                async with semaphore:
+                    await call()
+
+            await asyncio.gather(*(one() for _ in range(calls)))
+        return time.process_time() - cpu0, time.perf_counter() - wall0
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.shutdown()
+        try:
+            self.contender.close()
+            self.runner.run(self.contender.aclose())
+        finally:
+            self.runner.close()
+
+
+def _protocol_stream() -> TextIO:
+    """Keep the real stdout for replies; send whatever libraries print to stderr."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return out
+
+
+def main() -> None:
+    name, base_url = sys.argv[1], sys.argv[2]
+    out = _protocol_stream()
+
+    def reply(payload: dict[str, Any]) -> None:
+        out.write(json.dumps(payload) + "\n")
+
+    try:
+        contender = CONTENDERS[name](base_url)
+    except ImportError as exc:
+        reply({"ready": False, "skip": f"not installed: {exc.name or exc}"})
+        return
+    except Exception as exc:
+        reply({"ready": False, "skip": f"set-up failed: {type(exc).__name__}: {exc}"})
+        return
+    worker = Worker(contender)
+    reply({"ready": True, "label": contender.label, "versions": contender.versions(), "pid": os.getpid()})
+    try:
+        for line in sys.stdin:
+            command = json.loads(line)
+            op = command["op"]
+            if op == "quit":
+                break
+            cell = Cell.from_json(command["cell"])
+            unsupported = worker.supports(cell)
+            if unsupported:
+                reply({"skip": unsupported})
+                continue
+            try:
+                result = worker.check(cell) if op == "check" else worker.run(cell, int(command["calls"]))
+            except Exception as exc:
+                traceback.print_exc()
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            reply(result)
+    finally:
+        worker.close()
+
+
+if __name__ == "__main__":
+    main()
