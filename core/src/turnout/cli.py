@@ -1188,10 +1188,10 @@ def health_rows(health: dict[str, Any], dash: str = "-") -> list[list[str]]:
     now = time.time()
     rows = []
     for name, h in health.items():
-        available = "yes" if h.available else f"in {max(0.0, (h.available_at or now) - now):.1f} s"
-        aside = h.cooldown_reason or dash
-        errors = ", ".join(f"{kind} x{count}" for kind, count in h.recent_errors.items()) or dash
-        rows.append([name, h.status, available, str(h.trips), aside, errors, seconds(h.latency, dash)])
+        wait = max(0.0, (h.available_at or now) - now)
+        available = "yes" if h.available else f"in {wait:.1f} s" if wait < 10 else f"in {wait:.0f} s"
+        errors = ", ".join(f"{kind} {count}" for kind, count in h.recent_errors.items()) or dash
+        rows.append([name, h.status, available, str(h.trips), h.cooldown_reason or dash, errors])
     return rows
 
 
