@@ -25,6 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -57,6 +58,9 @@ _QUIET_CONFLICTS = 3
 # A transaction that keeps losing this often is given up: the update is made locally.
 _MAX_CONFLICTS = 1000
 
+# The commands in one round of a transaction (WATCH, GET, MULTI/SET/EXEC): asyncio
+# bounds the round as a whole, by this many socket timeouts.
+_ROUND_TRIPS = 3
 # However far away a reset time a server announces, nothing is kept longer than this.
 _MAX_TTL = 30 * 24 * 3600.0
 
@@ -403,7 +407,10 @@ class RedisStore:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            client = redis.asyncio.Redis.from_url(self._url, retry=Retry(NoBackoff(), 0), **self._options)
+            # No per-command socket timeout (redis-py's costs a task per command): each
+            # round of a transaction is bounded as a whole instead (`_bounded`).
+            options = {**self._options, "socket_timeout": None}
+            client = redis.asyncio.Redis.from_url(self._url, retry=Retry(NoBackoff(), 0), **options)
             state = _LoopState(client)
             with self._lock:
                 for old in [old for old in self._loops if old.is_closed()]:
@@ -417,7 +424,9 @@ class RedisStore:
         mode = self._mode()
         if mode != _LOCAL:
             try:
-                raws = await self._loop().client.mget([self.key(name) for name in names])
+                client = self._loop().client
+                async with self._bounded():
+                    raws = await client.mget([self.key(name) for name in names])
             except self._errors as exc:
                 self._failed(exc)
             else:
@@ -481,22 +490,30 @@ class RedisStore:
         async with client.pipeline(transaction=True) as pipe:
             for conflicts in range(_MAX_CONFLICTS):
                 try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    current = decode(raw)
-                    new, result = fn(current)
-                    if raw is not None and new == current:
-                        await pipe.reset()  # nothing to write; UNWATCH
+                    async with self._bounded():
+                        await pipe.watch(key)
+                        raw = await pipe.get(key)
+                        current = decode(raw)
+                        new, result = fn(current)
+                        if raw is not None and new == current:
+                            await pipe.reset()  # nothing to write; UNWATCH
+                            return new, result
+                        pipe.multi()
+                        pipe.set(key, encode(new), px=ttl(new))
+                        await pipe.execute()
                         return new, result
-                    pipe.multi()
-                    pipe.set(key, encode(new), px=ttl(new))
-                    await pipe.execute()
-                    return new, result
                 except self._watch_error as conflict:
                     self._raise_if_broken(conflict)
                     if conflicts >= _QUIET_CONFLICTS:
                         await _asleep(random.uniform(0.0, 0.0005 * min(conflicts, 20)))
         return None
+
+    def _bounded(self) -> AbstractAsyncContextManager[Any]:
+        """A time limit for one round of Redis commands (TimeoutError is an outage)."""
+        import asyncio
+
+        seconds = self._options.get("socket_timeout")
+        return asyncio.timeout(None if seconds is None else _ROUND_TRIPS * seconds)
 
     async def aclose(self) -> None:
         """Close this event loop's connections to Redis (they reopen if the store is used again)."""
