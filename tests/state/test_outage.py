@@ -46,7 +46,7 @@ def test_calls_survive_a_redis_outage_and_sharing_resumes(
     assert not store.shared
     assert router.health()["a"].status == "open"
     [warning] = warnings_of(caplog)  # once, however many calls met the outage
-    assert "unreachable" in warning.getMessage()
+    assert "unavailable" in warning.getMessage()
     assert "redis://:***@127.0.0.1" in warning.getMessage()
     assert private_redis.password not in caplog.text
 
@@ -121,3 +121,17 @@ def test_the_async_router_survives_an_outage_too(
     client = private_redis.client()
     assert json.loads(client.get("oa:dep:b"))["latency"] > 0
     client.close()
+
+
+def test_a_redis_that_refuses_us_is_an_outage_not_a_failed_call(
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The server wants a password this URL lacks: every command is refused (NOAUTH).
+    store = RedisStore(f"redis://127.0.0.1:{private_redis.port}/0", prefix="na:", retry_interval=60.0)
+    router, _ = make_router(store, {"a": "invalid_key"})
+    for _ in range(3):
+        assert outcomes(chat(router).attempts)[-1] == ("b", None)
+    assert not store.shared
+    [warning] = warnings_of(caplog)
+    assert "unavailable" in warning.getMessage()
+    router.close()

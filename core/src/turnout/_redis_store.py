@@ -255,7 +255,7 @@ class RedisStore:
             self._down = True
             self._local = self._seeded()
         logger.warning(
-            "Redis state store %s unreachable (%s); router state is kept in this process "
+            "Redis state store %s unavailable (%s); router state is kept in this process "
             "meanwhile, and Redis is tried every %gs",
             self._shown_url,
             self._describe(exc),
