@@ -242,7 +242,8 @@ def test_faults_load_from_toml_and_json(tmp_path: Path) -> None:
     fake = FakeGateways(toml)
     assert fake.seed == 9
     assert fake.faults("meshapi").retry_after == (1.0, 2.0)
-    assert fake.faults("mume").latency == 0.01  # "*": every provider without its own table
+    assert fake.faults("mume").latency == 0.01  # "*": defaults for every provider...
+    assert fake.faults("meshapi").latency == 0.01  # ...under its own table's keys
 
 
 @pytest.mark.parametrize(

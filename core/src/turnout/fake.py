@@ -276,7 +276,8 @@ def fault_from_mapping(data: Any, path: str = "fault") -> Fault | None:
 
 @frozen
 class FaultsConfig:
-    """A faults file: a seed and a profile per provider (`"*"`: every other provider)."""
+    """A faults file: a seed and a profile per provider. `"*"` holds defaults for
+    every provider: a provider's own table overrides its keys."""
 
     profiles: Mapping[str, FaultProfile] = field(factory=dict)
     seed: int | None = None
@@ -290,11 +291,19 @@ class FaultsConfig:
         seed = data.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError("must be an integer", path=_join(path, "seed"), value=seed)
-        profiles = {
-            str(name): FaultProfile.from_mapping(value, _join(path, str(name)))
-            for name, value in data.items()
-            if name != "seed"
-        }
+        # "*" holds defaults: a provider's own table overrides its keys.
+        default = data.get("*", {})
+        if not isinstance(default, Mapping):
+            raise ConfigError("must be a table", path=_join(path, "*"), value=default)
+        profiles: dict[str, FaultProfile] = {}
+        for name, value in data.items():
+            if name == "seed":
+                continue
+            where = _join(path, str(name))
+            if isinstance(value, FaultProfile) or not isinstance(value, Mapping):
+                profiles[str(name)] = FaultProfile.from_mapping(value, where)
+            else:
+                profiles[str(name)] = FaultProfile.from_mapping({**default, **value}, where)
         return cls(profiles, seed)
 
 
