@@ -84,3 +84,19 @@ def test_importing_turnout_state_loads_neither_redis_nor_cattrs() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+@pytest.mark.redis
+def test_a_router_closes_the_store_its_configuration_made_but_not_one_it_was_given(
+    redis_server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[str] = []
+    monkeypatch.setattr(RedisStore, "close", lambda self: closed.append(self.prefix))
+    made = turnout.Router.from_config(
+        config({"backend": "redis", "url": redis_server.url, "prefix": prefix}), plugins=plugins()
+    )
+    made.close()
+    assert closed == [prefix]
+    given = RedisStore(redis_server.url, prefix=prefix + "given:")
+    turnout.Router.from_config(config({}), plugins=plugins(), store=given).close()
+    assert closed == [prefix]

@@ -23,13 +23,19 @@ MessagesIn = Iterable[Message | Mapping[str, Any]]
 
 
 class _Configurable(RouterCore):
+    _owns_store = False
+
     @classmethod
     def from_config(cls, source: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any) -> Self:
         """A router from a TOML file or the same mapping; mistakes raise ConfigError."""
         from ._config import load_config
 
         config = load_config(source)
-        return cls(**{**config.router_kwargs(), **overrides})
+        kwargs = config.router_kwargs()
+        router = cls(**{**kwargs, **overrides})
+        # A store the configuration created (Redis) is the router's to close.
+        router._owns_store = "store" not in overrides and kwargs.get("store") is not None
+        return router
 
     def _start(
         self,
@@ -98,6 +104,9 @@ class Router(_Configurable):
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+        close = getattr(self.store, "close", None)
+        if self._owns_store and close is not None:
+            close()
 
     def __enter__(self) -> Self:
         return self
@@ -151,6 +160,9 @@ class AsyncRouter(_Configurable):
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+        aclose = getattr(self.store, "aclose", None)
+        if self._owns_store and aclose is not None:
+            await aclose()
 
     async def __aenter__(self) -> Self:
         return self
