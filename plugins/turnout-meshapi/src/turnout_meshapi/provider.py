@@ -15,15 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from turnout import (
-    ChatRequest,
-    ChatResponse,
     CodeRule,
-    Deployment,
     ErrorFields,
     ErrorKind,
     ErrorTable,
     FieldError,
-    Flow,
     HTTPResponse,
     OpenAICompatible,
     ProviderError,
@@ -189,41 +185,6 @@ class MeshAPI(OpenAICompatible):
 
     def extract_error(self, payload: Any) -> ErrorFields:
         return extract_meshapi(payload)
-
-    def normalize(
-        self,
-        *,
-        status: int | None,
-        headers: Mapping[str, str] | None = None,
-        body: Any = None,
-    ) -> ProviderError:
-        try:
-            error = super().normalize(status=status, headers=headers, body=body)
-        except RecursionError:
-            # A body nested too deeply for `json.loads` (see the report to the core).
-            error = super().normalize(status=status, headers=headers, body=None)
-        if status is None and error.status is None:
-            # An in-band error (a stream frame, or an envelope under a 2xx) carries the
-            # status MeshAPI documents for its code, so status-based policies still apply.
-            rule = self.error_table.rule(error.code)
-            if rule is not None:
-                error.status = rule.status
-        return error
-
-    # `json.loads` raises RecursionError, not ValueError, on a hostile body nested
-    # thousands deep; the codec only catches ValueError. Such a body is parse_error.
-
-    def chat(self, deployment: Deployment, request: ChatRequest) -> Flow[ChatResponse]:
-        try:
-            return (yield from super().chat(deployment, request))
-        except RecursionError:
-            raise self.parse_error("the response body is nested too deeply to parse") from None
-
-    def stream(self, deployment: Deployment, request: ChatRequest) -> Flow[None]:
-        try:
-            yield from super().stream(deployment, request)
-        except RecursionError:
-            raise self.parse_error("a stream event is nested too deeply to parse") from None
 
     def stream_error(self, payload: Mapping[str, Any], response: HTTPResponse) -> ProviderError | None:
         """A frame is an error when it holds a non-null `error` (MeshAPI's SDKs read it so)."""
