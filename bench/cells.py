@@ -57,6 +57,7 @@ class Sample:
     cpu: float  # seconds of the client process's CPU (all threads), time.process_time()
     wall: float  # seconds, time.perf_counter()
     items: int  # requests, or chunks for streams
+    connections: int = 0  # TCP connections the upstream accepted during the round
 
     @property
     def cpu_per_item(self) -> float:
@@ -82,6 +83,9 @@ class Series:
 
     def rate(self) -> list[float]:
         return [s.calls_per_second for s in self.samples]
+
+    def connections(self) -> list[float]:
+        return [float(s.connections) for s in self.samples]
 
 
 @dataclass(frozen=True)

@@ -129,9 +129,8 @@ class RawHttpx(Contender):
         parts: list[str] = []
         with connect_sse(self.client, "POST", self.url, json=STREAM_PAYLOAD) as source:
             for event in source.iter_sse():
-                if event.data == "[DONE]":
-                    break
-                parts.append(self._delta(event.data))
+                if event.data != "[DONE]":  # read on to the end: the connection goes back to the pool
+                    parts.append(self._delta(event.data))
         return "".join(parts)
 
     async def astream(self) -> str:
@@ -140,9 +139,8 @@ class RawHttpx(Contender):
         parts: list[str] = []
         async with aconnect_sse(self.aclient, "POST", self.url, json=STREAM_PAYLOAD) as source:
             async for event in source.aiter_sse():
-                if event.data == "[DONE]":
-                    break
-                parts.append(self._delta(event.data))
+                if event.data != "[DONE]":
+                    parts.append(self._delta(event.data))
         return "".join(parts)
 
     def close(self) -> None:

@@ -96,10 +96,14 @@ class Upstream:
         self.port = int(line)
         self.base_url = f"http://127.0.0.1:{self.port}"
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
+        """`{"connections": accepted so far, "requests": {path: count}}` (this request included)."""
         with urllib.request.urlopen(f"{self.base_url}/stats", timeout=5) as response:  # noqa: S310 - loopback
-            counts: dict[str, int] = json.load(response)
-        return counts
+            stats: dict[str, Any] = json.load(response)
+        return stats
+
+    def connections(self) -> int:
+        return int(self.stats()["connections"])
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -217,7 +221,7 @@ class MatrixResult:
     labels: dict[str, str]
     versions: dict[str, str]
     skipped: dict[str, str]
-    upstream: dict[str, int]
+    upstream: dict[str, Any]
     seconds: float
 
 
@@ -245,62 +249,80 @@ def _workers(names: Sequence[str], base_url: str, timeout: float) -> Iterator[di
             worker.close()
 
 
+class _Session:
+    """One run of the matrix: the upstream, the live workers and what they measured."""
+
+    def __init__(self, plan: Plan, upstream: Upstream, workers: dict[str, Worker]) -> None:
+        self.plan = plan
+        self.upstream = upstream
+        self.workers = workers
+        self.series = {(cell, n): Series(n, cell) for cell, names in plan.cells.items() for n in names}
+        self.live = {cell: [n for n in names if workers[n].ready] for cell, names in plan.cells.items()}
+
+    def ask(self, cell: Cell, name: str, command: dict[str, Any]) -> dict[str, Any] | None:
+        """Send a command; a failure or a skip stops this contender in this cell."""
+        entry = self.series[(cell, name)]
+        if entry.skipped is not None:
+            return None
+        try:
+            reply = self.workers[name].ask({**command, "cell": cell.to_json()})
+        except WorkerError as exc:
+            entry.skipped = str(exc).splitlines()[0]
+            return None
+        if "skip" in reply or "error" in reply:
+            entry.skipped = reply.get("skip") or f"failed: {reply['error']}"
+            return None
+        return reply
+
+    def check(self, stage: str) -> None:
+        for cell, names in self.live.items():
+            for name in names:
+                reply = self.ask(cell, name, {"op": "check"})
+                if reply is not None and not reply["ok"]:
+                    self.series[(cell, name)].notes.append(f"{stage}: {reply['note']}")
+
+    def warm_up(self) -> None:
+        """Fill every pool (at least `concurrency` calls) before anything is measured."""
+        for cell, names in self.live.items():
+            for name in names:
+                calls = max(cell.concurrency, self.plan.calls_for(cell, name) // 4)
+                self.ask(cell, name, {"op": "run", "calls": calls})
+
+    def round(self, index: int) -> None:
+        for cell, names in self.live.items():
+            for name in _rotated(names, index):
+                # Untimed first: as many calls as the concurrency, so that connections which
+                # expired since the last round (httpx keeps idle ones 5 s) are open again and
+                # the round measures the steady state.
+                self.ask(cell, name, {"op": "run", "calls": cell.concurrency})
+                before = self.upstream.connections()
+                reply = self.ask(cell, name, {"op": "run", "calls": self.plan.calls_for(cell, name)})
+                # Minus one: the connection of the second /stats request itself.
+                opened = self.upstream.connections() - before - 1
+                if reply is not None:
+                    sample = Sample(reply["calls"], reply["cpu"], reply["wall"], reply["items"], opened)
+                    self.series[(cell, name)].samples.append(sample)
+
+
 def run_matrix(plan: Plan, placement: Placement, progress: Callable[[str], None] = log) -> MatrixResult:
     began = time.perf_counter()
     names = list(dict.fromkeys(name for cell_names in plan.cells.values() for name in cell_names))
     upstream = Upstream(placement, max_seconds=60 * 60)
-    series = {
-        (cell, name): Series(name, cell) for cell, cell_names in plan.cells.items() for name in cell_names
-    }
     try:
         with _workers(names, upstream.base_url, plan.timeout) as workers:
+            session = _Session(plan, upstream, workers)
+            progress("  checking every contender's answers, then warming up")
+            session.check("before the rounds")
+            session.warm_up()
+            for index in range(plan.rounds):
+                started = time.perf_counter()
+                session.round(index)
+                progress(f"  round {index + 1}/{plan.rounds} done in {time.perf_counter() - started:.1f}s")
+            session.check("after the rounds")
             labels = {name: w.label for name, w in workers.items()}
             versions = {k: v for w in workers.values() for k, v in w.versions.items()}
             skipped = {name: w.skip or "" for name, w in workers.items() if not w.ready}
-            live = {
-                cell: [n for n in cell_names if workers[n].ready] for cell, cell_names in plan.cells.items()
-            }
-
-            def ask(cell: Cell, name: str, command: dict[str, Any]) -> dict[str, Any] | None:
-                entry = series[(cell, name)]
-                if entry.skipped is not None:
-                    return None
-                try:
-                    reply = workers[name].ask({**command, "cell": cell.to_json()})
-                except WorkerError as exc:
-                    entry.skipped = str(exc).splitlines()[0]
-                    return None
-                if "skip" in reply or "error" in reply:
-                    entry.skipped = reply.get("skip") or f"failed: {reply['error']}"
-                    return None
-                return reply
-
-            def check(stage: str) -> None:
-                for cell, cell_names in live.items():
-                    for name in cell_names:
-                        reply = ask(cell, name, {"op": "check"})
-                        if reply is not None and not reply["ok"]:
-                            series[(cell, name)].notes.append(f"{stage}: {reply['note']}")
-
-            progress("  checking every contender's answers, then warming up")
-            check("before the rounds")
-            for cell, cell_names in live.items():
-                for name in cell_names:
-                    warm = max(cell.concurrency, plan.calls_for(cell, name) // 4)
-                    ask(cell, name, {"op": "run", "calls": warm})
-            for index in range(plan.rounds):
-                started = time.perf_counter()
-                for cell, cell_names in live.items():
-                    for name in _rotated(cell_names, index):
-                        calls = plan.calls_for(cell, name)
-                        reply = ask(cell, name, {"op": "run", "calls": calls})
-                        if reply is not None:
-                            series[(cell, name)].samples.append(
-                                Sample(reply["calls"], reply["cpu"], reply["wall"], reply["items"])
-                            )
-                progress(f"  round {index + 1}/{plan.rounds} done in {time.perf_counter() - started:.1f}s")
-            check("after the rounds")
-        counts = upstream.stats()
+        stats = upstream.stats()
     finally:
         upstream.stop()
-    return MatrixResult(series, labels, versions, skipped, counts, time.perf_counter() - began)
+    return MatrixResult(session.series, labels, versions, skipped, stats, time.perf_counter() - began)

@@ -13,7 +13,7 @@ are the bottleneck, not the server. Responses are precomputed bytes.
     POST /v1/chat/completions        a chat completion (JSON), or with "stream": true
                                      an SSE stream of STREAM_CHUNKS chunks then `data: [DONE]`
     POST /fail/v1/chat/completions   503 at once, with an OpenAI error envelope
-    GET  /stats                      requests served, per path, as JSON
+    GET  /stats                      connections accepted and requests served per path, as JSON
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ class Server:
         self.max_requests = max_requests
         self.counts: Counter[str] = Counter()
         self.total = 0
+        self.connections = 0
         self.done = asyncio.Event()
 
     def answer(self, method: bytes, path: str, body: bytes) -> bytes:
@@ -127,7 +128,8 @@ class Server:
         if self.total >= self.max_requests:
             self.done.set()
         if method == b"GET" and path == "/stats":
-            return _response("200 OK", "application/json", _dumps(dict(self.counts)))
+            stats = {"connections": self.connections, "requests": dict(self.counts)}
+            return _response("200 OK", "application/json", _dumps(stats))
         if method != b"POST":
             return NOT_FOUND
         if path == FAIL_PATH:
@@ -154,6 +156,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.server.connections += 1
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -51,9 +51,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
 def machine(placement: str) -> dict[str, str]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    load = load_average()
     versions = []
     for name in LIBRARIES:
         try:
@@ -233,21 +237,22 @@ def _cell_table(result: MatrixResult, cell: Cell, plan_calls: Callable[[Cell, st
     lines = [
         f"### {cell.title}",
         "",
-        f"| contender | calls/round | CPU µs per {cell.unit} | {TIMES} raw httpx | calls/s | notes |",
-        "|---|---:|---:|---:|---:|---|",
+        f"| contender | calls/round | CPU µs per {cell.unit} | {TIMES} raw httpx | calls/s "
+        "| new connections/round | notes |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for name in names:
         entry = result.series[(cell, name)]
         label = result.labels.get(name, name)
         if not entry.samples:
             reason = entry.skipped or result.skipped.get(name) or "not run"
-            lines.append(f"| {label} | — | — | — | — | skipped: {reason} |")
+            lines.append(f"| {label} | — | — | — | — | — | skipped: {reason} |")
             continue
         ratio = spread(paired_ratios(entry, raw), times) if raw is not None and name != RAW else "1"
         notes = "; ".join(entry.notes + ([f"stopped: {entry.skipped}"] if entry.skipped else []))
         lines.append(
             f"| {label} | {plan_calls(cell, name)} | {spread(entry.cpu(), us)} | {ratio} "
-            f"| {spread(entry.rate(), rate)} | {notes} |"
+            f"| {spread(entry.rate(), rate)} | {statistics.median(entry.connections()):,.0f} | {notes} |"
         )
     aio, raw_aio = _series(result, cell, "turnout-aiohttp"), _series(result, cell, "httpx-aiohttp")
     if aio is not None and raw_aio is not None:
@@ -313,7 +318,8 @@ How it is measured:
   background threads never weigh on another's figures. All send the same request, read the answer's
   text, and are checked for the right answer before and after the rounds.
   - *httpx (raw)*: `Client.post(...).json()`; streams with `httpx_sse.connect_sse` and one
-    `json.loads` per event — the floor. Same connection pool size as turnout's routers.
+    `json.loads` per event, read to the end of the body (not left at `[DONE]`), so the connection
+    goes back to the pool — the floor. Same connection pool size as turnout's routers.
   - *turnout*: `turnout.Router` / `AsyncRouter` with one deployment of a bench-local
     `OpenAICompatible` provider, registered in a private `turnout.Plugins(entry_points=False)`.
   - *turnout, 503 → fallback*: two deployments, the first answering 503 (its
@@ -328,9 +334,14 @@ How it is measured:
     transport (`AsyncRouter(..., transport=...)` for turnout).
 - **CPU per request** is the worker's `time.process_time()` delta (every thread of the process)
   over a round, divided by its calls (or by its chunks, 10 per stream). It includes the bench's loop,
-  the same for every contender. **calls/s** is calls over the round's wall time.
+  the same for every contender. **calls/s** is calls over the round's wall time. **New
+  connections/round** is what the upstream accepted during the round: 0 means every call reused a
+  pooled connection; one per call means the client closed each connection (and paid a TCP set-up).
 - **Rounds are interleaved**: each round runs every cell, and in each cell every contender in turn,
-  the order rotating from round to round. Tables show the median over rounds and (min to max).
+  the order rotating from round to round. Before each timed block, a contender makes as many
+  untimed calls as the concurrency, so pooled connections that expired in between are open again.
+  Each cell has its own client (router) in the worker, so no cell pays for another's connections.
+  Tables show the median over rounds and (min to max).
   Ratios are the median of per-round ratios (round *i* of one contender ran next to round *i* of
   the other), with their min and max.
 - Concurrency 50: async calls go through `asyncio.gather` with an `asyncio.Semaphore(50)`; sync
@@ -382,9 +393,13 @@ def render(
         f"| started | {started:%Y-%m-%d %H:%M} UTC, took {duration:.0f} s |",
     ]
     if result is not None:
-        served = sum(v for k, v in result.upstream.items() if k != "/stats")
-        paths = ", ".join(f"`{k}` {v:,}" for k, v in sorted(result.upstream.items()) if k != "/stats")
-        lines.append(f"| upstream served | {served:,} requests ({paths}) |")
+        requests = {k: v for k, v in result.upstream.get("requests", {}).items() if k != "/stats"}
+        paths = ", ".join(f"`{k}` {v:,}" for k, v in sorted(requests.items()))
+        lines.append(
+            f"| upstream served | {sum(requests.values()):,} requests ({paths}) "
+            f"on {result.upstream.get('connections', 0):,} connections |"
+        )
+    lines.append(f"| load average when the run ended | {load_average()} |")
     lines.append("")
     if result is not None:
         lines += ["## Targets", "", f"| target | measured: median (min{DASH}max) | result |", "|---|---|---|"]

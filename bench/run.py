@@ -42,12 +42,12 @@ def cells(concurrency: int) -> dict[Cell, tuple[str, ...]]:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (about a minute)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5; quick 2)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7; quick 2)")
     parser.add_argument(
-        "--calls", type=int, help="plain calls per contender per round (default 200; quick 20)"
+        "--calls", type=int, help="plain calls per contender per round (default 150; quick 20)"
     )
     parser.add_argument(
-        "--stream-calls", type=int, help="streams per contender per round (default 60; quick 6)"
+        "--stream-calls", type=int, help="streams per contender per round (default 40; quick 6)"
     )
     parser.add_argument("--concurrency", type=int, default=50, help="the concurrent level (default 50)")
     parser.add_argument(
@@ -65,9 +65,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write every sample as JSON here")
     args = parser.parse_args(argv)
     quick = args.quick
-    args.rounds = args.rounds or (2 if quick else 5)
-    args.calls = args.calls or (20 if quick else 200)
-    args.stream_calls = args.stream_calls or (6 if quick else 60)
+    args.rounds = args.rounds or (2 if quick else 7)
+    args.calls = args.calls or (20 if quick else 150)
+    args.stream_calls = args.stream_calls or (6 if quick else 40)
     args.import_repeats = args.import_repeats or (2 if quick else 7)
     args.norm_seconds = args.norm_seconds or (0.1 if quick else 1.0)
     return args

@@ -37,10 +37,25 @@ def _loop(call: Callable[[], str], count: int) -> None:
 
 
 class Worker:
-    def __init__(self, contender: Contender) -> None:
-        self.contender = contender
+    """Runs the commands. Each cell gets its own contender (its own clients and pools), so
+    one cell's connection churn (a stream closing its connection) is never paid by another."""
+
+    def __init__(self, factory: Callable[[], Contender]) -> None:
+        self.factory = factory
+        self.contender = factory()  # fails here, before the greeting, if the library is missing
+        self.spare: Contender | None = self.contender
+        self.by_cell: dict[Cell, Contender] = {}
         self.runner = asyncio.Runner()
         self.pools: dict[int, ThreadPoolExecutor] = {}
+
+    def use(self, cell: Cell) -> Contender:
+        """The contender of `cell`, made on first use."""
+        found = self.by_cell.get(cell)
+        if found is None:
+            found, self.spare = (self.spare or self.factory()), None
+            self.by_cell[cell] = found
+        self.contender = found
+        return found
 
     def supports(self, cell: Cell) -> str | None:
         """Why this contender cannot run `cell`, or None."""
@@ -109,8 +124,9 @@ class Worker:
         for pool in self.pools.values():
             pool.shutdown()
         try:
-            self.contender.close()
-            self.runner.run(self.contender.aclose())
+            for contender in {id(c): c for c in [*self.by_cell.values(), self.contender]}.values():
+                contender.close()
+                self.runner.run(contender.aclose())
         finally:
             self.runner.close()
 
@@ -131,14 +147,14 @@ def main() -> None:
         out.write(json.dumps(payload) + "\n")
 
     try:
-        contender = CONTENDERS[name](base_url)
+        worker = Worker(lambda: CONTENDERS[name](base_url))
     except ImportError as exc:
         reply({"ready": False, "skip": f"not installed: {exc.name or exc}"})
         return
     except Exception as exc:
         reply({"ready": False, "skip": f"set-up failed: {type(exc).__name__}: {exc}"})
         return
-    worker = Worker(contender)
+    contender = worker.contender
     reply({"ready": True, "label": contender.label, "versions": contender.versions(), "pid": os.getpid()})
     try:
         for line in sys.stdin:
@@ -147,6 +163,7 @@ def main() -> None:
             if op == "quit":
                 break
             cell = Cell.from_json(command["cell"])
+            worker.use(cell)
             unsupported = worker.supports(cell)
             if unsupported:
                 reply({"skip": unsupported})
