@@ -59,6 +59,17 @@ class Sample:
     items: int  # requests, or chunks for streams
     connections: int = 0  # TCP connections the upstream accepted during the round
 
+    @classmethod
+    def total(cls, parts: list[Sample]) -> Sample:
+        """The slices of one round, as one sample."""
+        return cls(
+            sum(p.calls for p in parts),
+            sum(p.cpu for p in parts),
+            sum(p.wall for p in parts),
+            sum(p.items for p in parts),
+            sum(p.connections for p in parts),
+        )
+
     @property
     def cpu_per_item(self) -> float:
         return self.cpu / self.items

@@ -297,23 +297,24 @@ class OpenAISDK(Contender):
     def __init__(self, base_url: str) -> None:
         import openai
 
-        self.client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=API_KEY, max_retries=0)
-        self.aclient = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=API_KEY, max_retries=0)
+        # Typed as Any: the peers' own types change from release to release.
+        self.client: Any = openai.OpenAI(base_url=f"{base_url}/v1", api_key=API_KEY, max_retries=0)
+        self.aclient: Any = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=API_KEY, max_retries=0)
 
     def versions(self) -> dict[str, str]:
         return {"openai": _version("openai"), "pydantic": _version("pydantic")}
 
     def chat(self) -> str:
-        response = self.client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+        response = self.client.chat.completions.create(model=MODEL, messages=MESSAGES)
         return response.choices[0].message.content or ""
 
     async def achat(self) -> str:
-        response = await self.aclient.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+        response = await self.aclient.chat.completions.create(model=MODEL, messages=MESSAGES)
         return response.choices[0].message.content or ""
 
     def stream(self) -> str:
         parts: list[str] = []
-        with self.client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True) as stream:  # type: ignore[arg-type]
+        with self.client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True) as stream:
             for chunk in stream:
                 if chunk.choices:
                     parts.append(chunk.choices[0].delta.content or "")
@@ -321,7 +322,7 @@ class OpenAISDK(Contender):
 
     async def astream(self) -> str:
         parts: list[str] = []
-        stream = await self.aclient.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        stream = await self.aclient.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
         async with stream:
             async for chunk in stream:
                 if chunk.choices:
@@ -355,7 +356,7 @@ class LiteLLMRouter(Contender):
             {"model_name": "bench", "litellm_params": dict(params), "model_info": {"id": f"bench-{i}"}}
             for i in (1, 2)
         ]
-        self.router = litellm.Router(model_list=model_list, num_retries=0)  # type: ignore[arg-type]
+        self.router: Any = litellm.Router(model_list=model_list, num_retries=0)  # type: ignore[attr-defined]
 
     def versions(self) -> dict[str, str]:
         return {"litellm": _version("litellm")}
@@ -369,15 +370,15 @@ class LiteLLMRouter(Contender):
 
     def chat(self) -> str:
         response = self.router.completion(model="bench", messages=MESSAGES)
-        return response.choices[0].message.content or ""  # type: ignore[union-attr,no-any-return]
+        return response.choices[0].message.content or ""
 
     async def achat(self) -> str:
         response = await self.router.acompletion(model="bench", messages=MESSAGES)
-        return response.choices[0].message.content or ""  # type: ignore[union-attr,no-any-return]
+        return response.choices[0].message.content or ""
 
     def stream(self) -> str:
         parts: list[str] = []
-        for chunk in self.router.completion(model="bench", messages=MESSAGES, stream=True):  # type: ignore[union-attr]
+        for chunk in self.router.completion(model="bench", messages=MESSAGES, stream=True):
             if chunk.choices:
                 parts.append(chunk.choices[0].delta.content or "")
         return "".join(parts)
@@ -385,7 +386,7 @@ class LiteLLMRouter(Contender):
     async def astream(self) -> str:
         parts: list[str] = []
         response = await self.router.acompletion(model="bench", messages=MESSAGES, stream=True)
-        async for chunk in response:  # type: ignore[union-attr]
+        async for chunk in response:
             if chunk.choices:
                 parts.append(chunk.choices[0].delta.content or "")
         return "".join(parts)

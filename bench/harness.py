@@ -209,6 +209,8 @@ class Plan:
     divisors: dict[str, int] = field(default_factory=dict)
     cells: dict[Cell, tuple[str, ...]] = field(default_factory=dict)
     timeout: float = 300.0
+    # Each round's calls are made in up to this many interleaved slices.
+    slices: int = 3
 
     def calls_for(self, cell: Cell, contender: str) -> int:
         base = self.stream_calls if cell.stream else self.calls
@@ -289,19 +291,42 @@ class _Session:
                 self.ask(cell, name, {"op": "run", "calls": calls})
 
     def round(self, index: int) -> None:
+        """Every cell; in each, every contender in turn, in slices: A B C A B C ... so that
+        the blocks compared with each other ran within moments of each other."""
         for cell, names in self.live.items():
-            for name in _rotated(names, index):
+            order = _rotated(names, index)
+            for name in order:
                 # Untimed first: as many calls as the concurrency, so that connections which
                 # expired since the last round (httpx keeps idle ones 5 s) are open again and
                 # the round measures the steady state.
                 self.ask(cell, name, {"op": "run", "calls": cell.concurrency})
-                before = self.upstream.connections()
-                reply = self.ask(cell, name, {"op": "run", "calls": self.plan.calls_for(cell, name)})
-                # Minus one: the connection of the second /stats request itself.
-                opened = self.upstream.connections() - before - 1
-                if reply is not None:
-                    sample = Sample(reply["calls"], reply["cpu"], reply["wall"], reply["items"], opened)
-                    self.series[(cell, name)].samples.append(sample)
+            shares = {name: self._slices(cell, name) for name in order}
+            parts: dict[str, list[Sample]] = {name: [] for name in order}
+            for piece in range(max(len(share) for share in shares.values())):
+                for name in order:
+                    if piece < len(shares[name]):
+                        sample = self._timed(cell, name, shares[name][piece])
+                        if sample is not None:
+                            parts[name].append(sample)
+            for name, samples in parts.items():
+                if samples and len(samples) == len(shares[name]):
+                    self.series[(cell, name)].samples.append(Sample.total(samples))
+
+    def _slices(self, cell: Cell, name: str) -> list[int]:
+        """A round's calls cut in up to `plan.slices` pieces of at least `concurrency` calls."""
+        calls = self.plan.calls_for(cell, name)
+        count = max(1, min(self.plan.slices, calls // max(cell.concurrency, 1)))
+        base, extra = divmod(calls, count)
+        return [base + (1 if i < extra else 0) for i in range(count)]
+
+    def _timed(self, cell: Cell, name: str, calls: int) -> Sample | None:
+        before = self.upstream.connections()
+        reply = self.ask(cell, name, {"op": "run", "calls": calls})
+        # Minus one: the connection of the second /stats request itself.
+        opened = self.upstream.connections() - before - 1
+        if reply is None:
+            return None
+        return Sample(reply["calls"], reply["cpu"], reply["wall"], reply["items"], opened)
 
 
 def run_matrix(plan: Plan, placement: Placement, progress: Callable[[str], None] = log) -> MatrixResult:

@@ -337,13 +337,13 @@ How it is measured:
   the same for every contender. **calls/s** is calls over the round's wall time. **New
   connections/round** is what the upstream accepted during the round: 0 means every call reused a
   pooled connection; one per call means the client closed each connection (and paid a TCP set-up).
-- **Rounds are interleaved**: each round runs every cell, and in each cell every contender in turn,
-  the order rotating from round to round. Before each timed block, a contender makes as many
-  untimed calls as the concurrency, so pooled connections that expired in between are open again.
-  Each cell has its own client (router) in the worker, so no cell pays for another's connections.
-  Tables show the median over rounds and (min to max).
-  Ratios are the median of per-round ratios (round *i* of one contender ran next to round *i* of
-  the other), with their min and max.
+- **Rounds are interleaved**: each round runs every cell, and in each cell every contender in
+  turn, in up to three slices (A B C A B C ...), the order rotating from round to round. Before
+  its slices, a contender makes as many untimed calls as the concurrency, so that pooled
+  connections which expired in between are open again. Each cell has its own client (router) in
+  the worker, so no cell pays for another's connections. Tables show the median over rounds and
+  (min to max). Ratios are the median of per-round ratios (round *i* of one contender ran next to
+  round *i* of the other), with their min and max.
 - Concurrency 50: async calls go through `asyncio.gather` with an `asyncio.Semaphore(50)`; sync
   calls through a pool of 50 threads, each making its share of the calls (the CPU then includes
   the threads' contention for the GIL).
@@ -351,6 +351,8 @@ How it is measured:
   excluded), after one unmeasured warm-up run; peak RSS is `ru_maxrss` of that child.
 - **Normalization**: `turnout.normalize_error(provider, status=, headers=, body=)` in a loop, per
   CPU second, on the 429-with-Retry-After body each provider's own emulator renders.
+- Where a contender's time goes: `python bench/profile_turnout.py [--async] [--stream]
+  [--contender NAME] [--pyinstrument]` profiles one cell against the same upstream.
 """
 
 
