@@ -81,13 +81,15 @@ def _once(statement: str, cwd: str) -> dict[str, object]:
     return reply
 
 
-def measure_imports(repeats: int, log: object = None) -> list[ImportResult]:
+def measure_imports(repeats: int, *, warm_up: bool = True) -> list[ImportResult]:
     """Run every statement `repeats` times (after one unmeasured run that warms the
-    bytecode caches), interleaved so that a busy moment hits all of them."""
+    bytecode caches, unless `warm_up` is false), interleaved so that a busy moment hits
+    all of them."""
     results = {label: ImportResult(label, stmt, [], [], 0.0, 0, None) for label, stmt in STATEMENTS.items()}
+    first = 0 if warm_up else 1
     # A neutral directory: nothing in it shadows an installed module.
     with tempfile.TemporaryDirectory() as cwd:
-        for run in range(repeats + 1):
+        for run in range(first, repeats + 1):
             for result in results.values():
                 if result.error is not None:
                     continue

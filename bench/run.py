@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     imports = []
     if not args.skip_imports:
         log(f"import cost: {args.import_repeats} fresh interpreters per statement")
-        imports = measure_imports(args.import_repeats)
+        imports = measure_imports(args.import_repeats, warm_up=not args.quick)
     log(f"error normalization: {args.norm_seconds:g} CPU s per provider")
     normalization = measure_normalization(args.norm_seconds)
     result = None
