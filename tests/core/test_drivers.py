@@ -372,3 +372,104 @@ def test_closing_a_stream_early_releases_the_connection(plugins):
             first = next(iter(stream))
         assert first.delta == "one "
     assert closed == [True]
+
+
+def ok_handler_recording(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}
+        return httpx.Response(200, json=body, headers={"set-cookie": "session=abc; Path=/"})
+
+    return handler
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_client_you_hand_in_keeps_its_headers_and_hooks_and_stays_open(plugins, kind):
+    seen: list[httpx.Request] = []
+    hooked: list[str] = []
+    transport = httpx.MockTransport(ok_handler_recording(seen))
+    if kind == "sync":
+        client = httpx.Client(
+            transport=transport,
+            headers={"x-team": "blue"},
+            event_hooks={"request": [lambda r: hooked.append(r.url.host)]},
+        )
+        router = turnout.Router([deployment("a")], plugins=plugins, http_client=client)
+        router.chat(HI)
+        router.close()
+        assert not client.is_closed
+        client.close()
+    else:
+
+        async def hook(request: httpx.Request) -> None:
+            hooked.append(request.url.host)
+
+        async def main() -> bool:
+            client = httpx.AsyncClient(
+                transport=transport, headers={"x-team": "blue"}, event_hooks={"request": [hook]}
+            )
+            router = turnout.AsyncRouter([deployment("a")], plugins=plugins, http_client=client)
+            await router.chat(HI)
+            await router.aclose()
+            still_open = not client.is_closed
+            await client.aclose()
+            return still_open
+
+        assert asyncio.run(main())
+    assert seen[0].headers["x-team"] == "blue"
+    assert seen[0].headers["authorization"] == "Bearer sk-acme-a-0123456789"
+    assert hooked == ["a.test"]
+
+
+def test_the_routers_own_client_carries_no_cookies_between_calls(plugins):
+    seen: list[httpx.Request] = []
+    router = turnout.Router(
+        [deployment("a")], plugins=plugins, transport=httpx.MockTransport(ok_handler_recording(seen))
+    )
+    with router:
+        router.chat(HI)
+        router.chat(HI)
+    assert "cookie" not in seen[1].headers
+    assert seen[1].headers["user-agent"].startswith("turnout/")
+    assert seen[1].headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_finished_stream_is_read_to_its_end_so_its_connection_is_reused(plugins, kind):
+    events: list[str] = []
+
+    class Body(httpx.SyncByteStream, httpx.AsyncByteStream):
+        def pieces(self):
+            yield b'data: {"choices": [{"delta": {"content": "one"}, "finish_reason": "stop"}]}\n\n'
+            yield b"data: [DONE]\n\n"
+            events.append("terminator read")  # what a chunked body ends with, after [DONE]
+
+        def __iter__(self):
+            yield from self.pieces()
+
+        async def __aiter__(self):
+            for piece in self.pieces():
+                yield piece
+
+        def close(self) -> None:
+            events.append("closed")
+
+        async def aclose(self) -> None:
+            events.append("closed")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=SSE, stream=Body())
+
+    transport = httpx.MockTransport(handler)
+    if kind == "sync":
+        with turnout.Router([deployment("a")], plugins=plugins, transport=transport) as router:
+            text = "".join(chunk.delta for chunk in router.stream(HI))
+    else:
+
+        async def main() -> str:
+            async with turnout.AsyncRouter([deployment("a")], plugins=plugins, transport=transport) as router:
+                return "".join([chunk.delta async for chunk in router.stream(HI)])
+
+        text = asyncio.run(main())
+    assert text == "one"
+    assert events == ["terminator read", "closed"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
+import itertools
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
@@ -111,8 +113,17 @@ def _cleanup(command: Any) -> bool:
     return (kind is Send and command.cleanup) or kind is UpdateState or kind is UpdateBudget
 
 
-def _timeout(seconds: float) -> httpx.Timeout:
-    return httpx.Timeout(max(seconds, 0.001))
+# Events read after a stream's end to let its connection be reused (see `drain`).
+_DRAIN_EVENTS = 16
+
+# What every request carries besides the provider's own headers.
+_BASE_HEADERS = {"user-agent": "turnout/0.1", "accept-encoding": "gzip, deflate"}
+
+
+@functools.lru_cache(maxsize=512)
+def _url(text: str) -> httpx.URL:
+    """Parsed once: a router sends to the same few URLs again and again."""
+    return httpx.URL(text)
 
 
 class _Base:
@@ -124,8 +135,11 @@ class _Base:
         clock: Callable[[], float],
         max_body: int = DEFAULT_MAX_BODY,
         store: StateStore | None = None,
+        direct: bool = False,
     ) -> None:
         self.store: StateStore = store if store is not None else MemoryStore()
+        # The router's own client: requests go straight to its transport (see `build`).
+        self.direct = direct
         self.max_body = max_body
         self.deadline_at = deadline_at
         self.deadline = deadline
@@ -145,12 +159,28 @@ class _Base:
         self, client: httpx.Client | httpx.AsyncClient, command: Send | OpenStream, cleanup: bool
     ) -> httpx.Request:
         request = command.request
-        return client.build_request(
+        seconds = max(self.request_timeout(request.timeout, cleanup), 0.001)
+        if not self.direct:
+            # A client the user handed in: its own headers, auth and hooks apply.
+            return client.build_request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=request.content or None,
+                timeout=httpx.Timeout(seconds),
+            )
+        # The router's own client has no cookies, auth, hooks or default params to
+        # merge, and redirects are never followed: the request is built once, here,
+        # and sent through the client's transport (mounts and proxies included).
+        headers = dict(_BASE_HEADERS)
+        headers.update(request.headers)
+        timeout = {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
+        return httpx.Request(
             request.method,
-            request.url,
-            headers=request.headers,
+            _url(request.url),
+            headers=headers,
             content=request.content or None,
-            timeout=_timeout(self.request_timeout(request.timeout, cleanup)),
+            extensions={"timeout": timeout},
         )
 
     def sleep_for(self, seconds: float) -> tuple[float, bool]:
@@ -187,13 +217,14 @@ class SyncDriver(_Base):
         max_body: int = DEFAULT_MAX_BODY,
         store: StateStore | None = None,
         executor: concurrent.futures.Executor | None = None,
+        direct: bool = False,
     ) -> None:
-        super().__init__(deadline_at, deadline, timeout, clock, max_body, store)
+        super().__init__(deadline_at, deadline, timeout, clock, max_body, store, direct)
         self.client = client
         self.events: Iterator[ServerSentEvent] | None = None
         self.executor = executor
         # Set from another thread when this driver's flow lost a race.
-        self.cancelled = threading.Event()
+        self.lost = False
 
     def run(self, flow: Flow[Any]) -> Generator[ChatChunk, None, Any]:
         value: Any = None
@@ -203,12 +234,13 @@ class SyncDriver(_Base):
                 try:
                     command = flow.send(value) if thrown is None else flow.throw(thrown)
                 except StopIteration as stop:
+                    self.drain()
                     return stop.value
                 value = thrown = None
                 if type(command) is Emit:
                     yield command.chunk
                     continue
-                if self.cancelled.is_set():
+                if self.lost:
                     raise _Lost
                 try:
                     value = self.perform(command, cleanup=False)
@@ -312,7 +344,7 @@ class SyncDriver(_Base):
         return finished
 
     def cancel(self) -> None:
-        self.cancelled.set()
+        self.lost = True
         response = self.response
         if response is not None:
             response.close()
@@ -320,7 +352,7 @@ class SyncDriver(_Base):
     def send(self, command: Send, cleanup: bool) -> HTTPResponse:
         request = self.build(self.client, command, cleanup)
         try:
-            response = self.client.send(request, stream=True, follow_redirects=False)
+            response = self.transmit(request)
         except httpx.HTTPError as exc:
             raise self.failure(exc, streaming=False) from None
         try:
@@ -330,6 +362,13 @@ class SyncDriver(_Base):
         finally:
             response.close()
         return HTTPResponse(response.status_code, response.headers.items(), body, truncated)
+
+    def transmit(self, request: httpx.Request) -> httpx.Response:
+        if not self.direct:
+            return self.client.send(request, stream=True, follow_redirects=False)
+        response = self.client._transport_for_url(request.url).handle_request(request)
+        response.request = request
+        return response
 
     def read(self, response: httpx.Response, limit: int) -> tuple[bytes, bool]:
         pieces: list[bytes] = []
@@ -347,7 +386,7 @@ class SyncDriver(_Base):
         self.close_stream()
         request = self.build(self.client, command, False)
         try:
-            self.response = self.client.send(request, stream=True, follow_redirects=False)
+            self.response = self.transmit(request)
         except httpx.HTTPError as exc:
             raise self.failure(exc, streaming=False) from None
         return self.head(self.response)
@@ -379,6 +418,19 @@ class SyncDriver(_Base):
             raise deadline_error(self.deadline)
         return event
 
+    def drain(self) -> None:
+        """A stream the flow finished reading ([DONE]): read what little is left so the
+        connection goes back to the pool instead of being closed (as the OpenAI SDK
+        does). Bounded by a few events and the request's own read timeout."""
+        events = self.events
+        if events is not None:
+            try:
+                for _ in itertools.islice(events, _DRAIN_EVENTS):
+                    pass
+            except httpx.HTTPError:
+                pass
+        self.close_stream()
+
     def close_stream(self) -> None:
         self.events = None
         if self.response is not None:
@@ -398,8 +450,9 @@ class AsyncDriver(_Base):
         clock: Callable[[], float] = time.monotonic,
         max_body: int = DEFAULT_MAX_BODY,
         store: StateStore | None = None,
+        direct: bool = False,
     ) -> None:
-        super().__init__(deadline_at, deadline, timeout, clock, max_body, store)
+        super().__init__(deadline_at, deadline, timeout, clock, max_body, store, direct)
         self.client = client
         self.events: AsyncIterator[ServerSentEvent] | None = None
 
@@ -413,6 +466,7 @@ class AsyncDriver(_Base):
                 try:
                     command = flow.send(value) if thrown is None else flow.throw(thrown)
                 except StopIteration as stop:
+                    await self.drain()
                     out.append(stop.value)
                     return
                 value = thrown = None
@@ -521,7 +575,7 @@ class AsyncDriver(_Base):
     async def send(self, command: Send, cleanup: bool) -> HTTPResponse:
         request = self.build(self.client, command, cleanup)
         try:
-            response = await self.client.send(request, stream=True, follow_redirects=False)
+            response = await self.transmit(request)
         except httpx.HTTPError as exc:
             raise self.failure(exc, streaming=False) from None
         try:
@@ -531,6 +585,13 @@ class AsyncDriver(_Base):
         finally:
             await response.aclose()
         return HTTPResponse(response.status_code, response.headers.items(), body, truncated)
+
+    async def transmit(self, request: httpx.Request) -> httpx.Response:
+        if not self.direct:
+            return await self.client.send(request, stream=True, follow_redirects=False)
+        response = await self.client._transport_for_url(request.url).handle_async_request(request)
+        response.request = request
+        return response
 
     async def read(self, response: httpx.Response, limit: int) -> tuple[bytes, bool]:
         pieces: list[bytes] = []
@@ -548,7 +609,7 @@ class AsyncDriver(_Base):
         await self.close_stream()
         request = self.build(self.client, command, False)
         try:
-            self.response = await self.client.send(request, stream=True, follow_redirects=False)
+            self.response = await self.transmit(request)
         except httpx.HTTPError as exc:
             raise self.failure(exc, streaming=False) from None
         return self.head(self.response)
@@ -579,6 +640,18 @@ class AsyncDriver(_Base):
             await self.close_stream()
             raise deadline_error(self.deadline)
         return event
+
+    async def drain(self) -> None:
+        """See `SyncDriver.drain`."""
+        events = self.events
+        if events is not None:
+            try:
+                for _ in range(_DRAIN_EVENTS):
+                    if await anext(events, None) is None:
+                        break
+            except httpx.HTTPError:
+                pass
+        await self.close_stream()
 
     async def close_stream(self) -> None:
         events, self.events = self.events, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -88,6 +89,11 @@ class Message:
         return wire
 
 
+# Call ids: a random prefix per process and a counter, unique without a syscall per call.
+_CALL_PREFIX = secrets.token_hex(8) + "-"
+_CALLS = itertools.count(1)
+
+
 def _to_messages(value: Iterable[Message | Mapping[str, Any]]) -> tuple[Message, ...]:
     return tuple(Message.coerce(m) for m in value)
 
@@ -101,7 +107,7 @@ class ChatRequest:
     params: Mapping[str, Any] = field(factory=dict, converter=_to_mapping)
     # One id per logical call, the same on every retry and fallback of it: what
     # idempotency keys are made from.
-    call_id: str = field(factory=lambda: secrets.token_hex(16))
+    call_id: str = field(factory=lambda: f"{_CALL_PREFIX}{next(_CALLS):x}")
 
 
 @frozen

@@ -71,14 +71,24 @@ class Router(_Configurable):
             transport=transport, follow_redirects=False, limits=_LIMITS, headers=_HEADERS
         )
 
+    def _driver(self, deadline_at: float, limit: float) -> SyncDriver:
+        return SyncDriver(
+            self._client,
+            deadline_at,
+            limit,
+            self.timeout,
+            self._clock,
+            self.max_body,
+            self.store,
+            direct=self._owns_client,
+        )
+
     def chat(
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> ChatResponse:
         """Send one chat call through the route `model` (a route or deployment name)."""
         flow, _, deadline_at, limit = self._start(messages, model, deadline, params, stream=False)
-        driver = SyncDriver(
-            self._client, deadline_at, limit, self.timeout, self._clock, self.max_body, self.store
-        )
+        driver = self._driver(deadline_at, limit)
         run = driver.run(flow)
         try:
             next(run)
@@ -92,9 +102,7 @@ class Router(_Configurable):
     ) -> Stream:
         """A stream of chunks; it falls back until its first chunk reaches you."""
         flow, record, deadline_at, limit = self._start(messages, model, deadline, params, stream=True)
-        driver = SyncDriver(
-            self._client, deadline_at, limit, self.timeout, self._clock, self.max_body, self.store
-        )
+        driver = self._driver(deadline_at, limit)
         return Stream(driver.run(flow), record)
 
     def health(self) -> dict[str, Health]:
@@ -131,13 +139,23 @@ class AsyncRouter(_Configurable):
             transport=transport, follow_redirects=False, limits=_LIMITS, headers=_HEADERS
         )
 
+    def _driver(self, deadline_at: float, limit: float) -> AsyncDriver:
+        return AsyncDriver(
+            self._client,
+            deadline_at,
+            limit,
+            self.timeout,
+            self._clock,
+            self.max_body,
+            self.store,
+            direct=self._owns_client,
+        )
+
     async def chat(
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> ChatResponse:
         flow, _, deadline_at, limit = self._start(messages, model, deadline, params, stream=False)
-        driver = AsyncDriver(
-            self._client, deadline_at, limit, self.timeout, self._clock, self.max_body, self.store
-        )
+        driver = self._driver(deadline_at, limit)
         out: list[ChatResponse] = []
         async for _ in driver.run(flow, out):  # pragma: no cover - chat flows emit nothing
             raise RuntimeError("a chat flow emitted a chunk")
@@ -147,9 +165,7 @@ class AsyncRouter(_Configurable):
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> AsyncStream:
         flow, record, deadline_at, limit = self._start(messages, model, deadline, params, stream=True)
-        driver = AsyncDriver(
-            self._client, deadline_at, limit, self.timeout, self._clock, self.max_body, self.store
-        )
+        driver = self._driver(deadline_at, limit)
         out: list[ChatResponse] = []
         return AsyncStream(driver.run(flow, out), record, out)
 
