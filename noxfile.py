@@ -35,7 +35,7 @@ def install_all(session: nox.Session, *extra: str) -> None:
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """The whole suite: core, every plugin and the integration tests, all installed."""
-    install_all(session, *TEST_DEPS, "openai>=1.40")
+    install_all(session, *TEST_DEPS, "openai>=1.40", "httpx-aiohttp>=0.1")
     session.run("pytest", *session.posargs)
 
 
