@@ -70,3 +70,16 @@ def test_a_whole_failing_run_logs_and_reports_no_key(plugins, caplog):
     assert "sk-acme-a" not in everything
     assert "sk-acme-b" not in everything
     assert len(info.value.attempts) == 2
+
+
+def test_attribute_error_names_who_failed_and_masks_the_key():
+    error = turnout.error_for(turnout.ErrorKind.AUTHENTICATION, f"bad key {KEY}", provider="")
+    same = turnout.attribute_error(error, provider="acme", deployment="a", secret=KEY)
+    assert same is error
+    assert (error.provider, error.deployment) == ("acme", "a")
+    for text in (str(error), repr(error), str(error.args)):
+        assert KEY not in text
+    # What the error already says is kept; short secrets are not masked (too many false hits).
+    turnout.attribute_error(error, provider="other", deployment="b")
+    assert (error.provider, error.deployment) == ("acme", "a")
+    assert turnout.redact("key abc", "abc") == "key abc"

@@ -50,7 +50,7 @@ from ._models import (
 
 if TYPE_CHECKING:
     from ._drivers import arun_flow, astream_flow, run_flow, stream_flow
-    from ._errors import KIND_CLASSES, KIND_RULES, KindRule, error_for
+    from ._errors import KIND_CLASSES, KIND_RULES, KindRule, attribute_error, error_for, redact
     from ._flow import (
         DEFAULT_MAX_BODY,
         ERROR_BODY_LIMIT,
@@ -154,11 +154,13 @@ __all__ = [
     "effective_policy",
     "error_for",
     "astream_flow",
+    "attribute_error",
     "extract_openai",
     "hookimpl",
     "normalize_error",
     "parse_retry_after",
     "providers",
+    "redact",
     "register_plugin",
     "register_provider",
     "run_flow",
@@ -172,6 +174,8 @@ _LAZY = {
     "KIND_RULES": "_errors",
     "KIND_CLASSES": "_errors",
     "error_for": "_errors",
+    "attribute_error": "_errors",
+    "redact": "_errors",
     "DEFAULT_MAX_BODY": "_flow",
     "ERROR_BODY_LIMIT": "_flow",
     "parse_retry_after": "_normalize",

@@ -64,7 +64,9 @@ __all__ = [
     "TurnoutError",
     "UpstreamError",
     "ValidationError",
+    "attribute_error",
     "error_for",
+    "redact",
 ]
 
 
@@ -338,6 +340,27 @@ KIND_RULES: Mapping[ErrorKind, KindRule] = {
 KIND_CLASSES: Mapping[ErrorKind, type[ProviderError]] = {
     kind: rule.exception for kind, rule in KIND_RULES.items()
 }
+
+
+def redact(text: str, secret: str | None) -> str:
+    """`text` with `secret` masked: gateways sometimes echo the key they rejected."""
+    if not secret or len(secret) < 6 or secret not in text:
+        return text
+    return text.replace(secret, "***")
+
+
+def attribute_error(
+    error: ProviderError, *, provider: str, deployment: str, secret: str | None = None
+) -> ProviderError:
+    """Name who failed, where the error does not say already, and keep the
+    deployment's key out of it. The one place errors are attributed."""
+    error.provider = error.provider or provider
+    error.deployment = error.deployment or deployment
+    message = redact(error.message, secret)
+    if message is not error.message:
+        error.message = message
+        error.args = (message,)
+    return error
 
 
 def error_for(kind: ErrorKind, message: str, **fields: Any) -> ProviderError:

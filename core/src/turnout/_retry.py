@@ -107,9 +107,6 @@ class RetryPolicy:
         return Retry(delay)
 
 
-NO_RETRY = RetryPolicy(max_retries=0)
-
-
 @frozen
 class RetryOverrides:
     """Some fields of a `RetryPolicy`; the rest stay those of the policy it is applied to.

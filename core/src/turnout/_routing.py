@@ -23,6 +23,7 @@ from ._errors import (
     Fallback,
     NoHealthyDeploymentError,
     ProviderError,
+    attribute_error,
     error_for,
 )
 from ._flow import DEFAULT_MAX_BODY, CallAbandoned, Emit, Flow, HTTPResponse, Race, Sleep
@@ -208,15 +209,6 @@ def deadline_error(deadline: float) -> ProviderError:
         retryable=False,
         code="deadline_exceeded",
     )
-
-
-def _redact(error: ProviderError, secret: str | None) -> None:
-    """Gateways sometimes echo the key they rejected; it must not travel further."""
-    if not secret or len(secret) < 6:
-        return
-    if secret in error.message:
-        error.message = error.message.replace(secret, "***")
-        error.args = (error.message,)
 
 
 class RouterCore:
@@ -535,9 +527,7 @@ class RouterCore:
                 result = yield from self._attempt(target, request, record, stream)
             except ProviderError as error:
                 elapsed = clock() - started
-                error.provider = provider
-                error.deployment = name
-                _redact(error, target.deployment.key())
+                attribute_error(error, provider=provider, deployment=name, secret=target.deployment.key())
                 state = yield UpdateState(name, _failure(error, self._wall(), config, self.rng, elapsed))
                 return Leg(name, provider, error=error, elapsed=elapsed, waited=waited, state=state)
             first = record.first_chunk_at if stream else None

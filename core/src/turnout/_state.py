@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from attrs import frozen
 
@@ -23,8 +23,6 @@ from ._flow import BudgetFn, LoadState, StateFn, UpdateBudget, UpdateState
 from ._health import DeploymentState
 
 __all__ = ["LoadState", "MemoryStore", "RetryBudget", "StateStore", "UpdateBudget", "UpdateState"]
-
-T = TypeVar("T")
 
 
 @frozen

@@ -44,6 +44,8 @@ from turnout import (
     Sleep,
     arun_flow,
     astream_flow,
+    attribute_error,
+    redact,
     run_flow,
     stream_flow,
 )
@@ -209,25 +211,21 @@ class _JobBase:
                 return None
             self._completion_sent = True
             job_id = self.job_id
-        message = None if error_message is None else self._redact(error_message)[:ERROR_MESSAGE_LIMIT]
+        message = (
+            None
+            if error_message is None
+            else redact(error_message, self.deployment.key())[:ERROR_MESSAGE_LIMIT]
+        )
         # Deliberately not wrapped in `retrying`: a repeated /complete charges again.
         return self.provider.complete_job(self.deployment, job_id, status=status, error_message=message)
 
     # -- errors --------------------------------------------------------------
 
-    def _redact(self, text: str) -> str:
-        key = self.deployment.key()
-        return text.replace(key, "***") if key and len(key) >= 6 else text
-
     def _own(self, error: ProviderError) -> ProviderError:
         """Attribute a transport error to this deployment and keep the key out of it."""
-        error.provider = error.provider or self.provider.name
-        error.deployment = error.deployment or self.deployment.name
-        redacted = self._redact(error.message)
-        if redacted != error.message:
-            error.message = redacted
-            error.args = (redacted,)
-        return error
+        return attribute_error(
+            error, provider=self.provider.name, deployment=self.deployment.name, secret=self.deployment.key()
+        )
 
     def _attributed(self, response: ChatResponse) -> ChatResponse:
         return evolve(response, deployment=self.deployment.name, provider=self.provider.name)
