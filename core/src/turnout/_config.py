@@ -15,12 +15,6 @@ from typing import Any
 
 import cattrs
 from attrs import field, frozen
-from cattrs.errors import (
-    AttributeValidationNote,
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-)
 
 from ._errors import ConfigError
 from ._health import BreakerConfig
@@ -28,6 +22,7 @@ from ._models import Deployment, Secret
 from ._retry import RetryOverrides
 from ._routing import Route
 from ._state import RetryBudget, StateStore
+from ._structure import make_converter, structure
 
 __all__ = ["RouterConfig", "load_config"]
 
@@ -160,68 +155,22 @@ def _resolve_key(value: str | None, path: str) -> Secret | None:
     return Secret(value)
 
 
-def _strict(expected: type | tuple[type, ...], label: str, convert: Any) -> Any:
-    def structure(value: Any, _: Any) -> Any:
-        if isinstance(value, bool) and bool not in (expected if isinstance(expected, tuple) else (expected,)):
-            raise TypeError(f"expected {label}")
-        if not isinstance(value, expected):
-            raise TypeError(f"expected {label}")
-        return convert(value)
-
-    return structure
-
-
 def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook(str, _strict(str, "a string", str))
-    converter.register_structure_hook(float, _strict((int, float), "a number", float))
-    converter.register_structure_hook(int, _strict(int, "an integer", int))
-    converter.register_structure_hook(bool, _strict(bool, "true or false", bool))
+    converter = make_converter()
 
     def route(value: Any, _: Any) -> RouteConfig:
         # `routes = { chat = ["a", "b"] }` is shorthand for a table with `deployments`.
         if isinstance(value, list):
             value = {"deployments": value}
-        return (
-            converter.structure_attrs_fromdict(value, RouteConfig)
-            if isinstance(value, Mapping)
-            else _bad(value)
-        )
+        if not isinstance(value, Mapping):
+            raise TypeError("expected a list of deployment names or a table")
+        return converter.structure_attrs_fromdict(value, RouteConfig)
 
     converter.register_structure_hook(RouteConfig, route)
     return converter
 
 
-def _bad(value: Any) -> Any:
-    raise TypeError("expected a list of deployment names or a table")
-
-
 _converter: cattrs.Converter | None = None
-
-
-def _flatten(exc: BaseException, path: str) -> tuple[str, BaseException]:
-    """The first leaf error of a cattrs exception group, with its path."""
-    if isinstance(exc, ClassValidationError | IterableValidationError):
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            if isinstance(note, AttributeValidationNote):
-                return _flatten(sub, f"{path}.{note.name}" if path else note.name)
-            return _flatten(sub, f"{path}[{note.index}]")
-        if without:
-            return _flatten(without[0], path)
-    return path, exc
-
-
-def _lookup(data: Any, path: str) -> Any:
-    node = data
-    for part in path.replace("[", ".[").split("."):
-        if not part:
-            continue
-        try:
-            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
-        except (KeyError, IndexError, TypeError, ValueError):
-            return None
-    return node
 
 
 def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RouterConfig:
@@ -242,19 +191,4 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RouterCon
         raise ConfigError("the configuration must be a table", value=type(data).__name__)
     if _converter is None:
         _converter = _make_converter()
-    try:
-        return _converter.structure(data, RouterConfig)
-    except (ClassValidationError, IterableValidationError) as exc:
-        where, leaf = _flatten(exc, "")
-        if isinstance(leaf, ForbiddenExtraKeysError):
-            extra = sorted(leaf.extra_fields)[0]
-            where = f"{where}.{extra}" if where else extra
-            raise ConfigError("unknown key", path=where) from None
-        if isinstance(leaf, KeyError):
-            raise ConfigError("required field missing", path=where) from None
-        message = str(leaf) if isinstance(leaf, TypeError | ValueError) else type(leaf).__name__
-        raise ConfigError(f"invalid value: {message}", path=where, value=_lookup(data, where)) from None
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from None
+    return structure(_converter, data, RouterConfig)
