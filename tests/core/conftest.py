@@ -9,6 +9,7 @@ import pytest
 import turnout
 from turnout import Plugins
 from turnout._plugins import _reset_default_plugins
+from turnout._router import BaseRouter
 
 from .acme import Acme, AcmeEmulator
 from .scripted import FakeClock
@@ -52,10 +53,12 @@ def deployment(name: str, **kw: Any) -> turnout.Deployment:
 
 
 @pytest.fixture
-def make_core(plugins: Plugins, clock: FakeClock) -> Callable[..., turnout._routing.RouterCore]:
+def make_core(plugins: Plugins, clock: FakeClock) -> Callable[..., BaseRouter]:
+    """The router's decisions, bound to acme deployments, on the fake clock (no transport)."""
+
     def make(deployments: list[turnout.Deployment], routes: Any = None, **kw: Any) -> Any:
         kw.setdefault("rng", random.Random(7))
         kw.setdefault("wall_clock", clock)
-        return turnout._routing.RouterCore(deployments, routes, plugins=plugins, clock=clock, **kw)
+        return BaseRouter(deployments, routes, plugins=plugins, clock=clock, **kw)
 
     return make

@@ -12,9 +12,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from turnout import ChatChunk, ChatRequest, ErrorKind, ProviderError, TurnoutError
+from turnout._call import CallRecord, RouterCore
 from turnout._errors import error_for
 from turnout._flow import Emit, HTTPResponse, OpenStream, ReadBody, ReadEvent, Send, Sleep
-from turnout._routing import CallRecord, RouterCore, deadline_error
+from turnout._limits import CallLimits
 from turnout._state import LoadState, MemoryStore, StateStore, UpdateBudget, UpdateState
 
 
@@ -70,9 +71,7 @@ class Script:
             raise AssertionError(f"unexpected request to {host}")
         return queue.pop(0)
 
-    def run(
-        self, flow: Any, deadline_at: float, deadline: float = 600.0, store: StateStore | None = None
-    ) -> Any:
+    def run(self, flow: Any, limits: CallLimits, store: StateStore | None = None) -> Any:
         store = store if store is not None else MemoryStore()
         value: Any = None
         thrown: BaseException | None = None
@@ -83,12 +82,11 @@ class Script:
                 return stop.value
             value = thrown = None
             if isinstance(command, Sleep):
-                left = deadline_at - self.clock()
                 self.sleeps.append(command.seconds)
-                if command.seconds >= left:  # as the drivers do: no sleep that passes the deadline
-                    thrown = deadline_error(deadline)
-                else:
-                    self.clock.advance(command.seconds)
+                try:  # as the drivers do: no sleep that passes the deadline
+                    self.clock.advance(limits.sleep_for(command.seconds))
+                except ProviderError as expired:
+                    thrown = expired
             elif isinstance(command, Send):
                 host = urlsplit(command.request.url).hostname or ""
                 self.sent.append((host, dict(command.request.headers)))
@@ -120,13 +118,12 @@ def call(
     core: RouterCore, script: Script, *, model: str | None = None, deadline: float | None = None
 ) -> tuple[Any, CallRecord]:
     """One chat call through `core`, played by `script`; returns (response or error, record)."""
-    limit = core.deadline if deadline is None else deadline
+    limits = core.limits(deadline)
     record = CallRecord()
     request = ChatRequest([{"role": "user", "content": "hi"}])
-    deadline_at = script.clock() + limit
-    flow = core.call_flow(request, core.route(model), deadline_at, record, stream=False)
+    flow = core.call_flow(request, core.table.route(model), limits, record, stream=False)
     try:
-        return script.run(flow, deadline_at, limit, core.store), record
+        return script.run(flow, limits, core.store), record
     except TurnoutError as error:
         return error, record
 

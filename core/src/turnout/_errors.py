@@ -30,16 +30,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from attrs import frozen
-
-if TYPE_CHECKING:
-    from ._models import Attempt, FieldError
+from attrs import evolve, frozen
 
 __all__ = [
     "KIND_CLASSES",
     "KIND_RULES",
+    "Attempt",
     "APIConnectionError",
     "APITimeoutError",
     "AuthenticationError",
@@ -49,6 +47,7 @@ __all__ = [
     "ContextLengthError",
     "ErrorKind",
     "Fallback",
+    "FieldError",
     "InsufficientCreditsError",
     "InternalServerError",
     "KindRule",
@@ -64,7 +63,10 @@ __all__ = [
     "TurnoutError",
     "UpstreamError",
     "ValidationError",
+    "DECISIONS",
     "attribute_error",
+    "deadline_error",
+    "mask_secret",
     "error_for",
     "redact",
 ]
@@ -102,6 +104,40 @@ class Fallback(enum.StrEnum):
 
 class TurnoutError(Exception):
     """Base of every error turnout raises."""
+
+
+@frozen
+class FieldError:
+    """One field-level complaint from a validation error."""
+
+    field: str
+    code: str | None
+    message: str
+
+
+# What the router decided after an attempt (the decision record).
+DECISIONS = ("done", "retry", "fallback", "give_up", "abandoned")
+
+
+@frozen
+class Attempt:
+    """One try on one deployment, failed or not, and what the router decided after it.
+
+    `decision` is one of "done", "retry", "fallback", "give_up", "abandoned";
+    `reason` says why in a few words ("429, retry after 2.0 s", "breaker open").
+    """
+
+    deployment: str
+    provider: str
+    error: ProviderError | None
+    elapsed: float
+    waited: float = 0.0
+    decision: str = ""
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 _HIDDEN = "<hidden>"
@@ -162,6 +198,7 @@ class ProviderError(TurnoutError):
         partial_text: str = "",
         attempts: tuple[Attempt, ...] = (),
         extra: Mapping[str, Any] | None = None,
+        maybe_processed: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind if kind is not None else self.default_kind
@@ -178,6 +215,9 @@ class ProviderError(TurnoutError):
         self.attempts = attempts
         # Provider-specific leftovers worth keeping (e.g. meshapi's provider_error).
         self.extra: Mapping[str, Any] = extra or {}
+        # The request reached the gateway and may have run (a read timeout, a connection
+        # dropped after it was sent): repeating it may repeat its effects.
+        self.maybe_processed = maybe_processed
 
     @property
     def fallback(self) -> Fallback:
@@ -349,6 +389,42 @@ def redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***")
 
 
+def _masked(value: Any, secret: str) -> Any:
+    """`value` with `secret` masked in every string it holds (however nested)."""
+    if isinstance(value, str):
+        return redact(value, secret)
+    if isinstance(value, FieldError):
+        return evolve(
+            value,
+            field=redact(value.field, secret),
+            code=None if value.code is None else redact(value.code, secret),
+            message=redact(value.message, secret),
+        )
+    if isinstance(value, Mapping):
+        return {_masked(k, secret): _masked(v, secret) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_masked(v, secret) for v in value)
+    return value
+
+
+_MASKED_FIELDS = ("message", "code", "request_id", "partial_text", "details", "extra")
+
+
+def mask_secret(error: ProviderError, secret: str | None) -> ProviderError:
+    """Mask `secret` in every field of `error` a user can reach: message, code,
+    request id, details, extra fields and the text already streamed."""
+    if not secret or len(secret) < 6:
+        return error
+    for name in _MASKED_FIELDS:
+        value = getattr(error, name)
+        masked = _masked(value, secret)
+        if masked != value:
+            setattr(error, name, masked)
+    if error.args != (error.message,):
+        error.args = (error.message,)
+    return error
+
+
 def attribute_error(
     error: ProviderError, *, provider: str, deployment: str, secret: str | None = None
 ) -> ProviderError:
@@ -356,11 +432,17 @@ def attribute_error(
     deployment's key out of it. The one place errors are attributed."""
     error.provider = error.provider or provider
     error.deployment = error.deployment or deployment
-    message = redact(error.message, secret)
-    if message is not error.message:
-        error.message = message
-        error.args = (message,)
-    return error
+    return mask_secret(error, secret)
+
+
+def deadline_error(deadline: float) -> ProviderError:
+    """The call's own deadline passed: not retryable, whatever was in flight."""
+    return error_for(
+        ErrorKind.TIMEOUT,
+        f"the call's deadline of {deadline:g}s passed",
+        retryable=False,
+        code="deadline_exceeded",
+    )
 
 
 def error_for(kind: ErrorKind, message: str, **fields: Any) -> ProviderError:

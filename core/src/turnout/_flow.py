@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from attrs import field, frozen
 
+from ._limits import DEFAULT_MAX_BODY, ERROR_BODY_LIMIT
 from ._models import ChatChunk
 
 if TYPE_CHECKING:
@@ -50,11 +51,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-# A success body larger than this is refused as parse_error instead of filling memory.
-DEFAULT_MAX_BODY = 32 * 1024 * 1024
-# What an error body is read up to: enough for any envelope, never a 5 MB HTML page.
-ERROR_BODY_LIMIT = 64 * 1024
 
 
 def _lower_headers(value: Mapping[str, str] | Any) -> Mapping[str, str]:
@@ -116,8 +112,8 @@ class HTTPResponse:
 
 
 class SSEvent(Protocol):
-    """One server-sent event (httpx-sse's `ServerSentEvent` is one); comments and
-    keep-alives never reach a flow."""
+    """One server-sent event (`turnout._reading.Event`); comments and keep-alives
+    never reach a flow."""
 
     @property
     def data(self) -> str: ...

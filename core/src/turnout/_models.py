@@ -11,16 +11,14 @@ from typing import TYPE_CHECKING, Any
 from attrs import field, frozen
 
 if TYPE_CHECKING:
-    from ._errors import ProviderError
+    from ._errors import Attempt
     from ._retry import RetryOverrides, RetryPolicy
 
 __all__ = [
-    "Attempt",
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
     "Deployment",
-    "FieldError",
     "Message",
     "Secret",
     "Usage",
@@ -54,15 +52,6 @@ def _to_secret(value: str | Secret | None) -> Secret | None:
 def _to_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     # A read-only copy: a frozen deployment must not change under the router.
     return MappingProxyType(dict(value or {}))
-
-
-@frozen
-class FieldError:
-    """One field-level complaint from a validation error."""
-
-    field: str
-    code: str | None
-    message: str
 
 
 @frozen
@@ -115,21 +104,6 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-
-
-@frozen
-class Attempt:
-    """One try on one deployment, failed or not."""
-
-    deployment: str
-    provider: str
-    error: ProviderError | None
-    elapsed: float
-    waited: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @frozen

@@ -23,8 +23,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from ._errors import ErrorKind, ProviderError, error_for
-from ._models import FieldError
+from ._errors import ErrorKind, FieldError, ProviderError, error_for
 
 __all__ = [
     "MESSAGE_LIMIT",

@@ -11,7 +11,7 @@ import pluggy
 from attrs import frozen
 
 from . import hookspecs
-from ._errors import ConfigError, TurnoutError
+from ._errors import ConfigError, ProviderError, TurnoutError
 
 if TYPE_CHECKING:
     from ._provider import Provider
@@ -22,6 +22,7 @@ __all__ = [
     "Plugins",
     "ProviderInfo",
     "default_plugins",
+    "normalize_error",
     "providers",
     "register_plugin",
     "register_provider",
@@ -162,6 +163,22 @@ def default_plugins() -> Plugins:
 def providers() -> dict[str, ProviderInfo]:
     """The installed providers: `{"meshapi": ProviderInfo(...), ...}`."""
     return default_plugins().infos()
+
+
+def normalize_error(
+    provider: str,
+    *,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    body: Any = None,
+) -> ProviderError:
+    """The normalized error a provider's gateway means by this response. Sans-IO:
+    nothing is sent. `body` may be bytes, str or already-parsed JSON."""
+    return (
+        default_plugins()
+        .provider(provider, path="provider")
+        .normalize(status=status, headers=dict(headers or {}), body=body)
+    )
 
 
 def register_provider(provider: Provider) -> None:

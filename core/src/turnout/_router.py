@@ -1,41 +1,132 @@
-"""`Router` and `AsyncRouter`: the same decisions (`RouterCore`), two I/O drivers."""
+"""`Router` and `AsyncRouter`: the same decisions (`RouterCore`), two I/O drivers.
+
+`BaseRouter` checks and binds the configuration (the only place the router
+meets the plugin manager) and prepares each call; `Router` and `AsyncRouter`
+add their transports and the calls' I/O, and nothing else.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
-from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Self
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
-from ._drivers import AsyncDriver, SyncDriver
-from ._health import Health
-from ._models import ChatChunk, ChatRequest, ChatResponse, Message
-from ._routing import CallRecord, RouterCore
+from ._async_driver import AsyncDriver
+from ._binding import bind, check_positive, check_routes
+from ._call import CallRecord, RouterCore
+from ._errors import TurnoutError
+from ._flow import Flow
+from ._health import BreakerConfig, Health
+from ._limits import DEFAULT_MAX_BODY, CallLimits
+from ._models import ChatRequest, ChatResponse, Deployment, Message
+from ._retry import RetryOverrides, RetryPolicy
+from ._routing import Route
+from ._state import RetryBudget, StateStore
+from ._stream import AsyncStream, Stream
+from ._sync_driver import SyncDriver
+from ._transport import Mounts, SyncTransport
 
-__all__ = ["AsyncRouter", "AsyncStream", "Router", "Stream"]
+if TYPE_CHECKING:
+    from ._plugins import Plugins
 
-_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-_HEADERS = {"user-agent": "turnout/0.1"}
+__all__ = ["AsyncRouter", "BaseRouter", "Router"]
 
 MessagesIn = Iterable[Message | Mapping[str, Any]]
+RoutesIn = Mapping[str, Route | Sequence[str] | Mapping[str, Any]]
+
+_MAX_CONNECTIONS = 200
+_MAX_KEEPALIVE = 50
+# Threads for hedged legs, per router; the pool grows on demand up to this.
+_HEDGE_THREADS = 64
 
 
-class _Configurable(RouterCore):
+class BaseRouter(RouterCore):
+    """Configuration, checked once, and what every call starts with."""
+
     _owns_store = False
+
+    def __init__(
+        self,
+        deployments: Sequence[Deployment],
+        routes: RoutesIn | None = None,
+        *,
+        deadline: float = 600.0,
+        timeout: float = 60.0,
+        retry_policy: RetryPolicy | RetryOverrides | None = None,
+        max_retry_wait: float = 30.0,
+        max_body: int = DEFAULT_MAX_BODY,
+        breaker: BreakerConfig | None = None,
+        budget: RetryBudget | None = None,
+        store: StateStore | None = None,
+        wait_for_healthy: bool = False,
+        plugins: Plugins | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        from ._plugins import default_plugins
+
+        check_positive(deadline, "deadline")
+        check_positive(timeout, "timeout")
+        check_positive(max_retry_wait, "max_retry_wait", allow_zero=True)
+        check_positive(max_body, "max_body", integer=True)
+        targets = bind(deployments, plugins or default_plugins(), retry_policy)
+        super().__init__(
+            targets,
+            check_routes(routes, list(targets)),
+            deadline=deadline,
+            max_retry_wait=max_retry_wait,
+            timeout=timeout,
+            max_body=max_body,
+            breaker=breaker,
+            budget=budget,
+            store=store,
+            wait_for_healthy=wait_for_healthy,
+            clock=clock,
+            wall_clock=wall_clock,
+            rng=rng,
+        )
+        self._closed = False
 
     @classmethod
     def from_config(cls, source: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any) -> Self:
         """A router from a TOML file or the same mapping; mistakes raise ConfigError."""
         from ._config import load_config
 
-        config = load_config(source)
-        kwargs = config.router_kwargs()
+        kwargs = load_config(source).router_kwargs()
         router = cls(**{**kwargs, **overrides})
         # A store the configuration created (Redis) is the router's to close.
         router._owns_store = "store" not in overrides and kwargs.get("store") is not None
         return router
+
+    # -- what it holds ---------------------------------------------------------
+
+    @property
+    def deployments(self) -> dict[str, Deployment]:
+        return {name: target.deployment for name, target in self.targets.items()}
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        return dict(self.table.routes)
+
+    def deployment(self, name: str) -> Deployment:
+        return self.targets[name].deployment
+
+    def policy(self, name: str) -> RetryPolicy:
+        """The retry policy in force for a deployment: its provider's, adjusted by the
+        router's and the deployment's own."""
+        return self.targets[name].policy
+
+    def route(self, model: str | None) -> Route:
+        """The route a call's `model` names: a route, else a single deployment."""
+        return self.table.route(model)
+
+    # -- a call ------------------------------------------------------------------
 
     def _start(
         self,
@@ -45,51 +136,95 @@ class _Configurable(RouterCore):
         params: dict[str, Any],
         *,
         stream: bool,
-    ) -> tuple[Any, CallRecord, float, float]:
-        limit = self.deadline if deadline is None else float(deadline)
+    ) -> tuple[Flow[ChatResponse], CallRecord, CallLimits]:
+        if self._closed:
+            raise TurnoutError("this router is closed: make a new one (nothing was sent)")
+        limits = self.limits(deadline)
         request = ChatRequest(messages, params)
-        route = self.route(model)
         record = CallRecord()
-        deadline_at = self._clock() + limit
-        flow = self.call_flow(request, route, deadline_at, record, stream=stream)
-        return flow, record, deadline_at, limit
+        flow = self.call_flow(request, self.table.route(model), limits, record, stream=stream)
+        return flow, record, limits
 
 
-class Router(_Configurable):
-    """The synchronous router, over one pooled `httpx.Client`. Thread-safe."""
+class Router(BaseRouter):
+    """The synchronous router. Thread-safe.
+
+    `transport`: the httpx transport every request goes through (default: the
+    router's own, which bounds every socket read by the call's deadline);
+    `mounts`: transports for some URLs (httpx's pattern keys, e.g. a proxy for
+    `"https://"`); `http_client`: an `httpx.Client` of yours, used as it is
+    (its headers, auth and hooks apply; deadlines are then checked between reads).
+    """
 
     def __init__(
         self,
-        *args: Any,
+        deployments: Sequence[Deployment],
+        routes: RoutesIn | None = None,
+        *,
         http_client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
-        **kwargs: Any,
+        mounts: Mapping[str, httpx.BaseTransport] | None = None,
+        deadline: float = 600.0,
+        timeout: float = 60.0,
+        retry_policy: RetryPolicy | RetryOverrides | None = None,
+        max_retry_wait: float = 30.0,
+        max_body: int = DEFAULT_MAX_BODY,
+        breaker: BreakerConfig | None = None,
+        budget: RetryBudget | None = None,
+        store: StateStore | None = None,
+        wait_for_healthy: bool = False,
+        plugins: Plugins | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
-        super().__init__(*args, **kwargs)
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(
-            transport=transport, follow_redirects=False, limits=_LIMITS, headers=_HEADERS
+        super().__init__(
+            deployments,
+            routes,
+            deadline=deadline,
+            timeout=timeout,
+            retry_policy=retry_policy,
+            max_retry_wait=max_retry_wait,
+            max_body=max_body,
+            breaker=breaker,
+            budget=budget,
+            store=store,
+            wait_for_healthy=wait_for_healthy,
+            plugins=plugins,
+            clock=clock,
+            wall_clock=wall_clock,
+            rng=rng,
+        )
+        self._client = http_client
+        own = transport is None
+        self._transports: Mounts[httpx.BaseTransport] = Mounts(
+            transport or _sync_transport(), mounts, proxy=_sync_transport if own else None
+        )
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def _driver(self, limits: CallLimits, headers: Mapping[str, str] | None = None) -> SyncDriver:
+        return SyncDriver(
+            limits,
+            self.store,
+            transports=self._transports,
+            client=self._client,
+            executor=self._hedge_pool(),
+            headers=headers,
         )
 
-    def _driver(self, deadline_at: float, limit: float) -> SyncDriver:
-        return SyncDriver(
-            self._client,
-            deadline_at,
-            limit,
-            self.timeout,
-            self._clock,
-            self.max_body,
-            self.store,
-            direct=self._owns_client,
-        )
+    def _hedge_pool(self) -> concurrent.futures.ThreadPoolExecutor | None:
+        if self._executor is None and any(r.hedge_after is not None for r in self.table.routes.values()):
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=_HEDGE_THREADS, thread_name_prefix="turnout-hedge"
+            )
+        return self._executor
 
     def chat(
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> ChatResponse:
         """Send one chat call through the route `model` (a route or deployment name)."""
-        flow, _, deadline_at, limit = self._start(messages, model, deadline, params, stream=False)
-        driver = self._driver(deadline_at, limit)
-        run = driver.run(flow)
+        flow, _, limits = self._start(messages, model, deadline, params, stream=False)
+        run = self._driver(limits).run(flow)
         try:
             next(run)
         except StopIteration as done:
@@ -101,17 +236,24 @@ class Router(_Configurable):
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> Stream:
         """A stream of chunks; it falls back until its first chunk reaches you."""
-        flow, record, deadline_at, limit = self._start(messages, model, deadline, params, stream=True)
-        driver = self._driver(deadline_at, limit)
-        return Stream(driver.run(flow), record)
+        flow, record, limits = self._start(messages, model, deadline, params, stream=True)
+        return Stream(self._driver(limits).run(flow), record)
 
     def health(self) -> dict[str, Health]:
         """Each deployment's breaker state, cooldown, in-flight calls, latency and recent errors."""
-        return self.health_report(self.store.load(self._names))
+        return self.health_report(self.store.load(self.names))
 
     def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
+        """Close the connections (and a state store the configuration made). Calls made
+        afterwards raise `TurnoutError`; closing twice is fine."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._client is None:
+            for transport in self._transports.all():
+                transport.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         close = getattr(self.store, "close", None)
         if self._owns_store and close is not None:
             close()
@@ -123,59 +265,88 @@ class Router(_Configurable):
         self.close()
 
 
-class AsyncRouter(_Configurable):
-    """The asyncio router, over one pooled `httpx.AsyncClient`. Safe to share between tasks."""
+class AsyncRouter(BaseRouter):
+    """The asyncio router. Safe to share between tasks. Same arguments as `Router`,
+    with httpx's async types (`httpx.AsyncClient`, `httpx.AsyncBaseTransport`)."""
 
     def __init__(
         self,
-        *args: Any,
+        deployments: Sequence[Deployment],
+        routes: RoutesIn | None = None,
+        *,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        **kwargs: Any,
+        mounts: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+        deadline: float = 600.0,
+        timeout: float = 60.0,
+        retry_policy: RetryPolicy | RetryOverrides | None = None,
+        max_retry_wait: float = 30.0,
+        max_body: int = DEFAULT_MAX_BODY,
+        breaker: BreakerConfig | None = None,
+        budget: RetryBudget | None = None,
+        store: StateStore | None = None,
+        wait_for_healthy: bool = False,
+        plugins: Plugins | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
-        super().__init__(*args, **kwargs)
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(
-            transport=transport, follow_redirects=False, limits=_LIMITS, headers=_HEADERS
+        super().__init__(
+            deployments,
+            routes,
+            deadline=deadline,
+            timeout=timeout,
+            retry_policy=retry_policy,
+            max_retry_wait=max_retry_wait,
+            max_body=max_body,
+            breaker=breaker,
+            budget=budget,
+            store=store,
+            wait_for_healthy=wait_for_healthy,
+            plugins=plugins,
+            clock=clock,
+            wall_clock=wall_clock,
+            rng=rng,
+        )
+        self._client = http_client
+        own = transport is None
+        self._transports: Mounts[httpx.AsyncBaseTransport] = Mounts(
+            transport or _async_transport(), mounts, proxy=_async_transport if own else None
         )
 
-    def _driver(self, deadline_at: float, limit: float) -> AsyncDriver:
+    def _driver(self, limits: CallLimits, headers: Mapping[str, str] | None = None) -> AsyncDriver:
         return AsyncDriver(
-            self._client,
-            deadline_at,
-            limit,
-            self.timeout,
-            self._clock,
-            self.max_body,
-            self.store,
-            direct=self._owns_client,
+            limits, self.store, transports=self._transports, client=self._client, headers=headers
         )
 
     async def chat(
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> ChatResponse:
-        flow, _, deadline_at, limit = self._start(messages, model, deadline, params, stream=False)
-        driver = self._driver(deadline_at, limit)
+        flow, _, limits = self._start(messages, model, deadline, params, stream=False)
         out: list[ChatResponse] = []
-        async for _ in driver.run(flow, out):  # pragma: no cover - chat flows emit nothing
+        async for _ in self._driver(limits).run(flow, out):  # pragma: no cover - chat flows emit nothing
             raise RuntimeError("a chat flow emitted a chunk")
         return out[0]
 
     def stream(
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
     ) -> AsyncStream:
-        flow, record, deadline_at, limit = self._start(messages, model, deadline, params, stream=True)
-        driver = self._driver(deadline_at, limit)
+        flow, record, limits = self._start(messages, model, deadline, params, stream=True)
         out: list[ChatResponse] = []
-        return AsyncStream(driver.run(flow, out), record, out)
+        return AsyncStream(self._driver(limits).run(flow, out), record, out)
 
     async def health(self) -> dict[str, Health]:
         """Each deployment's breaker state, cooldown, in-flight calls, latency and recent errors."""
-        return self.health_report(await self.store.aload(self._names))
+        return self.health_report(await self.store.aload(self.names))
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        """See `Router.close`."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._client is None:
+            for transport in self._transports.all():
+                await transport.aclose()
         aclose = getattr(self.store, "aclose", None)
         if self._owns_store and aclose is not None:
             await aclose()
@@ -187,83 +358,10 @@ class AsyncRouter(_Configurable):
         await self.aclose()
 
 
-class _StreamBase:
-    def __init__(self, record: CallRecord) -> None:
-        self._record = record
-        self.response: ChatResponse | None = None
-
-    @property
-    def attempts(self) -> tuple[Any, ...]:
-        """The attempts so far (complete once the stream has ended)."""
-        return tuple(self._record.attempts)
-
-    @property
-    def deployment(self) -> str | None:
-        return self._record.deployment
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return "".join(self._record.chunks)
+def _sync_transport(proxy: str | None = None) -> httpx.BaseTransport:
+    return SyncTransport(proxy=proxy, max_connections=_MAX_CONNECTIONS, max_keepalive=_MAX_KEEPALIVE)
 
 
-class Stream(_StreamBase):
-    """Iterate for `ChatChunk`s; use as a context manager so the connection is closed."""
-
-    def __init__(self, run: Generator[ChatChunk, None, ChatResponse], record: CallRecord) -> None:
-        super().__init__(record)
-        self._run = run
-
-    def __iter__(self) -> Self:
-        return self
-
-    def __next__(self) -> ChatChunk:
-        try:
-            return next(self._run)
-        except StopIteration as done:
-            self.response = done.value
-            raise StopIteration from None
-
-    def close(self) -> None:
-        self._run.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class AsyncStream(_StreamBase):
-    """`async for` over `ChatChunk`s; use `async with` so the connection is closed."""
-
-    def __init__(
-        self, run: AsyncGenerator[ChatChunk, None], record: CallRecord, out: list[ChatResponse]
-    ) -> None:
-        super().__init__(record)
-        self._run = run
-        self._out = out
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> ChatChunk:
-        try:
-            return await anext(self._run)
-        except StopAsyncIteration:
-            if self._out:
-                self.response = self._out[0]
-            raise
-
-    async def aclose(self) -> None:
-        await self._run.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+def _async_transport(proxy: str | None = None) -> httpx.AsyncBaseTransport:
+    limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_KEEPALIVE)
+    return httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)

@@ -22,8 +22,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from ._errors import ProviderError
-    from ._models import Attempt
+    from ._errors import Attempt, ProviderError
 
 __all__ = ["main"]
 

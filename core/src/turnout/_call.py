@@ -1,0 +1,410 @@
+"""One router call, layered like httpx's `Client.send`, and written once.
+
+    call_flow      fallback: which deployment next, hedging, waiting for one to free up
+    retry_loop     retries on one deployment (turnout._retrying)
+    _Seat.attempt  one attempt: claim a place, run the provider's flow, report the outcome
+
+`RouterCore` is to `Router`/`AsyncRouter` what httpx's `BaseClient` is to
+`Client`/`AsyncClient`: everything that is not I/O. A call is one generator
+that the sync and async drivers perform; neither re-implements a decision.
+The core does not know about plugins: it is handed deployments already bound
+to their providers (`turnout._binding`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._binding import Target
+from ._errors import (
+    KIND_RULES,
+    Attempt,
+    NoHealthyDeploymentError,
+    ProviderError,
+    attribute_error,
+    deadline_error,
+)
+from ._flow import CallAbandoned, Emit, Flow, HTTPResponse, Race, Sleep
+from ._health import (
+    BreakerConfig,
+    DeploymentState,
+    Health,
+    admit,
+    availability,
+    on_failure,
+    on_rate_limit_headers,
+    on_success,
+    release,
+    report,
+)
+from ._limits import CallLimits
+from ._models import ChatChunk, ChatRequest, ChatResponse, Usage
+from ._pump import relay
+from ._retrying import Tried, retry_loop
+from ._routing import Route, RouteTable
+from ._state import LoadState, MemoryStore, RetryBudget, StateStore, UpdateBudget, UpdateState
+
+__all__ = ["CallRecord", "RouterCore"]
+
+# What a provider flow is asked for: its deployment's target, the request, streaming or not.
+FlowMaker = Callable[[Target, ChatRequest, bool], Flow[Any]]
+_RATE_HEADERS = frozenset({"x-ratelimit-remaining", "x-ratelimit-remaining-requests"})
+
+
+class CallRecord:
+    """What one call has done so far; a stream exposes it while it runs."""
+
+    __slots__ = (
+        "attempts",
+        "chunks",
+        "deployment",
+        "finish_reason",
+        "first_chunk_at",
+        "provider",
+        "request_id",
+        "usage",
+    )
+
+    def __init__(self) -> None:
+        self.attempts: list[Attempt] = []
+        self.chunks: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.request_id: str | None = None
+        self.deployment: str | None = None
+        self.provider: str | None = None
+        self.first_chunk_at: float | None = None
+
+    def observe(self, chunk: ChatChunk) -> None:
+        self.chunks.append(chunk.delta)
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.request_id is not None:
+            self.request_id = chunk.request_id
+
+    @property
+    def committed(self) -> bool:
+        """A chunk reached the caller: the call can no longer move elsewhere."""
+        return bool(self.chunks)
+
+
+def _provider_flow(target: Target, request: ChatRequest, stream: bool) -> Flow[Any]:
+    provider, deployment = target.provider, target.deployment
+    return provider.stream(deployment, request) if stream else provider.chat(deployment, request)
+
+
+class RouterCore:
+    """Configuration and decisions shared by `Router` and `AsyncRouter`."""
+
+    def __init__(
+        self,
+        targets: Mapping[str, Target],
+        routes: Mapping[str, Route],
+        *,
+        deadline: float = 600.0,
+        max_retry_wait: float = 30.0,
+        timeout: float = 60.0,
+        max_body: int | None = None,
+        breaker: BreakerConfig | None = None,
+        budget: RetryBudget | None = None,
+        store: StateStore | None = None,
+        wait_for_healthy: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        make_flow: FlowMaker = _provider_flow,
+    ) -> None:
+        from ._limits import DEFAULT_MAX_BODY
+
+        self.targets = dict(targets)
+        self.names = tuple(self.targets)
+        self.deadline = float(deadline)
+        self.max_retry_wait = max_retry_wait
+        self.timeout = timeout
+        # No response body is read past this (a success over it is parse_error).
+        self.max_body = DEFAULT_MAX_BODY if max_body is None else max_body
+        self.clock = clock
+        self.wall = wall_clock
+        self.rng = rng or random.Random()
+        self.breaker = breaker or BreakerConfig()
+        self.budget = budget or RetryBudget()
+        self.store: StateStore = store or MemoryStore(self.budget.burst)
+        # When every deployment is set aside: wait (within the deadline) instead of raising.
+        self.wait_for_healthy = wait_for_healthy
+        deployments = {name: target.deployment for name, target in self.targets.items()}
+        self.table = RouteTable(routes, deployments, self.breaker, self.rng)
+        self.make_flow = make_flow
+
+    # -- what the facades show -------------------------------------------------
+
+    def limits(self, deadline: float | None = None, timeout: float | None = None) -> CallLimits:
+        limit = self.deadline if deadline is None else float(deadline)
+        return CallLimits(
+            self.clock() + limit, limit, self.timeout, self.max_body, override=timeout, clock=self.clock
+        )
+
+    def health_report(self, states: Mapping[str, DeploymentState]) -> dict[str, Health]:
+        now = self.wall()
+        return {name: report(name, states[name], now, self.breaker) for name in self.names}
+
+    # -- fallback: the call --------------------------------------------------------
+
+    def call_flow(
+        self, request: ChatRequest, route: Route, limits: CallLimits, record: CallRecord, *, stream: bool
+    ) -> Flow[ChatResponse]:
+        """One call: choices, attempts, retries, waits and fallbacks, until a result or an error."""
+        table, wall = self.table, self.wall
+        yield UpdateBudget(self.budget.deposit)
+        states: dict[str, DeploymentState] = yield LoadState(self.names)
+        queue = table.plan(route, states)
+        tried: set[str] = set()
+        last: ProviderError | None = None
+        waited = 0.0
+        while limits.left() > 0:
+            now = wall()
+            name, soonest = table.choose(queue, tried, states, now)
+            if name is None:
+                wait = (soonest or now) - now
+                if last is None and self.wait_for_healthy and wait < limits.left():
+                    yield Sleep(wait)
+                    waited += wait
+                    states = yield LoadState(self.names)
+                    continue
+                if last is not None:
+                    raise self._final(last, record)
+                raise NoHealthyDeploymentError(
+                    f"no deployment of route {route.name!r} may be tried now",
+                    route=route.name,
+                    retry_after=wait,
+                    attempts=tuple(record.attempts),
+                )
+            backup = None
+            if route.hedge_after is not None and not stream:
+                backup, _ = table.choose(queue, tried | {name}, states, now)
+            if backup is None or route.hedge_after is None:
+                tried.add(name)
+                retries = self._retries(
+                    name, request, route, queue, tried, states, limits, record, stream, waited
+                )
+                ends = [(yield from retries)]
+            else:
+                tried.update((name, backup))
+                race: list[Tried] = yield Race(
+                    (
+                        _Seat(self, name, request, record, stream).attempt(waited),
+                        _Seat(self, backup, request, record, stream).attempt(route.hedge_after),
+                    ),
+                    (0.0, route.hedge_after),
+                    _won,
+                )
+                ends = race
+            waited = 0.0
+            ran = [end for end in ends if end.admitted]
+            if not ran:  # another call took the last probe slot, or it just tripped
+                continue
+            for end in ran:
+                if end.state is not None:
+                    states[end.name] = end.state
+            winner = next((end for end in ran if end.error is None), None)
+            if winner is not None:
+                # Legs of a race that failed before the winner answered: the call moved on.
+                record.attempts.extend(end.attempt("fallback") for end in ran if end is not winner)
+                record.attempts.append(winner.attempt("done"))
+                return self._response(winner, record, stream)
+            error = ran[-1].error
+            assert error is not None
+            last = error
+            following = (
+                None if record.committed else table.next_after(error, route, queue, tried, False, states)
+            )
+            if following is not None and KIND_RULES[error.kind].health_failure:
+                after, _ = table.choose(following, tried, states, wall())
+                if table.failing(after, states) and not (yield UpdateBudget(self.budget.withdraw)):
+                    following = None
+                    ran[-1].reason = "the retry budget is spent"
+            decision = "fallback" if following is not None else "give_up"
+            record.attempts.extend(end.attempt(decision) for end in ran)
+            if record.committed:
+                error.partial_text = "".join(record.chunks)
+            if following is None:
+                raise self._final(error, record)
+            queue = following
+        raise self._final(last if last is not None else deadline_error(limits.deadline), record)
+
+    def _retries(
+        self,
+        name: str,
+        request: ChatRequest,
+        route: Route,
+        queue: list[str],
+        tried: set[str],
+        states: Mapping[str, DeploymentState],
+        limits: CallLimits,
+        record: CallRecord,
+        stream: bool,
+        waited: float,
+    ) -> Flow[Tried]:
+        seat = _Seat(self, name, request, record, stream)
+
+        def can_fall_back(error: ProviderError) -> bool:
+            return self.table.next_after(error, route, queue, tried, record.committed, states) is not None
+
+        return retry_loop(
+            seat,
+            self.targets[name].policy,
+            limits=limits,
+            streaming=stream,
+            history=record.attempts,
+            max_wait=self.max_retry_wait,
+            can_fall_back=can_fall_back,
+            rng=self.rng,
+        )
+
+    def _response(self, end: Tried, record: CallRecord, stream: bool) -> ChatResponse:
+        record.deployment = end.name
+        record.provider = end.provider
+        if not stream:
+            result = end.result
+            assert isinstance(result, ChatResponse)
+            return ChatResponse(
+                content=result.content,
+                finish_reason=result.finish_reason,
+                usage=result.usage,
+                model=result.model,
+                request_id=result.request_id,
+                deployment=end.name,
+                provider=end.provider,
+                attempts=tuple(record.attempts),
+            )
+        return ChatResponse(
+            content="".join(record.chunks),
+            finish_reason=record.finish_reason,
+            usage=record.usage,
+            request_id=record.request_id,
+            deployment=end.name,
+            provider=end.provider,
+            attempts=tuple(record.attempts),
+        )
+
+    @staticmethod
+    def _final(error: ProviderError, record: CallRecord) -> ProviderError:
+        error.attempts = tuple(record.attempts)
+        return error
+
+
+def _won(end: Tried) -> bool:
+    return end.admitted and end.error is None
+
+
+class _Seat:
+    """One deployment as the retry layer sees it: admission, attempts and health."""
+
+    def __init__(
+        self, core: RouterCore, name: str, request: ChatRequest, record: CallRecord, stream: bool
+    ) -> None:
+        self.core = core
+        self.name = name
+        self.target = core.targets[name]
+        self.request = request
+        self.record = record
+        self.stream = stream
+        self.state: DeploymentState | None = None
+
+    @property
+    def committed(self) -> bool:
+        return self.record.committed
+
+    def ready_after(self, delay: float) -> bool:
+        if self.state is None:
+            return True
+        ready, _ = availability(self.state, self.core.wall() + delay, self.core.breaker)
+        return ready
+
+    def spend(self) -> Flow[bool]:
+        spent: bool = yield UpdateBudget(self.core.budget.withdraw)
+        return spent
+
+    def attempt(self, waited: float) -> Flow[Tried]:
+        """Claim a place, send, record the outcome. Never raises a ProviderError: the
+        layers above decide what a failure means."""
+        core, name, record = self.core, self.name, self.record
+        config, clock = core.breaker, core.clock
+        provider = self.target.provider.name
+        if not (yield UpdateState(name, _admitter(core.wall(), config))):
+            return Tried(name, provider, admitted=False)
+        started = clock()
+        try:
+            try:
+                inner = core.make_flow(self.target, self.request, self.stream)
+                result = yield from relay(
+                    inner, before=self._seen if self.stream else None, after=self._headers
+                )
+            except ProviderError as error:
+                elapsed = clock() - started
+                attribute_error(
+                    error, provider=provider, deployment=name, secret=self.target.deployment.key()
+                )
+                state = yield UpdateState(name, _failure(error, core.wall(), config, core.rng, elapsed))
+                self.state = state
+                return Tried(name, provider, error=error, elapsed=elapsed, waited=waited, state=state)
+            first = record.first_chunk_at if self.stream else None
+            yield UpdateState(name, _success((first or clock()) - started, config))
+        except CallAbandoned:
+            # Abandoned (or lost a race) before its outcome was recorded: give back its place.
+            yield UpdateState(name, _released)
+            raise
+        return Tried(name, provider, result=result, elapsed=clock() - started, waited=waited)
+
+    def _seen(self, command: Any) -> None:
+        if type(command) is Emit:
+            record = self.record
+            if record.first_chunk_at is None:
+                record.first_chunk_at = self.core.clock()
+            record.observe(command.chunk)
+
+    def _headers(self, value: Any) -> Flow[None] | None:
+        # A success that used up the quota: steer the next calls away before they
+        # hit a 429. (On an error, its retry_after and cooldown already decide.)
+        if type(value) is HTTPResponse and value.ok and _RATE_HEADERS.intersection(value.headers):
+            return _update(UpdateState(self.name, _rate_limited(value.headers, self.core.wall())))
+        return None
+
+
+def _update(command: UpdateState) -> Flow[None]:
+    yield command
+
+
+# The store applies these to the current record; each returns (new state, result).
+def _admitter(now: float, config: BreakerConfig) -> Callable[[DeploymentState], tuple[DeploymentState, bool]]:
+    return lambda state: admit(state, now, config)
+
+
+def _failure(
+    error: ProviderError, now: float, config: BreakerConfig, rng: random.Random, latency: float
+) -> Callable[[DeploymentState], tuple[DeploymentState, DeploymentState]]:
+    def apply(state: DeploymentState) -> tuple[DeploymentState, DeploymentState]:
+        new = on_failure(state, error, now, config, rng, latency)
+        return new, new
+
+    return apply
+
+
+def _success(
+    latency: float, config: BreakerConfig
+) -> Callable[[DeploymentState], tuple[DeploymentState, None]]:
+    return lambda state: (on_success(state, latency, config), None)
+
+
+def _released(state: DeploymentState) -> tuple[DeploymentState, None]:
+    return release(state), None
+
+
+def _rate_limited(
+    headers: Mapping[str, str], now: float
+) -> Callable[[DeploymentState], tuple[DeploymentState, None]]:
+    return lambda state: (on_rate_limit_headers(state, headers, now), None)

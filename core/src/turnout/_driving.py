@@ -1,0 +1,118 @@
+"""What the two drivers share: everything about performing a command that is not I/O.
+
+`SyncDriver` and `AsyncDriver` are to this module what httpx's `Client` and
+`AsyncClient` are to its `BaseClient`: they loop over a flow's commands and
+send, read, sleep and wait; building requests, reading the limits, turning
+failures into normalized errors and which commands may still run once a call
+is abandoned are decided here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from ._errors import ProviderError
+from ._flow import HTTPResponse, OpenStream, Send
+from ._limits import CallLimits
+from ._reading import BodyReader
+from ._state import MemoryStore, StateStore, UpdateBudget, UpdateState
+from ._transport import transport_error
+
+__all__ = ["USER_AGENT", "DriverBase", "is_cleanup"]
+
+USER_AGENT = "turnout/0.1"
+# What every request carries besides the provider's own headers. Only encodings the
+# drivers can inflate in bounded pieces are asked for (see `turnout._reading`).
+_BASE_HEADERS = {"user-agent": USER_AGENT, "accept-encoding": "gzip, deflate"}
+# Raw reads made after a stream's end so its connection goes back to the pool.
+DRAIN_READS = 16
+
+
+def is_cleanup(command: Any) -> bool:
+    """What a flow may still do once its caller has gone: cleanup requests, state upkeep."""
+    kind = type(command)
+    return (kind is Send and command.cleanup) or kind is UpdateState or kind is UpdateBudget
+
+
+@functools.lru_cache(maxsize=512)
+def _url(text: str) -> httpx.URL:
+    """Parsed once: a router sends to the same few URLs again and again."""
+    return httpx.URL(text)
+
+
+def _timeouts(seconds: float) -> dict[str, float]:
+    return {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
+
+
+class DriverBase:
+    """The limits, the store and the send path of one call, and the decisions on them."""
+
+    def __init__(
+        self,
+        limits: CallLimits,
+        store: StateStore | None = None,
+        *,
+        client: httpx.Client | httpx.AsyncClient | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.limits = limits
+        self.store: StateStore = store if store is not None else MemoryStore()
+        # A client the user handed in (its headers, auth and hooks apply), else None:
+        # requests go to the router's own transports.
+        self.client = client
+        # The caller's `extra_headers` for this call, added to every request.
+        self.headers = headers
+
+    def build(self, command: Send | OpenStream, cleanup: bool) -> httpx.Request:
+        request = command.request
+        seconds = self.limits.request_timeout(request.timeout, cleanup=cleanup)
+        headers = dict(request.headers)
+        if self.headers:
+            headers.update(self.headers)
+        content = request.content or None
+        if self.client is not None:
+            return self.client.build_request(
+                request.method, request.url, headers=headers, content=content, timeout=httpx.Timeout(seconds)
+            )
+        merged = dict(_BASE_HEADERS)
+        merged.update(headers)
+        return httpx.Request(
+            request.method,
+            _url(request.url),
+            headers=merged,
+            content=content,
+            extensions={"timeout": _timeouts(seconds)},
+        )
+
+    def failure(self, exc: Exception, *, streaming: bool) -> ProviderError:
+        """A timeout that fired because the deadline shortened the request is the deadline."""
+        if isinstance(exc, httpx.TimeoutException) and self.limits.left() <= 0.01:
+            return self.limits.expired_error()
+        return transport_error(exc, streaming=streaming)
+
+    def body_limit(self, response: httpx.Response, requested: int) -> int:
+        return self.limits.body_limit(requested, success=response.is_success)
+
+    @staticmethod
+    def head(response: httpx.Response) -> HTTPResponse:
+        return HTTPResponse(response.status_code, response.headers.items())
+
+    @staticmethod
+    def encoding(response: httpx.Response) -> str | None:
+        """The encoding left to undo: none once httpx has read the body itself (a
+        response built in memory, as `httpx.MockTransport` handlers make)."""
+        if response.is_stream_consumed:
+            return None
+        encoding: str | None = response.headers.get("content-encoding")
+        return encoding
+
+    def reader(self, response: httpx.Response, max_body: int) -> BodyReader:
+        return BodyReader(self.encoding(response), self.body_limit(response, max_body), self.limits)
+
+    @staticmethod
+    def result(response: httpx.Response, reader: BodyReader) -> HTTPResponse:
+        return HTTPResponse(response.status_code, response.headers.items(), reader.body(), reader.truncated)

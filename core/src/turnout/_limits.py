@@ -1,0 +1,112 @@
+"""The limits of one call, as one frozen record the drivers consult.
+
+A call has one wall-clock bound (its deadline) that every request, sleep,
+body and stream of it must respect, whatever the upstream does; each request
+also has its own timeout (the endpoint's, the router's default, or the
+caller's `timeout=`), and bodies and stream events have size caps. Deciding
+with these numbers is done here, once: the sync and async drivers only ask.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from attrs import frozen
+
+from ._errors import ProviderError, deadline_error
+
+__all__ = [
+    "CLEANUP_GRACE",
+    "CLEANUP_TIMEOUT",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_EVENT",
+    "ERROR_BODY_LIMIT",
+    "CallLimits",
+]
+
+# A success body larger than this is refused as parse_error instead of filling memory.
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+# What an error body is read up to: enough for any envelope, never a 5 MB HTML page.
+ERROR_BODY_LIMIT = 64 * 1024
+# One server-sent event (its lines and its data together) may not grow past this.
+DEFAULT_MAX_EVENT = 4 * 1024 * 1024
+# Best-effort cleanup requests (cancelling an execution, failing a job) get at most
+# this long, and never more than CLEANUP_GRACE past the call's deadline.
+CLEANUP_TIMEOUT = 5.0
+CLEANUP_GRACE = 1.0
+# The shortest timeout a request is ever given: zero would mean "no timeout" to httpx.
+_MIN_TIMEOUT = 0.001
+
+
+@frozen
+class CallLimits:
+    """When the call must end, and how much each request may take and read.
+
+    `deadline_at` is on `clock` (monotonic by default); `deadline` is the
+    call's total in seconds, for messages. `timeout` is the default timeout
+    of one request; `override` (the caller's `timeout=`) replaces every
+    endpoint's own.
+    """
+
+    deadline_at: float
+    deadline: float
+    timeout: float = 60.0
+    max_body: int = DEFAULT_MAX_BODY
+    max_event: int = DEFAULT_MAX_EVENT
+    override: float | None = None
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def starting_now(
+        cls,
+        deadline: float,
+        *,
+        timeout: float = 60.0,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_event: int = DEFAULT_MAX_EVENT,
+        override: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> CallLimits:
+        return cls(clock() + deadline, deadline, timeout, max_body, max_event, override, clock)
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once it passed)."""
+        return self.deadline_at - self.clock()
+
+    def expired_error(self) -> ProviderError:
+        return deadline_error(self.deadline)
+
+    def check(self) -> None:
+        """Raise the deadline's error once it has passed."""
+        if self.clock() >= self.deadline_at:
+            raise deadline_error(self.deadline)
+
+    def request_timeout(self, endpoint: float | None, *, cleanup: bool = False) -> float:
+        """The timeout of one request: its own (or the caller's override), never past
+        the deadline. A cleanup request gets its own short budget instead."""
+        if cleanup:
+            return self.cleanup_timeout(endpoint)
+        left = self.left()
+        if left <= 0:
+            raise deadline_error(self.deadline)
+        own = self.override if self.override is not None else (endpoint or self.timeout)
+        return max(min(own, left), _MIN_TIMEOUT)
+
+    def cleanup_timeout(self, endpoint: float | None = None) -> float:
+        """A cleanup request's budget: short, and ending by the deadline plus the grace."""
+        budget = min(endpoint or CLEANUP_TIMEOUT, CLEANUP_TIMEOUT, self.left() + CLEANUP_GRACE)
+        return max(budget, _MIN_TIMEOUT)
+
+    def sleep_for(self, seconds: float) -> float:
+        """How long to sleep; a sleep that would reach the deadline is not slept at all
+        (the deadline's error is raised at once instead)."""
+        if seconds >= self.left():
+            raise deadline_error(self.deadline)
+        return max(seconds, 0.0)
+
+    def body_limit(self, requested: int, *, success: bool) -> int:
+        """How much of a body is read: the flow's cap and the call's, and far less for
+        an error (an envelope, never a page of HTML)."""
+        limit = min(requested, self.max_body)
+        return limit if success else min(limit, ERROR_BODY_LIMIT)

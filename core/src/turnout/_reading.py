@@ -1,0 +1,320 @@
+"""Reading response bodies and event streams with bounded memory. Pure: fed bytes.
+
+A body is never trusted to be small, and neither is a stream: a gzip bomb, a
+1 GiB `data:` line or an endless stream of comments must end as an error,
+not as gigabytes in memory. Three small state machines do it, shared by the
+sync and async drivers:
+
+- `Inflater` undoes `Content-Encoding` (gzip, deflate) in bounded pieces
+  (httpx's own decoders inflate a whole network read at once, however large
+  the result);
+- `BodyBuffer` keeps a body up to a cap and says when it is over;
+- `SSEDecoder` turns bytes into server-sent events (the WHATWG rules: lines
+  ended by CRLF, LF or CR; comments; `data`, `event`, `id`, `retry`) and
+  refuses an event larger than its cap. httpx-sse's public `EventSource`
+  reads whole lines with no bound and its decoder is private, hence this one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import zlib
+from collections import deque
+from collections.abc import Iterator
+
+from attrs import frozen
+
+from ._errors import ErrorKind, ProviderError, error_for
+from ._limits import CallLimits
+
+__all__ = ["PENDING", "Pending", "BodyReader", "Event", "EventReader", "Inflater", "SSEDecoder", "too_large"]
+
+# Inflated output is produced in pieces of at most this size.
+_PIECE = 64 * 1024
+
+
+def too_large(what: str, limit: int) -> ProviderError:
+    return error_for(ErrorKind.PARSE_ERROR, f"{what} is larger than {limit} bytes", code="too_large")
+
+
+class Inflater:
+    """Undo a response's `Content-Encoding`, a bounded piece at a time."""
+
+    def __init__(self, encoding: str | None) -> None:
+        names = [e.strip().lower() for e in (encoding or "").split(",") if e.strip()]
+        names = [n for n in names if n != "identity"]
+        for name in names:
+            if name not in ("gzip", "x-gzip", "deflate"):
+                raise error_for(
+                    ErrorKind.PARSE_ERROR,
+                    f"the response uses content-encoding {name!r}, which was not asked for",
+                    code="unsupported_encoding",
+                )
+        # Encodings apply in order, so they are undone in reverse.
+        self._stages = [_Stage(name) for name in reversed(names)]
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        pieces: Iterator[bytes] = iter((data,) if data else ())
+        for stage in self._stages:
+            pieces = stage.run(pieces)
+        return pieces
+
+    def flush(self) -> Iterator[bytes]:
+        pieces: Iterator[bytes] = iter(())
+        for stage in self._stages:
+            pieces = stage.run(pieces, final=True)
+        return pieces
+
+
+class _Stage:
+    def __init__(self, name: str) -> None:
+        self._deflate = name == "deflate"
+        # gzip: a gzip header; deflate: a zlib header, or (some servers) none at all.
+        self._wbits = zlib.MAX_WBITS if self._deflate else zlib.MAX_WBITS | 16
+        self._decompressor = zlib.decompressobj(self._wbits)
+        self._started = False
+
+    def run(self, pieces: Iterator[bytes], *, final: bool = False) -> Iterator[bytes]:
+        for data in pieces:
+            yield from self._inflate(data)
+        if final:
+            try:
+                tail = self._decompressor.flush()
+            except zlib.error as exc:
+                raise _corrupt(exc) from None
+            if tail:
+                yield tail
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        while data:
+            try:
+                out = self._decompressor.decompress(data, _PIECE)
+            except zlib.error as exc:
+                if self._deflate and not self._started:
+                    # A raw deflate stream without the zlib header.
+                    self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+                    self._started = True
+                    continue
+                raise _corrupt(exc) from None
+            self._started = True
+            data = self._decompressor.unconsumed_tail
+            if out:
+                yield out
+
+
+def _corrupt(exc: zlib.error) -> ProviderError:
+    return error_for(ErrorKind.PARSE_ERROR, f"the response body is not validly encoded: {exc}")
+
+
+class BodyBuffer:
+    """A body kept up to `limit` bytes; `feed` says when the limit is passed."""
+
+    __slots__ = ("_pieces", "_size", "limit", "truncated")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._pieces: list[bytes] = []
+        self._size = 0
+        self.truncated = False
+
+    def feed(self, piece: bytes) -> bool:
+        """Keep `piece`; True once the body is over the limit (stop reading)."""
+        self._pieces.append(piece)
+        self._size += len(piece)
+        if self._size > self.limit:
+            self.truncated = True
+        return self.truncated
+
+    def body(self) -> bytes:
+        body = b"".join(self._pieces)
+        return body[: self.limit] if self.truncated else body
+
+
+@frozen
+class Event:
+    """One server-sent event."""
+
+    data: str = ""
+    event: str = "message"
+    id: str = ""
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Server-sent events from bytes, no event (lines and data together) over `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._line: list[str] = []
+        self._line_size = 0
+        self._after_cr = False
+        self._started = False
+        self._data: list[str] = []
+        self._size = 0
+        self._event = ""
+        self._id = ""
+        self._retry: int | None = None
+        self._fields = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        text = self._text.decode(data)
+        if not self._started and text:
+            self._started = True
+            text = text.removeprefix("\ufeff")
+        return self._lines(text)
+
+    def close(self) -> list[Event]:
+        """The end of the stream: a last unterminated line still counts; an event
+        without its blank line does not (the spec drops it)."""
+        events = self._lines(self._text.decode(b"", final=True))
+        if self._line:
+            events.extend(self._field("".join(self._line)))
+            self._line.clear()
+        return events
+
+    def _lines(self, text: str) -> list[Event]:
+        events: list[Event] = []
+        start = 0
+        if self._after_cr and text.startswith("\n"):
+            start = 1  # the LF of a CRLF split across reads
+        self._after_cr = False
+        length = len(text)
+        while start < length:
+            cr, lf = text.find("\r", start), text.find("\n", start)
+            ends = [i for i in (cr, lf) if i >= 0]
+            if not ends:
+                self._grow(text[start:])
+                break
+            end = min(ends)
+            self._grow(text[start:end])
+            line = "".join(self._line)
+            self._line.clear()
+            self._line_size = 0
+            events.extend(self._field(line))
+            start = end + 1
+            if text[end] == "\r":
+                if start < length and text[start] == "\n":
+                    start += 1
+                elif start == length:
+                    self._after_cr = True
+        return events
+
+    def _grow(self, part: str) -> None:
+        if part:
+            self._line.append(part)
+            self._line_size += len(part)
+            if self._line_size + self._size > self.limit:
+                raise too_large("a stream event", self.limit)
+
+    def _field(self, line: str) -> list[Event]:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return []
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+            self._size += len(value) + 1
+            self._fields = True
+        elif name == "event":
+            self._event = value
+            self._fields = True
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+            self._fields = True
+        elif name == "retry":
+            if value.isascii() and value.isdigit():
+                self._retry = int(value)
+            self._fields = True
+        return []
+
+    def _dispatch(self) -> list[Event]:
+        if not self._fields:
+            return []
+        event = Event("\n".join(self._data), self._event or "message", self._id, self._retry)
+        self._data.clear()
+        self._size = 0
+        self._event = ""
+        self._retry = None
+        self._fields = False
+        return [event]
+
+
+class BodyReader:
+    """A response body, read to its end or its cap, within the call's deadline.
+
+    The driver feeds it the raw bytes it reads (`iter_raw`) until `feed` says
+    to stop or the body ends (`end`)."""
+
+    __slots__ = ("_buffer", "_inflater", "_limits")
+
+    def __init__(self, encoding: str | None, limit: int, limits: CallLimits) -> None:
+        self._inflater = Inflater(encoding)
+        self._buffer = BodyBuffer(limit)
+        self._limits = limits
+
+    def feed(self, raw: bytes) -> bool:
+        """True when reading should stop (the cap is passed)."""
+        for piece in self._inflater.feed(raw):
+            if self._buffer.feed(piece):
+                return True
+        self._limits.check()
+        return False
+
+    def end(self) -> None:
+        for piece in self._inflater.flush():
+            if self._buffer.feed(piece):
+                return
+
+    @property
+    def truncated(self) -> bool:
+        return self._buffer.truncated
+
+    def body(self) -> bytes:
+        return self._buffer.body()
+
+
+class Pending:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING = Pending()
+
+
+class EventReader:
+    """The events of an open stream: `next()` is an event, None at the end, or
+    `PENDING` when the driver must read more (and `feed` it: bytes, or None at
+    the end of the body). The deadline is checked on every read, so a stream of
+    comments, blank lines or one endless line cannot outlive the call."""
+
+    __slots__ = ("_decoder", "_ended", "_events", "_inflater", "_limits")
+
+    def __init__(self, encoding: str | None, limits: CallLimits) -> None:
+        self._inflater = Inflater(encoding)
+        self._decoder = SSEDecoder(limits.max_event)
+        self._limits = limits
+        self._events: deque[Event] = deque()
+        self._ended = False
+
+    def next(self) -> Event | Pending | None:
+        if self._events:
+            return self._events.popleft()
+        return None if self._ended else PENDING
+
+    def feed(self, raw: bytes | None) -> None:
+        if raw is None:
+            for piece in self._inflater.flush():
+                self._events.extend(self._decoder.feed(piece))
+            self._events.extend(self._decoder.close())
+            self._ended = True
+            return
+        for piece in self._inflater.feed(raw):
+            self._events.extend(self._decoder.feed(piece))
+        self._limits.check()

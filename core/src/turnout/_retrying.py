@@ -1,0 +1,222 @@
+"""The retry layer: repeating a failed attempt on the same deployment, written once.
+
+Layered as httpx's `Client.send`: fallback across deployments (`turnout._call`)
+→ retries on one deployment (here) → one attempt. The router and anything
+that drives a provider's flows alone (a SaaS-LiteLLM job session) use this
+same layer, so the same answers give the same error everywhere: a 429 whose
+`Retry-After` would pass the deadline raises that `RateLimitError` at once,
+with its `retry_after`, wherever it happens.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from ._errors import Attempt, ProviderError
+from ._flow import Emit, Flow, Sleep
+from ._limits import CallLimits
+from ._pump import relay
+from ._retry import GiveUp, Retry, RetryPolicy
+
+__all__ = ["Seat", "Tried", "retry_decision", "retry_loop", "retrying", "wait_reason"]
+
+T = TypeVar("T")
+
+
+class Tried:
+    """How one attempt ended: a result, a normalized error, or not admitted at all.
+    `reason` says why the retry layer stopped on it."""
+
+    __slots__ = ("admitted", "elapsed", "error", "name", "provider", "reason", "result", "state", "waited")
+
+    def __init__(
+        self,
+        name: str,
+        provider: str,
+        *,
+        admitted: bool = True,
+        result: Any = None,
+        error: ProviderError | None = None,
+        elapsed: float = 0.0,
+        waited: float = 0.0,
+        state: Any = None,
+    ) -> None:
+        self.name = name
+        self.provider = provider
+        self.admitted = admitted
+        self.result = result
+        self.error = error
+        self.elapsed = elapsed
+        self.waited = waited
+        self.state = state
+        self.reason = ""
+
+    def attempt(self, decision: str, reason: str = "") -> Attempt:
+        return Attempt(
+            self.name, self.provider, self.error, self.elapsed, self.waited, decision, reason or self.reason
+        )
+
+
+def wait_reason(error: ProviderError, delay: float) -> str:
+    """`429, retry after 2.0 s`: what failed, and the wait before the next try."""
+    what = str(error.status) if error.status is not None else error.kind.value
+    return f"{what}, retry after {delay:.1f} s"
+
+
+def retry_decision(
+    error: ProviderError,
+    retries: int,
+    *,
+    policy: RetryPolicy,
+    streaming: bool,
+    committed: bool,
+    left: float,
+    max_wait: float,
+    can_fall_back: bool,
+    ready: Callable[[float], bool],
+    rng: random.Random | None = None,
+) -> Retry | GiveUp:
+    """Whether to repeat `error` on the same deployment, and after how long."""
+    if committed:
+        return GiveUp("a chunk already reached the caller")
+    decision = policy.decide(error, retries, streaming=streaming, rng=rng)
+    if isinstance(decision, GiveUp):
+        return decision
+    delay = decision.delay
+    if delay >= left:
+        return GiveUp(f"{wait_reason(error, delay)} would pass the deadline")
+    if delay > max_wait and can_fall_back:
+        return GiveUp(f"{wait_reason(error, delay)} is longer than a fallback")
+    if not ready(delay):
+        return GiveUp("set aside (breaker or cooldown)")
+    return decision
+
+
+class Seat(Protocol):
+    """Where the attempts of the retry layer are made: one deployment."""
+
+    @property
+    def committed(self) -> bool:
+        """A chunk reached the caller: nothing may be repeated any more."""
+
+    def attempt(self, waited: float) -> Flow[Tried]:
+        """One attempt (claiming a place first, reporting the outcome after)."""
+
+    def ready_after(self, delay: float) -> bool:
+        """Whether the deployment may still be tried after `delay` seconds."""
+
+    def spend(self) -> Flow[bool]:
+        """Take a retry from the budget; False when it is spent."""
+
+
+def retry_loop(
+    seat: Seat,
+    policy: RetryPolicy,
+    *,
+    limits: CallLimits,
+    streaming: bool,
+    history: list[Attempt],
+    max_wait: float = float("inf"),
+    can_fall_back: Callable[[ProviderError], bool] = lambda error: False,
+    rng: random.Random | None = None,
+) -> Flow[Tried]:
+    """Attempts on one seat until one succeeds, is not admitted, or is not to be
+    repeated; each retry goes into `history` with its reason, and the last
+    attempt comes back for the caller (the fallback layer) to decide on."""
+    retries = 0
+    waited = 0.0
+    while True:
+        tried = yield from seat.attempt(waited)
+        error = tried.error
+        if not tried.admitted or error is None:
+            return tried
+        decision = retry_decision(
+            error,
+            retries,
+            policy=policy,
+            streaming=streaming,
+            committed=seat.committed,
+            left=limits.left(),
+            max_wait=max_wait,
+            can_fall_back=can_fall_back(error),
+            ready=seat.ready_after,
+            rng=rng,
+        )
+        if isinstance(decision, Retry) and not (yield from seat.spend()):
+            decision = GiveUp("the retry budget is spent")
+        if isinstance(decision, GiveUp):
+            tried.reason = decision.reason
+            return tried
+        history.append(tried.attempt("retry", wait_reason(error, decision.delay)))
+        yield Sleep(decision.delay)
+        waited = decision.delay
+        retries += 1
+
+
+class _Plain:
+    """A seat with no breaker and no budget: a flow made afresh for each attempt."""
+
+    def __init__(
+        self, make: Callable[[], Flow[Any]], name: str, provider: str, clock: Callable[[], float]
+    ) -> None:
+        self._make = make
+        self._name = name
+        self._provider = provider
+        self._clock = clock
+        self.emitted: list[str] = []
+
+    @property
+    def committed(self) -> bool:
+        return bool(self.emitted)
+
+    def _seen(self, command: Any) -> None:
+        if type(command) is Emit:
+            self.emitted.append(command.chunk.delta)
+
+    def attempt(self, waited: float) -> Flow[Tried]:
+        started = self._clock()
+        try:
+            result = yield from relay(self._make(), before=self._seen)
+        except ProviderError as error:
+            elapsed = self._clock() - started
+            return Tried(self._name, self._provider, error=error, elapsed=elapsed, waited=waited)
+        return Tried(
+            self._name, self._provider, result=result, elapsed=self._clock() - started, waited=waited
+        )
+
+    def ready_after(self, delay: float) -> bool:
+        return True
+
+    def spend(self) -> Flow[bool]:
+        yield from ()  # no budget: nothing to ask for
+        return True
+
+
+def retrying(
+    make: Callable[[], Flow[T]],
+    policy: RetryPolicy,
+    *,
+    limits: CallLimits,
+    streaming: bool = False,
+    name: str = "",
+    provider: str = "",
+    rng: random.Random | None = None,
+) -> Flow[T]:
+    """The router's retry layer as a flow, for a provider flow driven alone: run the
+    flow `make()` builds, again after a retryable error, as `policy` decides within
+    `limits`. A stream is repeated only while none of its chunks reached the caller
+    (after that its error carries `partial_text`). The error raised carries every
+    attempt in `attempts`, each with its decision and reason."""
+    seat = _Plain(make, name, provider, limits.clock)
+    history: list[Attempt] = []
+    tried = yield from retry_loop(seat, policy, limits=limits, streaming=streaming, history=history, rng=rng)
+    error = tried.error
+    if error is None:
+        return tried.result  # type: ignore[no-any-return]
+    if seat.committed:
+        error.partial_text = "".join(seat.emitted)
+    history.append(tried.attempt("give_up"))
+    error.attempts = tuple(history)
+    raise error

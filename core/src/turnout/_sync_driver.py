@@ -1,0 +1,362 @@
+"""The sync driver: performs a flow's commands on the calling thread, and decides nothing.
+
+Every socket operation of the router's own transport is bounded by the call's
+`Scope` (see `turnout._transport`); hedged legs run on a per-router pool of
+threads and a losing leg's socket is shut down, so it frees its thread at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from ._driving import DRAIN_READS, DriverBase, is_cleanup
+from ._errors import ProviderError
+from ._flow import (
+    CallAbandoned,
+    Emit,
+    Flow,
+    HTTPResponse,
+    LoadState,
+    OpenStream,
+    Race,
+    ReadBody,
+    ReadEvent,
+    Send,
+    Sleep,
+    UpdateBudget,
+    UpdateState,
+)
+from ._limits import CallLimits
+from ._models import ChatChunk
+from ._pump import DONE, Pump
+from ._race import next_start
+from ._reading import PENDING, Event, EventReader, Pending
+from ._state import StateStore
+from ._transport import SCOPE, Mounts, Scope
+
+__all__ = ["SyncDriver", "run_flow", "stream_flow"]
+
+
+_STATE = frozenset({LoadState, UpdateState, UpdateBudget})
+
+
+class _Lost(Exception):
+    """This leg lost its race: it stops at its next command."""
+
+
+class SyncDriver(DriverBase):
+    """Performs a flow with httpx's sync API; `run` yields the chunks it emits."""
+
+    def __init__(
+        self,
+        limits: CallLimits,
+        store: StateStore | None = None,
+        *,
+        transports: Mounts[httpx.BaseTransport] | None = None,
+        client: httpx.Client | None = None,
+        executor: concurrent.futures.Executor | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(limits, store, client=client, headers=headers)
+        self.sync_client = client
+        self.transports = transports
+        self.executor = executor
+        self.scope = Scope(limits.deadline_at, limits.clock)
+        self.response: httpx.Response | None = None
+        self.raw: Iterator[bytes] | None = None
+        self.events: EventReader | None = None
+        self.handlers: dict[type, Callable[[Any], Any]] = {
+            Send: self.send,
+            OpenStream: self.open,
+            ReadBody: self.read_open,
+            ReadEvent: self.next_event,
+            Sleep: self.sleep,
+            Race: self.race,
+            LoadState: lambda c: self.store.load(c.names),
+            UpdateState: lambda c: self.store.update(c.name, c.fn),
+            UpdateBudget: lambda c: self.store.update_budget(c.fn),
+        }
+
+    def run(self, flow: Flow[Any]) -> Generator[ChatChunk, None, Any]:
+        pump = Pump(flow)
+        try:
+            command = pump.start()
+            while command is not DONE:
+                if type(command) is Emit:
+                    yield command.chunk
+                    command = pump.send(None)
+                    continue
+                try:
+                    value = self.perform(command)
+                except ProviderError as exc:
+                    command = pump.throw(exc)
+                else:
+                    command = pump.send(value)
+            self.drain()
+            return pump.result
+        except (KeyboardInterrupt, GeneratorExit, SystemExit, _Lost) as exc:
+            self.abandon(pump, exc)
+            if isinstance(exc, _Lost):
+                return None
+            raise
+        finally:
+            self.close_stream()
+
+    def perform(self, command: Any, *, cleanup: bool = False) -> Any:
+        if self.scope.cancelled and not cleanup:
+            raise _Lost
+        if type(command) in _STATE:  # state upkeep: the store bounds its own operations
+            return self.handlers[type(command)](command)
+        # A cleanup request gets its own short bound, past the call's deadline if need be.
+        scope = self.cleanup_scope() if cleanup else self.scope
+        token = SCOPE.set(scope)
+        try:
+            if cleanup and type(command) is Send:
+                return self.send(command, cleanup=True)
+            return self.handlers[type(command)](command)
+        finally:
+            SCOPE.reset(token)
+
+    def cleanup_scope(self) -> Scope:
+        return Scope(self.limits.clock() + self.limits.cleanup_timeout(), self.limits.clock)
+
+    def abandon(self, pump: Pump[Any], reason: BaseException) -> None:
+        """Let the flow send its cleanup requests, bounded, then drop it."""
+        self.close_stream()
+        try:
+            command = pump.throw(CallAbandoned(repr(reason)))
+            while is_cleanup(command):
+                try:
+                    value = self.perform(command, cleanup=True)
+                except ProviderError as exc:
+                    command = pump.throw(exc)
+                else:
+                    command = pump.send(value)
+        except BaseException:  # noqa: S110 - cleanup is best effort by contract
+            pass
+        pump.flow.close()
+
+    # -- HTTP --------------------------------------------------------------------
+
+    def transmit(self, request: httpx.Request) -> httpx.Response:
+        if self.sync_client is not None:
+            return self.sync_client.send(request, stream=True, follow_redirects=False)
+        assert self.transports is not None
+        response = self.transports.for_url(request.url).handle_request(request)
+        response.request = request
+        return response
+
+    @staticmethod
+    def raw_of(response: httpx.Response) -> Iterator[bytes]:
+        return iter((response.content,)) if response.is_stream_consumed else response.iter_raw()
+
+    def read(self, response: httpx.Response, raw: Iterator[bytes], max_body: int) -> HTTPResponse:
+        reader = self.reader(response, max_body)
+        for piece in raw:
+            if reader.feed(piece):
+                break
+        else:
+            reader.end()
+        return self.result(response, reader)
+
+    def send(self, command: Send, cleanup: bool = False) -> HTTPResponse:
+        request = self.build(command, cleanup or command.cleanup)
+        failed: Exception | None = None
+        try:
+            response = self.transmit(request)
+            try:
+                return self.read(response, self.raw_of(response), command.max_body)
+            finally:
+                response.close()
+        except httpx.HTTPError as exc:
+            failed = exc
+        raise self.failure(failed, streaming=False)
+
+    def open(self, command: OpenStream) -> HTTPResponse:
+        self.close_stream()
+        request = self.build(command, False)
+        failed: Exception | None = None
+        try:
+            response = self.response = self.transmit(request)
+        except httpx.HTTPError as exc:
+            failed = exc
+        if failed is not None:
+            raise self.failure(failed, streaming=False)
+        self.raw = self.raw_of(response)
+        return self.head(response)
+
+    def read_open(self, command: ReadBody) -> HTTPResponse:
+        response, raw = self.response, self.raw
+        assert response is not None, "ReadBody without an open stream"
+        assert raw is not None
+        failed: Exception | None = None
+        try:
+            return self.read(response, raw, command.max_body)
+        except httpx.HTTPError as exc:
+            failed = exc
+        finally:
+            self.close_stream()
+        raise self.failure(failed, streaming=True)
+
+    def next_event(self, command: ReadEvent) -> Event | None:
+        assert self.response is not None, "ReadEvent without an open stream"
+        assert self.raw is not None
+        if self.events is None:
+            self.events = EventReader(self.encoding(self.response), self.limits)
+        events = self.events
+        failed: Exception | None = None
+        try:
+            while (event := events.next()) is PENDING:
+                events.feed(next(self.raw, None))
+        except httpx.HTTPError as exc:
+            failed = exc
+        except ProviderError:
+            self.close_stream()
+            raise
+        if failed is not None:
+            self.close_stream()
+            raise self.failure(failed, streaming=True)
+        if event is None:
+            self.close_stream()
+        assert not isinstance(event, Pending)
+        return event
+
+    def drain(self) -> None:
+        """A stream the flow finished reading ([DONE]): read what little is left so the
+        connection goes back to the pool instead of being closed, as the OpenAI SDK
+        does. A few reads at most, each bounded by the call's scope."""
+        raw = self.raw
+        if raw is not None:
+            token = SCOPE.set(self.scope)
+            try:
+                for _ in range(DRAIN_READS):
+                    if next(raw, None) is None:
+                        break
+            except (httpx.HTTPError, ProviderError):
+                pass
+            finally:
+                SCOPE.reset(token)
+        self.close_stream()
+
+    def close_stream(self) -> None:
+        self.events = None
+        self.raw = None
+        if self.response is not None:
+            response, self.response = self.response, None
+            response.close()
+
+    # -- waiting -----------------------------------------------------------------
+
+    def sleep(self, command: Sleep) -> None:
+        seconds = self.limits.sleep_for(command.seconds)
+        if self.scope.stopped.wait(seconds):
+            raise _Lost
+
+    def race(self, race: Race) -> list[Any]:
+        """Each leg on a worker thread; the losers are cancelled (their sockets shut down,
+        their flows clean up). The results come back in the order they finished."""
+        executor = self.executor or _fallback_pool()
+        legs: dict[concurrent.futures.Future[Any], SyncDriver] = {}
+        order: dict[concurrent.futures.Future[Any], int] = {}
+        finished: list[Any] = []
+        began = self.limits.clock()
+        pending: set[concurrent.futures.Future[Any]] = set()
+        while True:
+            start, wait = next_start(
+                race.delays, len(legs), began, self.limits.clock(), len(pending), self.limits.deadline_at
+            )
+            if start:
+                leg = self.child()
+                future = executor.submit(_exhaust, leg.run(race.flows[len(legs)]))
+                order[future] = len(legs)
+                legs[future] = leg
+                pending.add(future)
+                continue
+            if not pending:
+                return finished
+            done, pending = concurrent.futures.wait(
+                pending, timeout=wait, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in sorted(done, key=order.__getitem__):
+                finished.append(future.result())
+                if race.won(finished[-1]):
+                    for loser in pending:
+                        legs[loser].scope.cancel()
+                    return finished
+
+    def child(self) -> SyncDriver:
+        """A driver for one leg of a race: this call's limits, store and send path."""
+        return SyncDriver(
+            self.limits,
+            self.store,
+            transports=self.transports,
+            client=self.sync_client,
+            executor=self.executor,
+            headers=self.headers,
+        )
+
+
+def _exhaust(run: Generator[ChatChunk, None, Any]) -> Any:
+    try:
+        while True:
+            next(run)
+    except StopIteration as done:
+        return done.value
+
+
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _fallback_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads for races driven outside a router (a router has its own pool)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="turnout-race")
+    return _POOL
+
+
+def _driver(client: httpx.Client, limits: CallLimits) -> SyncDriver:
+    return SyncDriver(limits, client=client)
+
+
+def run_flow(
+    flow: Flow[Any],
+    client: httpx.Client,
+    *,
+    deadline: float = 600.0,
+    timeout: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
+    limits: CallLimits | None = None,
+) -> Any:
+    """Drive one flow to its result with `client`, outside any router (a job session, say).
+
+    Errors the flow raises propagate; no retry or fallback is added (see
+    `turnout.retrying` for the router's retry layer as a flow).
+    """
+    limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
+    run = _driver(client, limits).run(flow)
+    try:
+        chunk = next(run)
+    except StopIteration as done:
+        return done.value
+    run.close()
+    raise TypeError(f"run_flow cannot drive a flow that emits chunks (got {chunk!r}); use stream_flow")
+
+
+def stream_flow(
+    flow: Flow[Any],
+    client: httpx.Client,
+    *,
+    deadline: float = 600.0,
+    timeout: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
+    limits: CallLimits | None = None,
+) -> Generator[ChatChunk, None, Any]:
+    """Drive a streaming flow: yields its chunks, returns its result. Close it to abandon."""
+    limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
+    return _driver(client, limits).run(flow)
