@@ -30,29 +30,29 @@ import httpx
 from attrs import evolve
 
 from turnout import (
+    CallLimits,
     ChatChunk,
     ChatResponse,
     ConfigError,
     Deployment,
-    Emit,
     Flow,
     Message,
     ProviderError,
-    Retry,
     RetryOverrides,
     RetryPolicy,
-    Sleep,
     arun_flow,
     astream_flow,
     attribute_error,
+    effective_policy,
     redact,
+    retrying,
     run_flow,
     stream_flow,
 )
 
 from .provider import JobCallRequest, JobResult, LiteLLM
 
-__all__ = ["AsyncJobSession", "AsyncJobStream", "JobSession", "JobStream", "retrying"]
+__all__ = ["AsyncJobSession", "AsyncJobStream", "JobSession", "JobStream"]
 
 T = TypeVar("T")
 MessagesIn = Iterable[Message | Mapping[str, Any]]
@@ -60,50 +60,6 @@ MessagesIn = Iterable[Message | Mapping[str, Any]]
 _HEADERS = {"user-agent": "turnout-litellm/0.1"}
 # An error message sent with a failed completion is cut here.
 ERROR_MESSAGE_LIMIT = 1000
-
-
-def retrying(
-    make: Callable[[], Flow[T]],
-    policy: RetryPolicy,
-    *,
-    streaming: bool = False,
-    rng: random.Random | None = None,
-) -> Flow[T]:
-    """Run the flow `make()` builds, again after a retryable error, as `policy` decides.
-
-    A stream is repeated only while none of its chunks reached the caller;
-    after that its error carries the text already emitted (`partial_text`).
-    Waits are `Sleep` commands, so the driver bounds them by the deadline.
-    """
-    retries = 0
-    while True:
-        inner = make()
-        emitted: list[str] = []
-        value: Any = None
-        thrown: BaseException | None = None
-        try:
-            while True:
-                try:
-                    command = inner.send(value) if thrown is None else inner.throw(thrown)
-                except StopIteration as stop:
-                    result: T = stop.value
-                    return result
-                value = thrown = None
-                if type(command) is Emit:
-                    emitted.append(command.chunk.delta)
-                try:
-                    value = yield command
-                except BaseException as exc:  # handed on, so the inner flow sees it
-                    thrown = exc
-        except ProviderError as error:
-            if emitted:
-                error.partial_text = "".join(emitted)
-                raise
-            decision = policy.decide(error, retries, streaming=streaming, rng=rng)
-            if not isinstance(decision, Retry):
-                raise
-            yield Sleep(decision.delay)
-            retries += 1
 
 
 class _JobBase:
@@ -143,13 +99,9 @@ class _JobBase:
         self.user_id = user_id
         # The provider's documented policy, then the deployment's, then the session's:
         # a RetryPolicy replaces what came before, RetryOverrides adjust it.
-        policy = self.provider.retry_policy
-        for layer in (deployment.retry_policy, retry_policy):
-            if isinstance(layer, RetryPolicy):
-                policy = layer
-            elif isinstance(layer, RetryOverrides):
-                policy = layer.apply(policy)
-        self.retry_policy: RetryPolicy = policy
+        self.retry_policy: RetryPolicy = effective_policy(
+            self.provider.retry_policy, deployment.retry_policy, retry_policy
+        )
         self.deadline = float(deadline)
         self._rng = rng
         self.job_id: str | None = None
@@ -162,15 +114,32 @@ class _JobBase:
 
     # -- flows ---------------------------------------------------------------
 
-    def _create_flow(self) -> Flow[str]:
+    def _limits(self) -> CallLimits:
+        """Each request of the session (create, a call, complete) has the whole deadline."""
+        return CallLimits.starting_now(self.deadline)
+
+    def _retrying(
+        self, make: Callable[[], Flow[T]], limits: CallLimits, *, streaming: bool = False
+    ) -> Flow[T]:
+        """The router's own retry layer, so a job's call fails exactly as a router's would."""
+        return retrying(
+            make,
+            self.retry_policy,
+            limits=limits,
+            streaming=streaming,
+            name=self.deployment.name,
+            provider=self.provider.name,
+            rng=self._rng,
+        )
+
+    def _create_flow(self, limits: CallLimits) -> Flow[str]:
         if self.job_id is not None or self._completion_sent:
             raise RuntimeError("this job session has already been started")
-        return retrying(
+        return self._retrying(
             lambda: self.provider.create_job(
                 self.deployment, job_type=self.job_type, metadata=self.metadata, user_id=self.user_id
             ),
-            self.retry_policy,
-            rng=self._rng,
+            limits,
         )
 
     def _call_request(
@@ -185,20 +154,17 @@ class _JobBase:
         return JobCallRequest(messages, params, job_id=self.job_id, model=model)
 
     def _call_flow(
-        self, messages: MessagesIn, model: str | None, params: dict[str, Any]
+        self, messages: MessagesIn, model: str | None, params: dict[str, Any], limits: CallLimits
     ) -> Flow[ChatResponse]:
         request = self._call_request(messages, model, params)
-        return retrying(
-            lambda: self.provider.job_call(self.deployment, request), self.retry_policy, rng=self._rng
-        )
+        return self._retrying(lambda: self.provider.job_call(self.deployment, request), limits)
 
-    def _stream_flow(self, messages: MessagesIn, model: str | None, params: dict[str, Any]) -> Flow[None]:
+    def _stream_flow(
+        self, messages: MessagesIn, model: str | None, params: dict[str, Any], limits: CallLimits
+    ) -> Flow[None]:
         request = self._call_request(messages, model, params)
-        return retrying(
-            lambda: self.provider.job_stream(self.deployment, request),
-            self.retry_policy,
-            streaming=True,
-            rng=self._rng,
+        return self._retrying(
+            lambda: self.provider.job_stream(self.deployment, request), limits, streaming=True
         )
 
     def _complete_flow(self, status: str, error_message: str | None) -> Flow[JobResult] | None:
@@ -268,27 +234,30 @@ class JobSession(_JobBase):
             transport=transport, follow_redirects=False, headers=_HEADERS
         )
 
-    def _run(self, flow: Flow[T]) -> T:
+    def _run(self, flow: Flow[T], limits: CallLimits) -> T:
         try:
-            result: T = run_flow(flow, self._client, deadline=self.deadline)
+            result: T = run_flow(flow, self._client, limits=limits)
         except ProviderError as error:
             raise self._own(error) from None
         return result
 
     def start(self) -> str:
         """Create the job (`POST /jobs/create`); returns its id."""
-        self.job_id = self._run(self._create_flow())
+        limits = self._limits()
+        self.job_id = self._run(self._create_flow(limits), limits)
         return self.job_id
 
     def chat(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> ChatResponse:
         """One call in the job (`POST /jobs/{id}/llm-call`). `model`: another alias or
         group than the deployment's; `params`: temperature, max_tokens, top_p, stop, ..."""
-        return self._attributed(self._run(self._call_flow(messages, model, params)))
+        limits = self._limits()
+        return self._attributed(self._run(self._call_flow(messages, model, params, limits), limits))
 
     def stream(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> JobStream:
         """One streamed call in the job (`POST /jobs/{id}/llm-call-stream`)."""
-        flow = self._stream_flow(messages, model, params)
-        return JobStream(stream_flow(flow, self._client, deadline=self.deadline), self)
+        limits = self._limits()
+        flow = self._stream_flow(messages, model, params, limits)
+        return JobStream(stream_flow(flow, self._client, limits=limits), self)
 
     def complete(self, status: str = "completed", *, error_message: str | None = None) -> JobResult:
         """Complete the job now (`POST /jobs/{id}/complete`), once; returns its costs.
@@ -296,7 +265,7 @@ class JobSession(_JobBase):
         flow = self._complete_flow(status, error_message)
         if flow is None:
             raise RuntimeError("the job is not started or is already completed")
-        self.result = self._run(flow)
+        self.result = self._run(flow, self._limits())
         return self.result
 
     def fail(self, error_message: str) -> JobResult:
@@ -322,12 +291,12 @@ class JobSession(_JobBase):
             if exc is None:
                 flow = self._complete_flow("completed", None)
                 if flow is not None:
-                    self.result = self._run(flow)
+                    self.result = self._run(flow, self._limits())
                 return
             flow = self._complete_flow("failed", self._describe(exc))
             if flow is not None:
                 try:
-                    self.result = self._run(flow)
+                    self.result = self._run(flow, self._limits())
                 except Exception as error:  # the block's own exception is the one to raise
                     self._failed_completion_failed(exc, error)
         finally:
@@ -352,30 +321,33 @@ class AsyncJobSession(_JobBase):
             transport=transport, follow_redirects=False, headers=_HEADERS
         )
 
-    async def _run(self, flow: Flow[T]) -> T:
+    async def _run(self, flow: Flow[T], limits: CallLimits) -> T:
         try:
-            result: T = await arun_flow(flow, self._client, deadline=self.deadline)
+            result: T = await arun_flow(flow, self._client, limits=limits)
         except ProviderError as error:
             raise self._own(error) from None
         return result
 
     async def start(self) -> str:
-        self.job_id = await self._run(self._create_flow())
+        limits = self._limits()
+        self.job_id = await self._run(self._create_flow(limits), limits)
         return self.job_id
 
     async def chat(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> ChatResponse:
-        return self._attributed(await self._run(self._call_flow(messages, model, params)))
+        limits = self._limits()
+        return self._attributed(await self._run(self._call_flow(messages, model, params, limits), limits))
 
     def stream(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> AsyncJobStream:
-        flow = self._stream_flow(messages, model, params)
+        limits = self._limits()
+        flow = self._stream_flow(messages, model, params, limits)
         out: list[Any] = []
-        return AsyncJobStream(astream_flow(flow, self._client, out, deadline=self.deadline), self)
+        return AsyncJobStream(astream_flow(flow, self._client, out, limits=limits), self)
 
     async def complete(self, status: str = "completed", *, error_message: str | None = None) -> JobResult:
         flow = self._complete_flow(status, error_message)
         if flow is None:
             raise RuntimeError("the job is not started or is already completed")
-        self.result = await self._run(flow)
+        self.result = await self._run(flow, self._limits())
         return self.result
 
     async def fail(self, error_message: str) -> JobResult:
@@ -400,12 +372,12 @@ class AsyncJobSession(_JobBase):
             if exc is None:
                 flow = self._complete_flow("completed", None)
                 if flow is not None:
-                    self.result = await self._run(flow)
+                    self.result = await self._run(flow, self._limits())
                 return
             flow = self._complete_flow("failed", self._describe(exc))
             if flow is not None:
                 try:
-                    self.result = await self._run(flow)
+                    self.result = await self._run(flow, self._limits())
                 except Exception as error:  # the block's own exception is the one to raise
                     self._failed_completion_failed(exc, error)
         finally:

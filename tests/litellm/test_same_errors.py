@@ -1,0 +1,87 @@
+"""The router and a job session share one retry layer: the same scripted answers end
+in the same error, with the same retry_after and the same decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import turnout
+from turnout.emulation import Fault, mock_transport
+from turnout_litellm import AsyncJobSession, JobSession
+from turnout_litellm.emulator import LiteLLMEmulator
+
+from .conftest import HI, HOST, Script, deployment
+
+PATIENT = turnout.RetryPolicy(max_retries=2, base=0.001, cap=0.001, jitter="none")
+
+# (answers to the call, deadline): the call itself fails each time as scripted.
+CASES: dict[str, tuple[list[Fault], float]] = {
+    # The server asks for 60 s; the call has 1 s: no sleep that passes the deadline,
+    # the 429 is raised at once with its retry_after.
+    "retry-after past the deadline": ([Fault(error="rate_limited", retry_after=60)], 1.0),
+    # Retried twice, then the last error.
+    "unavailable three times": ([Fault(error="unavailable")] * 3, 10.0),
+    # Not retryable: raised after one attempt.
+    "authentication": ([Fault(error="authentication")], 10.0),
+}
+
+
+def summary(error: turnout.ProviderError) -> dict[str, Any]:
+    return {
+        "class": type(error).__name__,
+        "kind": error.kind,
+        "status": error.status,
+        "retry_after": error.retry_after,
+        "decisions": [(a.decision, a.error.kind if a.error else None) for a in error.attempts],
+    }
+
+
+def router_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
+    script = Script({"create-and-call": faults})
+    transport = mock_transport({HOST: LiteLLMEmulator()}, script)
+    with turnout.Router([deployment(retry_policy=PATIENT)], transport=transport) as router:
+        with pytest.raises(turnout.ProviderError) as caught:
+            router.chat(HI, deadline=deadline)
+    return caught.value
+
+
+def session_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
+    script = Script({"llm-call": faults})
+    transport = mock_transport({HOST: LiteLLMEmulator()}, script)
+    with (
+        pytest.raises(turnout.ProviderError) as caught,
+        JobSession(deployment(retry_policy=PATIENT), transport=transport, deadline=deadline) as job,
+    ):
+        job.chat(HI)
+    return caught.value
+
+
+async def async_session_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
+    script = Script({"llm-call": faults})
+    transport = mock_transport({HOST: LiteLLMEmulator()}, script)
+    with pytest.raises(turnout.ProviderError) as caught:
+        async with AsyncJobSession(deployment(retry_policy=PATIENT), transport=transport, deadline=deadline) as job:
+            await job.chat(HI)
+    return caught.value
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_router_and_job_session_raise_the_same_error(case: str) -> None:
+    faults, deadline = CASES[case]
+    from_router = summary(router_error(faults, deadline))
+    from_session = summary(session_error(faults, deadline))
+    assert from_session == from_router
+    if case == "retry-after past the deadline":
+        assert from_router["class"] == "RateLimitError"
+        assert from_router["retry_after"] == 60
+        assert from_router["decisions"] == [("give_up", turnout.ErrorKind.RATE_LIMITED)]
+    if case == "unavailable three times":
+        assert [d for d, _ in from_router["decisions"]] == ["retry", "retry", "give_up"]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_the_async_job_session_too(case: str) -> None:
+    faults, deadline = CASES[case]
+    assert summary(await async_session_error(faults, deadline)) == summary(router_error(faults, deadline))
