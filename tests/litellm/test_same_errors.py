@@ -41,9 +41,9 @@ def summary(error: turnout.ProviderError) -> dict[str, Any]:
 def router_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
     script = Script({"create-and-call": faults})
     transport = mock_transport({HOST: LiteLLMEmulator()}, script)
-    with turnout.Router([deployment(retry_policy=PATIENT)], transport=transport) as router:
-        with pytest.raises(turnout.ProviderError) as caught:
-            router.chat(HI, deadline=deadline)
+    router = turnout.Router([deployment(retry_policy=PATIENT)], transport=transport)
+    with router, pytest.raises(turnout.ProviderError) as caught:
+        router.chat(HI, deadline=deadline)
     return caught.value
 
 
@@ -61,8 +61,9 @@ def session_error(faults: list[Fault], deadline: float) -> turnout.ProviderError
 async def async_session_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
     script = Script({"llm-call": faults})
     transport = mock_transport({HOST: LiteLLMEmulator()}, script)
+    session = AsyncJobSession(deployment(retry_policy=PATIENT), transport=transport, deadline=deadline)
     with pytest.raises(turnout.ProviderError) as caught:
-        async with AsyncJobSession(deployment(retry_policy=PATIENT), transport=transport, deadline=deadline) as job:
+        async with session as job:
             await job.chat(HI)
     return caught.value
 
