@@ -17,6 +17,8 @@ from typing import Literal
 from attrs import evolve, field, frozen
 
 from ._errors import KIND_RULES, ErrorKind, ProviderError
+from ._hints import bounded, quota_exhausted, reset_in
+from ._retry import backoff
 
 __all__ = [
     "BreakerConfig",
@@ -159,12 +161,12 @@ def on_success(state: DeploymentState, latency: float, config: BreakerConfig) ->
 
 
 def _open_for(trips: int, retry_after: float | None, config: BreakerConfig, rng: random.Random) -> float:
-    base = min(config.max_open, config.open_for * 2 ** max(0, trips - 1))
-    spread = base * config.jitter
-    duration: float = base + rng.uniform(-spread, spread)
-    if retry_after is not None and retry_after > duration:
-        duration = retry_after
-    return duration
+    """Doubling on each re-trip up to `max_open`, ± `jitter`; never shorter than the
+    server's (bounded) retry_after."""
+    duration = backoff(
+        trips - 1, base=config.open_for, cap=config.max_open, jitter="symmetric", ratio=config.jitter, rng=rng
+    )
+    return max(duration, retry_after or 0.0)
 
 
 def on_failure(
@@ -182,8 +184,9 @@ def on_failure(
     if rule.cooldown:
         changes["cooldown_until"] = max(state.cooldown_until, now + rule.cooldown)
         changes["cooldown_reason"] = error.kind.value
-    if error.kind is ErrorKind.RATE_LIMITED and error.retry_after:
-        until = now + error.retry_after
+    retry_after = bounded(error.retry_after)
+    if error.kind is ErrorKind.RATE_LIMITED and retry_after:
+        until = now + retry_after
         if until > state.cooldown_until:
             changes["cooldown_until"] = until
             changes["cooldown_reason"] = error.kind.value
@@ -209,7 +212,7 @@ def on_failure(
         changes.update(
             status="open",
             trips=trips,
-            open_until=now + _open_for(trips, error.retry_after, config, rng),
+            open_until=now + _open_for(trips, retry_after, config, rng),
             consecutive=0,
             window=(),
             probes=0,
@@ -227,51 +230,13 @@ def release(state: DeploymentState) -> DeploymentState:
     )
 
 
-# Header spellings that say how many requests are left, and when the window resets.
-_REMAINING = ("x-ratelimit-remaining", "x-ratelimit-remaining-requests")
-_RESET = ("x-ratelimit-reset", "x-ratelimit-reset-requests")
-
-
-def _duration(value: str) -> float | None:
-    """`1710924600` (unix), `30` / `1.5` (seconds), or OpenAI's `6m0s` / `1s` / `250ms`."""
-    text = value.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    total, number = 0.0, ""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = "ms" if text.startswith("ms", i) else ch
-        if unit not in units or not number:
-            return None
-        total += float(number) * units[unit]
-        number = ""
-        i += len(unit)
-    return None if number else total
-
-
 def on_rate_limit_headers(state: DeploymentState, headers: Mapping[str, str], now: float) -> DeploymentState:
-    """A response said the quota is used up: no call goes there before the reset."""
-    remaining = next((headers[h] for h in _REMAINING if h in headers), None)
-    if remaining is None:
+    """A response said the quota is used up: no call goes there before the reset
+    (a second from now when it does not say when)."""
+    if not quota_exhausted(headers):
         return state
-    try:
-        if float(remaining) > 0:
-            return state
-    except ValueError:
-        return state
-    reset_value = next((headers[h] for h in _RESET if h in headers), None)
-    reset = _duration(reset_value) if reset_value is not None else None
-    if reset is None:
-        reset = 1.0
-    until = reset if reset > 1_000_000_000 else now + reset
+    reset = reset_in(headers, now)
+    until = now + (1.0 if reset is None else reset)
     if until <= state.exhausted_until:
         return state
     return evolve(state, exhausted_until=until)

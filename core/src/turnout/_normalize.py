@@ -13,17 +13,16 @@ The pipeline, for any (status, headers, body) or stream error frame:
 
 from __future__ import annotations
 
-import email.utils
 import http
 import json
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from attrs import field, frozen
 
 from ._errors import ErrorKind, FieldError, ProviderError, error_for
+from ._hints import bounded, parse_retry_after
 
 __all__ = [
     "MESSAGE_LIMIT",
@@ -38,7 +37,6 @@ __all__ = [
     "extract_openai",
     "kind_for_status",
     "normalize",
-    "parse_retry_after",
     "request_id_from",
     "truncate",
 ]
@@ -226,47 +224,6 @@ def _as_str(value: Any) -> str | None:
     return str(value)
 
 
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number >= 0 and number == number and number != float("inf") else None
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms`, `Retry-After` (seconds or HTTP-date)
-    or `X-RateLimit-Reset` (unix seconds, or seconds from now when small).
-
-    `headers` must have lower-case names. The longest hint wins: waiting less
-    than any one of them would be refused again.
-    """
-    hints: list[float] = []
-    ms = _as_float(headers.get("retry-after-ms"))
-    if ms is not None:
-        hints.append(ms / 1000.0)
-    value = headers.get("retry-after")
-    if value is not None:
-        seconds = _as_float(value.strip())
-        if seconds is None:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError, IndexError, OverflowError):
-                when = None
-            if when is not None and when.tzinfo is not None:
-                seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
-        if seconds is not None:
-            hints.append(seconds)
-    reset = _as_float(headers.get("x-ratelimit-reset"))
-    if reset is not None:
-        if reset > 1_000_000_000:  # an absolute unix time
-            reset = max(0.0, reset - (time.time() if now is None else now))
-        hints.append(reset)
-    return max(hints) if hints else None
-
-
 def request_id_from(headers: Mapping[str, str], names: Sequence[str]) -> str | None:
     for name in names:
         value = headers.get(name)
@@ -328,7 +285,7 @@ def normalize(
     retryable = fields.retryable
     if retryable is None and rule is not None:
         retryable = rule.retryable
-    hints = [h for h in (fields.retry_after, parse_retry_after(lower, now=now)) if h is not None]
+    hints = [h for h in (bounded(fields.retry_after), parse_retry_after(lower, now=now)) if h is not None]
     code = fields.code
     if status is None and rule is not None:
         # An in-band error (stream frame, failed job) carries its code's documented status.

@@ -14,7 +14,36 @@ from attrs import evolve, field, frozen
 
 from ._errors import ErrorKind, ProviderError
 
-__all__ = ["GiveUp", "Retry", "RetryDecision", "RetryOverrides", "RetryPolicy"]
+__all__ = ["GiveUp", "Retry", "RetryDecision", "RetryOverrides", "RetryPolicy", "backoff"]
+
+
+Jitter = Literal["full", "symmetric", "none"]
+
+
+def backoff(
+    n: int,
+    *,
+    base: float,
+    cap: float,
+    multiplier: float = 2.0,
+    jitter: Jitter = "none",
+    ratio: float = 0.25,
+    rng: random.Random | None = None,
+) -> float:
+    """Exponential backoff, written once: `base * multiplier**n`, at most `cap`, with
+    jitter "full" (uniform in [0, d], AWS's), "symmetric" (d ± ratio·d) or "none".
+    Retries, breaker open times and polling under throttling all use it."""
+    try:
+        delay = min(cap, base * multiplier ** max(n, 0))
+    except OverflowError:  # after thousands of re-trips: the cap, not a crash
+        delay = cap
+    if jitter == "none":
+        return delay
+    uniform = (rng or random).uniform
+    if jitter == "full":
+        return uniform(0.0, delay)
+    spread = delay * ratio
+    return max(0.0, min(cap, uniform(delay - spread, delay + spread)))
 
 
 @frozen
@@ -69,14 +98,15 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
         """The delay before retry number `retry` (0 for the first), jitter applied."""
-        delay = min(self.cap, self.base * self.multiplier**retry)
-        if self.jitter == "none":
-            return delay
-        uniform = (rng or random).uniform
-        if self.jitter == "full":
-            return uniform(0.0, delay)
-        spread = delay * self.jitter_ratio
-        return max(0.0, min(self.cap, uniform(delay - spread, delay + spread)))
+        return backoff(
+            retry,
+            base=self.base,
+            cap=self.cap,
+            multiplier=self.multiplier,
+            jitter=self.jitter,
+            ratio=self.jitter_ratio,
+            rng=rng,
+        )
 
     def decide(
         self,

@@ -12,7 +12,6 @@ The flow (`ModelRoute.chat`) never touches a socket: it yields `Send` and
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import hashlib
 import json
 import math
@@ -47,6 +46,9 @@ from turnout import (
     Sleep,
     UpstreamError,
     Usage,
+    backoff,
+    parse_retry_after,
+    quota_exhausted,
 )
 
 __all__ = [
@@ -204,43 +206,12 @@ def extract_modelroute(payload: Any) -> ErrorFields:
 # -- rate limits --------------------------------------------------------------
 
 
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def rate_limit_wait(headers: Mapping[str, str], now: float) -> float | None:
     """Seconds until ModelRoute lets us in again: the longest of `Retry-After`
     (seconds or HTTP-date) and `X-RateLimit-Reset` (unix seconds; a small number
-    is read as seconds from now). `headers` have lower-case names; `now` is unix time."""
-    hints: list[float] = []
-    retry_after = headers.get("retry-after")
-    if retry_after is not None:
-        seconds = _number(retry_after)
-        if seconds is None:
-            try:
-                when = email.utils.parsedate_to_datetime(retry_after)
-            except (TypeError, ValueError, IndexError, OverflowError):
-                when = None
-            if when is not None and when.tzinfo is not None:
-                seconds = when.timestamp() - now
-        if seconds is not None:
-            hints.append(max(seconds, 0.0))
-    reset = _number(headers.get("x-ratelimit-reset"))
-    if reset is not None:
-        hints.append(max(reset - now if reset > 1_000_000_000 else reset, 0.0))
-    return max(hints) if hints else None
-
-
-def quota_exhausted(headers: Mapping[str, str]) -> bool:
-    """`X-RateLimit-Remaining` says no request is left in this window."""
-    remaining = _number(headers.get("x-ratelimit-remaining"))
-    return remaining is not None and remaining < 1
+    is read as seconds from now), bounded by `turnout.MAX_HINT`. `headers` have
+    lower-case names; `now` is unix time. (turnout's one hint parser.)"""
+    return parse_retry_after(headers, now=now)
 
 
 def expired_error(execution_id: str) -> ProviderError:
@@ -494,7 +465,7 @@ class ModelRoute(Provider):
         hint = rate_limit_wait(headers, self._clock())
         if hint is not None:
             return max(interval, hint)
-        return max(interval, min(interval * 2.0 ** (throttled - 1), MAX_THROTTLE_BACKOFF))
+        return max(interval, backoff(throttled - 1, base=interval, cap=MAX_THROTTLE_BACKOFF))
 
     # -- parsing -------------------------------------------------------------
 
