@@ -7,7 +7,8 @@ import json
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import turnout
 from turnout import CodeRule, ErrorFields, ErrorKind, ErrorTable, FieldError, MessageRule
