@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -50,12 +51,27 @@ class Plugins:
         disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
         for name in {*blocked, *disabled}:
             self._pm.set_blocked(name)
+        # Each plugin's distribution and version, from its entry point.
+        self._dists: dict[str, tuple[str | None, str | None]] = {}
         if entry_points:
-            self._pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            self._load_entry_points()
         self._lock = threading.Lock()
         self._providers: dict[str, tuple[Provider, ProviderInfo]] | None = None
         self._emulators: dict[str, Emulator] | None = None
         self._code_providers: dict[str, Provider] = {}
+
+    def _load_entry_points(self) -> None:
+        """Every installed plugin of the `turnout` entry-point group, with its
+        distribution, through `importlib.metadata`'s public API."""
+        for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if self._pm.is_blocked(entry.name) or self._pm.has_plugin(entry.name):
+                continue
+            plugin = entry.load()
+            self._pm.register(plugin, name=entry.name)
+            dist = entry.dist
+            self._dists[entry.name] = (
+                (dist.metadata["Name"], dist.version) if dist is not None else (None, None)
+            )
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin module or object holding `@hookimpl` functions."""
@@ -74,14 +90,19 @@ class Plugins:
         contribution is attributed to its plugin (and a broken plugin is named)."""
         found: list[tuple[Any, str, object]] = []
         hook = getattr(self._pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):
-            plugin_name = self._pm.get_name(impl.plugin) or repr(impl.plugin)
+        plugins = [impl.plugin for impl in hook.get_hookimpls()]
+        for plugin in reversed(plugins):  # in the order they were registered
+            plugin_name = self._pm.get_name(plugin) or repr(plugin)
+            # This plugin's implementation alone, called through pluggy.
+            caller = self._pm.subset_hook_caller(
+                hook_name, remove_plugins=[p for p in plugins if p is not plugin]
+            )
             items: list[Any] = []
             try:
-                impl.function(**dict.fromkeys(impl.argnames, items.append))
+                caller(register=items.append)
             except Exception as exc:
                 raise TurnoutError(f"plugin {plugin_name!r} failed to register its {kind}: {exc}") from exc
-            found.extend((item, plugin_name, impl.plugin) for item in items)
+            found.extend((item, plugin_name, plugin) for item in items)
         return found
 
     def _load_providers(self) -> dict[str, tuple[Provider, ProviderInfo]]:
@@ -89,9 +110,8 @@ class Plugins:
 
         if self._providers is not None:
             return self._providers
-        dists = {id(plugin): dist for plugin, dist in self._pm.list_plugin_distinfo()}
         result: dict[str, tuple[Provider, ProviderInfo]] = {}
-        for provider, plugin_name, plugin in self._collect("turnout_register_providers", "providers"):
+        for provider, plugin_name, _ in self._collect("turnout_register_providers", "providers"):
             if not isinstance(provider, Provider):
                 raise TurnoutError(f"plugin {plugin_name!r} registered {provider!r}, not a turnout.Provider")
             if provider.name in result:
@@ -99,13 +119,13 @@ class Plugins:
                 raise TurnoutError(
                     f"provider {provider.name!r} is registered twice: by {plugin_name!r} and by {other!r}"
                 )
-            dist = dists.get(id(plugin))
+            distribution, version = self._dists.get(plugin_name, (None, None))
             result[provider.name] = (
                 provider,
                 ProviderInfo(
                     name=provider.name,
-                    distribution=dist.project_name if dist is not None else None,
-                    version=dist.version if dist is not None else None,
+                    distribution=distribution,
+                    version=version,
                     module=type(provider).__module__,
                 ),
             )
