@@ -8,8 +8,9 @@ import pytest
 
 import turnout
 from turnout import Plugins
+from turnout._binding import bind, check_routes
+from turnout._call import RouterCore
 from turnout._plugins import _reset_default_plugins
-from turnout._router import BaseRouter
 
 from .acme import Acme, AcmeEmulator
 from .scripted import FakeClock
@@ -53,12 +54,13 @@ def deployment(name: str, **kw: Any) -> turnout.Deployment:
 
 
 @pytest.fixture
-def make_core(plugins: Plugins, clock: FakeClock) -> Callable[..., BaseRouter]:
+def make_core(plugins: Plugins, clock: FakeClock) -> Callable[..., RouterCore]:
     """The router's decisions, bound to acme deployments, on the fake clock (no transport)."""
 
-    def make(deployments: list[turnout.Deployment], routes: Any = None, **kw: Any) -> Any:
+    def make(deployments: list[turnout.Deployment], routes: Any = None, **kw: Any) -> RouterCore:
         kw.setdefault("rng", random.Random(7))
         kw.setdefault("wall_clock", clock)
-        return BaseRouter(deployments, routes, plugins=plugins, clock=clock, **kw)
+        targets = bind(deployments, plugins, kw.pop("retry_policy", None))
+        return RouterCore(targets, check_routes(routes, list(targets)), clock=clock, **kw)
 
     return make

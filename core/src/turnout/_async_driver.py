@@ -295,10 +295,6 @@ async def _once(content: bytes) -> AsyncIterator[bytes]:
     yield content
 
 
-def _driver(client: httpx.AsyncClient, limits: CallLimits) -> AsyncDriver:
-    return AsyncDriver(limits, client=client)
-
-
 async def arun_flow(
     flow: Flow[Any],
     client: httpx.AsyncClient,
@@ -309,9 +305,8 @@ async def arun_flow(
     limits: CallLimits | None = None,
 ) -> Any:
     """`run_flow` for asyncio."""
-    limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
     out: list[Any] = []
-    run = _driver(client, limits).run(flow, out)
+    run = astream_flow(flow, client, out, deadline=deadline, timeout=timeout, clock=clock, limits=limits)
     async for chunk in run:
         await run.aclose()
         raise TypeError(f"arun_flow cannot drive a flow that emits chunks (got {chunk!r}); use astream_flow")
@@ -330,4 +325,4 @@ def astream_flow(
 ) -> AsyncGenerator[ChatChunk, None]:
     """Drive a streaming flow with asyncio: yields its chunks; its result is appended to `out`."""
     limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
-    return _driver(client, limits).run(flow, out)
+    return AsyncDriver(limits, client=client).run(flow, out)

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from attrs import evolve
+
 from ._binding import Target
 from ._errors import (
     KIND_RULES,
@@ -41,8 +43,9 @@ from ._health import (
     report,
 )
 from ._limits import CallLimits
-from ._models import ChatChunk, ChatRequest, ChatResponse, Usage
+from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, Usage
 from ._pump import relay
+from ._retry import RetryPolicy
 from ._retrying import Tried, retry_loop
 from ._routing import Route, RouteTable
 from ._state import LoadState, MemoryStore, RetryBudget, StateStore, UpdateBudget, UpdateState
@@ -92,6 +95,15 @@ class CallRecord:
         """A chunk reached the caller: the call can no longer move elsewhere."""
         return bool(self.chunks)
 
+    def response(self) -> ChatResponse:
+        """The whole answer of a stream, assembled from its chunks."""
+        return ChatResponse(
+            content="".join(self.chunks),
+            finish_reason=self.finish_reason,
+            usage=self.usage,
+            request_id=self.request_id,
+        )
+
 
 def _provider_flow(target: Target, request: ChatRequest, stream: bool) -> Flow[Any]:
     provider, deployment = target.provider, target.deployment
@@ -139,6 +151,28 @@ class RouterCore:
         deployments = {name: target.deployment for name, target in self.targets.items()}
         self.table = RouteTable(routes, deployments, self.breaker, self.rng)
         self.make_flow = make_flow
+
+    # -- what it holds ------------------------------------------------------------
+
+    @property
+    def deployments(self) -> dict[str, Deployment]:
+        return {name: target.deployment for name, target in self.targets.items()}
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        return dict(self.table.routes)
+
+    def deployment(self, name: str) -> Deployment:
+        return self.targets[name].deployment
+
+    def policy(self, name: str) -> RetryPolicy:
+        """The retry policy in force for a deployment: its provider's, adjusted by the
+        router's and the deployment's own."""
+        return self.targets[name].policy
+
+    def route(self, model: str | None) -> Route:
+        """The route a call's `model` names: a route, else a single deployment."""
+        return self.table.route(model)
 
     # -- what the facades show -------------------------------------------------
 
@@ -268,28 +302,9 @@ class RouterCore:
     def _response(self, end: Tried, record: CallRecord, stream: bool) -> ChatResponse:
         record.deployment = end.name
         record.provider = end.provider
-        if not stream:
-            result = end.result
-            assert isinstance(result, ChatResponse)
-            return ChatResponse(
-                content=result.content,
-                finish_reason=result.finish_reason,
-                usage=result.usage,
-                model=result.model,
-                request_id=result.request_id,
-                deployment=end.name,
-                provider=end.provider,
-                attempts=tuple(record.attempts),
-            )
-        return ChatResponse(
-            content="".join(record.chunks),
-            finish_reason=record.finish_reason,
-            usage=record.usage,
-            request_id=record.request_id,
-            deployment=end.name,
-            provider=end.provider,
-            attempts=tuple(record.attempts),
-        )
+        result = end.result if not stream else record.response()
+        assert isinstance(result, ChatResponse)
+        return evolve(result, deployment=end.name, provider=end.provider, attempts=tuple(record.attempts))
 
     @staticmethod
     def _final(error: ProviderError, record: CallRecord) -> ProviderError:

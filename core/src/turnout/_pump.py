@@ -44,15 +44,14 @@ class Pump(Generic[T]):
         return self.send(None)
 
     def send(self, value: Any) -> Command | _Done:
-        try:
-            return self.flow.send(value)
-        except StopIteration as stop:
-            self.result = stop.value
-            return DONE
+        return self._step(self.flow.send, value)
 
     def throw(self, exc: BaseException) -> Command | _Done:
+        return self._step(self.flow.throw, exc)
+
+    def _step(self, move: Callable[[Any], Command], arg: Any) -> Command | _Done:
         try:
-            return self.flow.throw(exc)
+            return move(arg)
         except StopIteration as stop:
             self.result = stop.value
             return DONE

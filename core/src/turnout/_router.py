@@ -8,11 +8,12 @@ add their transports and the calls' I/O, and nothing else.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import httpx
 
@@ -45,8 +46,19 @@ _MAX_KEEPALIVE = 50
 _HEDGE_THREADS = 64
 
 
-class BaseRouter(RouterCore):
-    """Configuration, checked once, and what every call starts with."""
+ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
+
+
+class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
+    """Configuration, checked once, and what every call starts with; `Router` and
+    `AsyncRouter` only add how their requests are sent.
+
+    `transport`: the httpx transport every request goes through (default: the
+    router's own); `mounts`: transports for some URLs (httpx's pattern keys, e.g.
+    a proxy for `"https://"`); `http_client`: an httpx client of yours, used as it
+    is (its headers, auth and hooks apply).
+    """
 
     _owns_store = False
 
@@ -55,6 +67,9 @@ class BaseRouter(RouterCore):
         deployments: Sequence[Deployment],
         routes: RoutesIn | None = None,
         *,
+        http_client: ClientT | None = None,
+        transport: TransportT | None = None,
+        mounts: Mapping[str, TransportT] | None = None,
         deadline: float = 600.0,
         timeout: float = 60.0,
         retry_policy: RetryPolicy | RetryOverrides | None = None,
@@ -92,6 +107,15 @@ class BaseRouter(RouterCore):
             rng=rng,
         )
         self._closed = False
+        self._client: ClientT | None = http_client
+        # Without a transport of the user's, proxies from the environment apply (as in httpx).
+        proxy = self._transport if transport is None else None
+        self._transports: Mounts[TransportT] = Mounts(transport or self._transport(), mounts, proxy=proxy)
+
+    @staticmethod
+    def _transport(proxy: str | None = None) -> TransportT:
+        """The router's own transport (through `proxy`, if given)."""
+        raise NotImplementedError
 
     @classmethod
     def from_config(cls, source: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any) -> Self:
@@ -103,28 +127,6 @@ class BaseRouter(RouterCore):
         # A store the configuration created (Redis) is the router's to close.
         router._owns_store = "store" not in overrides and kwargs.get("store") is not None
         return router
-
-    # -- what it holds ---------------------------------------------------------
-
-    @property
-    def deployments(self) -> dict[str, Deployment]:
-        return {name: target.deployment for name, target in self.targets.items()}
-
-    @property
-    def routes(self) -> dict[str, Route]:
-        return dict(self.table.routes)
-
-    def deployment(self, name: str) -> Deployment:
-        return self.targets[name].deployment
-
-    def policy(self, name: str) -> RetryPolicy:
-        """The retry policy in force for a deployment: its provider's, adjusted by the
-        router's and the deployment's own."""
-        return self.targets[name].policy
-
-    def route(self, model: str | None) -> Route:
-        """The route a call's `model` names: a route, else a single deployment."""
-        return self.table.route(model)
 
     # -- a call ------------------------------------------------------------------
 
@@ -146,7 +148,7 @@ class BaseRouter(RouterCore):
         return flow, record, limits
 
 
-class Router(BaseRouter):
+class Router(BaseRouter[httpx.Client, httpx.BaseTransport]):
     """The synchronous router. Thread-safe.
 
     `transport`: the httpx transport every request goes through (default: the
@@ -156,51 +158,9 @@ class Router(BaseRouter):
     (its headers, auth and hooks apply; deadlines are then checked between reads).
     """
 
-    def __init__(
-        self,
-        deployments: Sequence[Deployment],
-        routes: RoutesIn | None = None,
-        *,
-        http_client: httpx.Client | None = None,
-        transport: httpx.BaseTransport | None = None,
-        mounts: Mapping[str, httpx.BaseTransport] | None = None,
-        deadline: float = 600.0,
-        timeout: float = 60.0,
-        retry_policy: RetryPolicy | RetryOverrides | None = None,
-        max_retry_wait: float = 30.0,
-        max_body: int = DEFAULT_MAX_BODY,
-        breaker: BreakerConfig | None = None,
-        budget: RetryBudget | None = None,
-        store: StateStore | None = None,
-        wait_for_healthy: bool = False,
-        plugins: Plugins | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
-    ) -> None:
-        super().__init__(
-            deployments,
-            routes,
-            deadline=deadline,
-            timeout=timeout,
-            retry_policy=retry_policy,
-            max_retry_wait=max_retry_wait,
-            max_body=max_body,
-            breaker=breaker,
-            budget=budget,
-            store=store,
-            wait_for_healthy=wait_for_healthy,
-            plugins=plugins,
-            clock=clock,
-            wall_clock=wall_clock,
-            rng=rng,
-        )
-        self._client = http_client
-        own = transport is None
-        self._transports: Mounts[httpx.BaseTransport] = Mounts(
-            transport or _sync_transport(), mounts, proxy=_sync_transport if own else None
-        )
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+    @staticmethod
+    def _transport(proxy: str | None = None) -> httpx.BaseTransport:
+        return SyncTransport(proxy=proxy, max_connections=_MAX_CONNECTIONS, max_keepalive=_MAX_KEEPALIVE)
 
     def _driver(self, limits: CallLimits, headers: Mapping[str, str] | None = None) -> SyncDriver:
         return SyncDriver(
@@ -208,16 +168,19 @@ class Router(BaseRouter):
             self.store,
             transports=self._transports,
             client=self._client,
-            executor=self._hedge_pool(),
+            executor=self._hedge_pool,
             headers=headers,
         )
 
+    @functools.cached_property
     def _hedge_pool(self) -> concurrent.futures.ThreadPoolExecutor | None:
-        if self._executor is None and any(r.hedge_after is not None for r in self.table.routes.values()):
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=_HEDGE_THREADS, thread_name_prefix="turnout-hedge"
-            )
-        return self._executor
+        """This router's threads for hedged legs (none without a hedged route): a pool
+        of its own, so its calls never wait behind another router's losers."""
+        if all(route.hedge_after is None for route in self.table.routes.values()):
+            return None
+        return concurrent.futures.ThreadPoolExecutor(
+            max_workers=_HEDGE_THREADS, thread_name_prefix="turnout-hedge"
+        )
 
     def chat(
         self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
@@ -252,8 +215,9 @@ class Router(BaseRouter):
         if self._client is None:
             for transport in self._transports.all():
                 transport.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        pool = self.__dict__.get("_hedge_pool")
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         close = getattr(self.store, "close", None)
         if self._owns_store and close is not None:
             close()
@@ -265,54 +229,14 @@ class Router(BaseRouter):
         self.close()
 
 
-class AsyncRouter(BaseRouter):
+class AsyncRouter(BaseRouter[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     """The asyncio router. Safe to share between tasks. Same arguments as `Router`,
     with httpx's async types (`httpx.AsyncClient`, `httpx.AsyncBaseTransport`)."""
 
-    def __init__(
-        self,
-        deployments: Sequence[Deployment],
-        routes: RoutesIn | None = None,
-        *,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        mounts: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-        deadline: float = 600.0,
-        timeout: float = 60.0,
-        retry_policy: RetryPolicy | RetryOverrides | None = None,
-        max_retry_wait: float = 30.0,
-        max_body: int = DEFAULT_MAX_BODY,
-        breaker: BreakerConfig | None = None,
-        budget: RetryBudget | None = None,
-        store: StateStore | None = None,
-        wait_for_healthy: bool = False,
-        plugins: Plugins | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
-    ) -> None:
-        super().__init__(
-            deployments,
-            routes,
-            deadline=deadline,
-            timeout=timeout,
-            retry_policy=retry_policy,
-            max_retry_wait=max_retry_wait,
-            max_body=max_body,
-            breaker=breaker,
-            budget=budget,
-            store=store,
-            wait_for_healthy=wait_for_healthy,
-            plugins=plugins,
-            clock=clock,
-            wall_clock=wall_clock,
-            rng=rng,
-        )
-        self._client = http_client
-        own = transport is None
-        self._transports: Mounts[httpx.AsyncBaseTransport] = Mounts(
-            transport or _async_transport(), mounts, proxy=_async_transport if own else None
-        )
+    @staticmethod
+    def _transport(proxy: str | None = None) -> httpx.AsyncBaseTransport:
+        limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_KEEPALIVE)
+        return httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
 
     def _driver(self, limits: CallLimits, headers: Mapping[str, str] | None = None) -> AsyncDriver:
         return AsyncDriver(
@@ -356,12 +280,3 @@ class AsyncRouter(BaseRouter):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _sync_transport(proxy: str | None = None) -> httpx.BaseTransport:
-    return SyncTransport(proxy=proxy, max_connections=_MAX_CONNECTIONS, max_keepalive=_MAX_KEEPALIVE)
-
-
-def _async_transport(proxy: str | None = None) -> httpx.AsyncBaseTransport:
-    limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_KEEPALIVE)
-    return httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)

@@ -320,10 +320,6 @@ def _fallback_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _POOL
 
 
-def _driver(client: httpx.Client, limits: CallLimits) -> SyncDriver:
-    return SyncDriver(limits, client=client)
-
-
 def run_flow(
     flow: Flow[Any],
     client: httpx.Client,
@@ -338,8 +334,7 @@ def run_flow(
     Errors the flow raises propagate; no retry or fallback is added (see
     `turnout.retrying` for the router's retry layer as a flow).
     """
-    limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
-    run = _driver(client, limits).run(flow)
+    run = stream_flow(flow, client, deadline=deadline, timeout=timeout, clock=clock, limits=limits)
     try:
         chunk = next(run)
     except StopIteration as done:
@@ -359,4 +354,4 @@ def stream_flow(
 ) -> Generator[ChatChunk, None, Any]:
     """Drive a streaming flow: yields its chunks, returns its result. Close it to abandon."""
     limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
-    return _driver(client, limits).run(flow)
+    return SyncDriver(limits, client=client).run(flow)

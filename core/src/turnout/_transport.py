@@ -127,20 +127,21 @@ class _Stream(httpcore.NetworkStream):
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        scope = SCOPE.get()
-        if scope is None:
-            return self._inner.read(max_bytes, timeout)
-        timeout = scope.bound(timeout, httpcore.ReadTimeout)
-        with scope.using(self):
-            return self._inner.read(max_bytes, timeout)
+        return self._bounded(self._inner.read, max_bytes, timeout, httpcore.ReadTimeout)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._bounded(self._inner.write, buffer, timeout, httpcore.WriteTimeout)
+
+    def _bounded(
+        self, io: Callable[[Any, float | None], T], arg: Any, timeout: float | None, expired: type
+    ) -> T:
+        """One socket operation, given only the time left in the call, and stoppable."""
         scope = SCOPE.get()
         if scope is None:
-            return self._inner.write(buffer, timeout)
-        timeout = scope.bound(timeout, httpcore.WriteTimeout)
+            return io(arg, timeout)
+        timeout = scope.bound(timeout, expired)
         with scope.using(self):
-            return self._inner.write(buffer, timeout)
+            return io(arg, timeout)
 
     def close(self) -> None:
         self._inner.close()
@@ -148,10 +149,7 @@ class _Stream(httpcore.NetworkStream):
     def start_tls(
         self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
-        scope = SCOPE.get()
-        if scope is not None:
-            timeout = scope.bound(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+        return _Stream(self._inner.start_tls(ssl_context, server_hostname, _connect_timeout(timeout)))
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
@@ -161,6 +159,11 @@ class _Stream(httpcore.NetworkStream):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def _connect_timeout(timeout: float | None) -> float | None:
+    scope = SCOPE.get()
+    return timeout if scope is None else scope.bound(timeout, httpcore.ConnectTimeout)
 
 
 class _Backend(httpcore.NetworkBackend):
@@ -177,38 +180,37 @@ class _Backend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        scope = SCOPE.get()
-        if scope is not None:
-            timeout = scope.bound(timeout, httpcore.ConnectTimeout)
+        timeout = _connect_timeout(timeout)
         return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.NetworkStream:
-        scope = SCOPE.get()
-        if scope is not None:
-            timeout = scope.bound(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._inner.connect_unix_socket(path, timeout, socket_options))
+        return _Stream(self._inner.connect_unix_socket(path, _connect_timeout(timeout), socket_options))
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
 
 
-# httpcore's exceptions as httpx's, as httpx's own transport maps them.
-_MAPPED: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.ProxyError, httpx.ProxyError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.NetworkError, httpx.NetworkError),
+# httpcore's exceptions as httpx's (same names), most specific first, as httpx's own
+# transport maps them.
+_MAPPED: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = tuple(
+    (getattr(httpcore, name), getattr(httpx, name))
+    for name in (
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "ConnectError",
+        "ReadError",
+        "WriteError",
+        "ProxyError",
+        "UnsupportedProtocol",
+        "RemoteProtocolError",
+        "LocalProtocolError",
+        "TimeoutException",
+        "NetworkError",
+    )
 )
 
 
