@@ -70,12 +70,19 @@ def test_submit_request_carries_model_input_key_and_auth() -> None:
     assert KEY not in repr(req)
 
 
-def test_call_metadata_goes_to_the_top_level() -> None:
-    request = ChatRequest([{"role": "user", "content": "x"}], {"metadata": {"user": "u1"}, "max_tokens": 5})
-    _, submit, _, _ = start(request=request, metadata={"team": "a"})
+def test_execution_metadata_is_the_deployments_and_a_call_sets_its_own_with_extra_body() -> None:
+    """A call's `metadata=` is never sent (DESIGN: observers only); the deployment's
+    `metadata` option is the execution's, and `extra_body` merges over the body."""
+    messages = [{"role": "user", "content": "x"}]
+    plain = ChatRequest(messages, {"max_tokens": 5}, metadata={"trace": "t-1"})
+    _, submit, _, _ = start(request=plain, metadata={"team": "a"})
     body = json.loads(submit.request.content)
-    assert body["metadata"] == {"team": "a", "user": "u1"}
-    assert body["input"] == {"messages": [{"role": "user", "content": "x"}], "max_tokens": 5}
+    assert body["metadata"] == {"team": "a"}
+    assert body["input"] == {"messages": messages, "max_tokens": 5}
+    assert b"t-1" not in submit.request.content
+    own = ChatRequest(messages, {"max_tokens": 5}, extra_body={"metadata": {"user": "u1"}})
+    _, submit, _, _ = start(request=own, metadata={"team": "a"})
+    assert json.loads(submit.request.content)["metadata"] == {"user": "u1"}
 
 
 def test_default_base_url_is_modelroutes() -> None:

@@ -20,7 +20,9 @@ def kinds(response_or_error: turnout.ChatResponse | turnout.ProviderError) -> li
 
 async def test_pending_processing_completed(harness: Harness) -> None:
     emulator = ModelRouteEmulator(default=Outcome(pending_polls=2, processing_polls=3, text="all done"))
-    answer = await harness.chat(emulator, temperature=0.3, metadata={"user": "u-1"})
+    answer = await harness.chat(
+        emulator, temperature=0.3, metadata={"trace": "never sent"}, extra_body={"metadata": {"user": "u-1"}}
+    )
     assert answer.content == "all done"
     assert answer.finish_reason == "stop"
     assert answer.provider == "modelroute"

@@ -2,6 +2,12 @@
 # Type checkers read it as the package's interface; `__init__.py` reads it at import to
 # load each name on first use (so `import turnout` stays light).
 
+from ._answers import (
+    FINISH_REASONS as FINISH_REASONS,
+    finish_reason as finish_reason,
+    text_of as text_of,
+    usage_from as usage_from,
+)
 from ._async_driver import (
     arun_flow as arun_flow,
     astream_flow as astream_flow,
@@ -76,6 +82,8 @@ from ._models import (
     Deployment as Deployment,
     Message as Message,
     Secret as Secret,
+    ToolCall as ToolCall,
+    ToolCallDelta as ToolCallDelta,
     Usage as Usage,
 )
 from ._normalize import (
@@ -87,8 +95,6 @@ from ._normalize import (
 )
 from ._openai import (
     OpenAICompatible as OpenAICompatible,
-    text_of as text_of,
-    usage_from as usage_from,
 )
 from ._plugins import (
     Plugins as Plugins,

@@ -20,14 +20,18 @@ from typing import Any
 
 from attrs import evolve
 
+from ._assembly import Assembly
 from ._binding import Target
 from ._errors import (
     KIND_RULES,
     Attempt,
+    ErrorKind,
+    FieldError,
     NoHealthyDeploymentError,
     ProviderError,
     attribute_error,
     deadline_error,
+    error_for,
 )
 from ._flow import CallAbandoned, Emit, Flow, HTTPResponse, Race, Sleep
 from ._health import (
@@ -43,7 +47,7 @@ from ._health import (
     report,
 )
 from ._limits import CallLimits
-from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, Usage
+from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment
 from ._pump import relay
 from ._retry import RetryPolicy
 from ._retrying import Tried, retry_loop
@@ -60,49 +64,33 @@ _RATE_HEADERS = frozenset({"x-ratelimit-remaining", "x-ratelimit-remaining-reque
 class CallRecord:
     """What one call has done so far; a stream exposes it while it runs."""
 
-    __slots__ = (
-        "attempts",
-        "chunks",
-        "deployment",
-        "finish_reason",
-        "first_chunk_at",
-        "provider",
-        "request_id",
-        "usage",
-    )
+    __slots__ = ("answer", "attempts", "deployment", "emitted", "first_chunk_at", "headers", "provider")
 
     def __init__(self) -> None:
         self.attempts: list[Attempt] = []
-        self.chunks: list[str] = []
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.request_id: str | None = None
+        self.answer = Assembly()
+        self.emitted = 0
+        self.headers: dict[str, str] = {}
         self.deployment: str | None = None
         self.provider: str | None = None
         self.first_chunk_at: float | None = None
 
     def observe(self, chunk: ChatChunk) -> None:
-        self.chunks.append(chunk.delta)
-        if chunk.finish_reason is not None:
-            self.finish_reason = chunk.finish_reason
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-        if chunk.request_id is not None:
-            self.request_id = chunk.request_id
+        self.emitted += 1
+        self.answer.add(chunk)
 
     @property
     def committed(self) -> bool:
         """A chunk reached the caller: the call can no longer move elsewhere."""
-        return bool(self.chunks)
+        return self.emitted > 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.answer.text)
 
     def response(self) -> ChatResponse:
         """The whole answer of a stream, assembled from its chunks."""
-        return ChatResponse(
-            content="".join(self.chunks),
-            finish_reason=self.finish_reason,
-            usage=self.usage,
-            request_id=self.request_id,
-        )
+        return self.answer.response(self.headers)
 
 
 def _provider_flow(target: Target, request: ChatRequest, stream: bool) -> Flow[Any]:
@@ -174,6 +162,20 @@ class RouterCore:
         """The route a call's `model` names: a route, else a single deployment."""
         return self.table.route(model)
 
+    def unsupported(self, route: Route, request: ChatRequest, *, stream: bool) -> frozenset[str]:
+        """The deployments of `route` (and its fallbacks) that cannot carry `request`;
+        when none can, the `unsupported_feature` error, before any request."""
+        missing: dict[str, list[str]] = {}
+        candidates = self.table.plan(route, dict.fromkeys(self.names, _EMPTY))
+        for name in candidates:
+            target = self.targets[name]
+            lacking = target.provider.unsupported(target.deployment, request, stream=stream)
+            if lacking:
+                missing[name] = lacking
+        if missing and len(missing) == len(candidates):
+            raise unsupported_error(route.name, missing)
+        return frozenset(missing)
+
     # -- what the facades show -------------------------------------------------
 
     def limits(self, deadline: float | None = None, timeout: float | None = None) -> CallLimits:
@@ -189,13 +191,21 @@ class RouterCore:
     # -- fallback: the call --------------------------------------------------------
 
     def call_flow(
-        self, request: ChatRequest, route: Route, limits: CallLimits, record: CallRecord, *, stream: bool
+        self,
+        request: ChatRequest,
+        route: Route,
+        limits: CallLimits,
+        record: CallRecord,
+        *,
+        stream: bool,
+        skip: frozenset[str] = frozenset(),
     ) -> Flow[ChatResponse]:
-        """One call: choices, attempts, retries, waits and fallbacks, until a result or an error."""
+        """One call: choices, attempts, retries, waits and fallbacks, until a result or an
+        error. Deployments in `skip` cannot carry the request and are never tried."""
         table, wall = self.table, self.wall
         yield UpdateBudget(self.budget.deposit)
         states: dict[str, DeploymentState] = yield LoadState(self.names)
-        queue = table.plan(route, states)
+        queue = [name for name in table.plan(route, states) if name not in skip]
         tried: set[str] = set()
         last: ProviderError | None = None
         waited = 0.0
@@ -264,7 +274,7 @@ class RouterCore:
             decision = "fallback" if following is not None else "give_up"
             record.attempts.extend(end.attempt(decision) for end in ran)
             if record.committed:
-                error.partial_text = "".join(record.chunks)
+                error.partial_text = record.text
             if following is None:
                 raise self._final(error, record)
             queue = following
@@ -310,6 +320,21 @@ class RouterCore:
     def _final(error: ProviderError, record: CallRecord) -> ProviderError:
         error.attempts = tuple(record.attempts)
         return error
+
+
+def unsupported_error(route: str, missing: Mapping[str, list[str]]) -> ProviderError:
+    """No deployment can carry the request: the caller's, raised before any request."""
+    features = sorted({feature for lacking in missing.values() for feature in lacking})
+    each = "; ".join(f"{name}: {', '.join(lacking)}" for name, lacking in missing.items())
+    return error_for(
+        ErrorKind.BAD_REQUEST,
+        f"no deployment of route {route!r} can carry this request ({', '.join(features)}): {each}",
+        code="unsupported_feature",
+        details=tuple(FieldError(name, "unsupported_feature", ", ".join(f)) for name, f in missing.items()),
+    )
+
+
+_EMPTY = DeploymentState()
 
 
 def _won(end: Tried) -> bool:
@@ -369,8 +394,10 @@ class _Seat:
                 return Tried(name, provider, error=error, elapsed=elapsed, waited=waited, state=state)
             first = record.first_chunk_at if self.stream else None
             yield UpdateState(name, _success((first or clock()) - started, config))
-        except CallAbandoned:
-            # Abandoned (or lost a race) before its outcome was recorded: give back its place.
+        except (CallAbandoned, Exception):
+            # Abandoned (or lost a race) before its outcome was recorded, or a mistake
+            # that is nobody's health (a body that cannot be serialized, a bug in a
+            # plugin): give back its place, and let it go on.
             yield UpdateState(name, _released)
             raise
         return Tried(name, provider, result=result, elapsed=clock() - started, waited=waited)
@@ -383,9 +410,12 @@ class _Seat:
             record.observe(command.chunk)
 
     def _headers(self, value: Any) -> Flow[None] | None:
+        if type(value) is not HTTPResponse:
+            return None
+        self.record.headers = dict(value.headers)
         # A success that used up the quota: steer the next calls away before they
         # hit a 429. (On an error, its retry_after and cooldown already decide.)
-        if type(value) is HTTPResponse and value.ok and _RATE_HEADERS.intersection(value.headers):
+        if value.ok and _RATE_HEADERS.intersection(value.headers):
             return _update(UpdateState(self.name, _rate_limited(value.headers, self.core.wall())))
         return None
 

@@ -11,6 +11,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from attrs import evolve
+
+from ._answers import Malformed, finish_reason, text_of, tool_call_deltas, tool_calls, usage_from
 from ._errors import ErrorKind, ProviderError, error_for
 from ._flow import (
     ERROR_BODY_LIMIT,
@@ -23,38 +26,13 @@ from ._flow import (
     ReadBody,
     Send,
 )
-from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, Usage
-from ._provider import Provider
+from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, ToolCallDelta
+from ._provider import Provider, whole_chunk
 
-__all__ = ["OpenAICompatible", "text_of", "usage_from"]
+__all__ = ["CAPABILITIES", "OpenAICompatible", "text_of", "usage_from"]
 
-
-def usage_from(value: Any) -> Usage | None:
-    if not isinstance(value, Mapping):
-        return None
-
-    def count(name: str) -> int:
-        number = value.get(name)
-        return number if isinstance(number, int) and not isinstance(number, bool) else 0
-
-    prompt, completion = count("prompt_tokens"), count("completion_tokens")
-    return Usage(prompt, completion, count("total_tokens") or prompt + completion)
-
-
-def text_of(content: Any) -> str | None:
-    """Message content as text: a string, or the text parts of a content list."""
-    if isinstance(content, str):
-        return content
-    if content is None:
-        return ""
-    if isinstance(content, list):
-        parts = [
-            part.get("text")
-            for part in content
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        ]
-        return "".join(parts)  # type: ignore[arg-type]
-    return None
+# What an OpenAI-compatible API carries: all of it.
+CAPABILITIES = frozenset({"tools", "tool_streaming", "content_parts", "response_format"})
 
 
 class OpenAICompatible(Provider):
@@ -69,6 +47,7 @@ class OpenAICompatible(Provider):
     # Whether a stream may end by a clean close without `[DONE]` or a finish_reason.
     clean_close_ends_stream: ClassVar[bool] = False
     option_names: ClassVar[frozenset[str]] = frozenset({"headers", "params"})
+    capabilities: ClassVar[frozenset[str]] = CAPABILITIES
 
     # -- requests ------------------------------------------------------------
 
@@ -83,6 +62,7 @@ class OpenAICompatible(Provider):
         payload.update(request.params)
         if stream:
             payload["stream"] = True
+        payload.update(request.extra_body)
         return payload
 
     def headers(self, deployment: Deployment) -> dict[str, str]:
@@ -105,60 +85,83 @@ class OpenAICompatible(Provider):
 
     # -- responses -----------------------------------------------------------
 
-    def parse_completion(self, response: HTTPResponse) -> ChatResponse:
+    def json_body(self, response: HTTPResponse, what: str = "response") -> Any:
+        """The body as JSON, or parse_error (too large, not JSON, nested past the stack)."""
         if response.truncated:
-            raise self.parse_error("the response body is larger than allowed", response)
+            raise self.parse_error(f"the {what} body is larger than allowed", response)
         try:
-            payload = json.loads(response.body)
+            return json.loads(response.body)
         except (ValueError, RecursionError):
-            raise self.parse_error("the response body is not JSON", response) from None
+            raise self.parse_error(f"the {what} body is not JSON", response) from None
+
+    def parse_completion(self, response: HTTPResponse) -> ChatResponse:
+        payload = self.json_body(response)
         if isinstance(payload, Mapping) and "error" in payload and "choices" not in payload:
             # A gateway that reports an error with a 2xx status.
             raise self.normalize(status=None, headers=response.headers, body=payload)
         choices = payload.get("choices") if isinstance(payload, Mapping) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
             raise self.parse_error("the response has no choices", response)
-        choice = choices[0]
-        message = choice.get("message")
+        message = choices[0].get("message")
         # A null content is a real answer (a refusal, tool calls); a missing one is not.
-        has_content = isinstance(message, Mapping) and "content" in message
-        content = text_of(message["content"]) if has_content else None  # type: ignore[index]
-        if content is None:
-            raise self.parse_error("the response's message has no text content", response)
-        finish = choice.get("finish_reason")
-        request_id = next(
-            (response.headers[h] for h in self.request_id_headers if h in response.headers), None
-        )
-        body_id = payload.get("id")
-        model = payload.get("model")
+        if not isinstance(message, Mapping) or not ("content" in message or "tool_calls" in message):
+            raise self.parse_error("the response's message has no content", response)
+        content = text_of(message.get("content"))
+        refusal = message.get("refusal")
+        try:
+            if content is None:
+                raise Malformed("its content is neither text nor content parts")
+            if refusal is not None and not isinstance(refusal, str):
+                raise Malformed("its refusal is not text")
+            calls = tool_calls(message)
+        except Malformed as problem:
+            raise self.parse_error(f"the response's message is malformed: {problem}", response) from None
+        body_id, model = payload.get("id"), payload.get("model")
         return ChatResponse(
             content=content,
-            finish_reason=finish if isinstance(finish, str) else None,
+            finish_reason=finish_reason(choices[0].get("finish_reason")),
             usage=usage_from(payload.get("usage")),
             model=model if isinstance(model, str) else None,
-            request_id=request_id or (body_id if isinstance(body_id, str) else None),
+            request_id=self.request_id(response.headers) or (body_id if isinstance(body_id, str) else None),
+            tool_calls=calls,
+            refusal=refusal,
+            message=dict(message),
+            raw=payload,
+            headers=dict(response.headers),
         )
 
+    def request_id(self, headers: Mapping[str, str]) -> str | None:
+        return next((headers[h] for h in self.request_id_headers if h in headers), None)
+
     def chunk_from(self, payload: Mapping[str, Any]) -> ChatChunk | None:
-        """The chunk an OpenAI `chat.completion.chunk` carries, or None if it carries nothing."""
+        """The chunk an OpenAI `chat.completion.chunk` carries, or None if it carries
+        nothing (a role-only first chunk, a keep-alive object). Raises `Malformed`."""
         choices = payload.get("choices")
-        delta_text = ""
-        finish = None
-        if isinstance(choices, list) and choices:
+        text, finish, refusal = "", None, None
+        deltas: tuple[ToolCallDelta, ...] = ()
+        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
             choice = choices[0]
-            if isinstance(choice, Mapping):
-                delta = choice.get("delta")
-                if isinstance(delta, Mapping):
-                    text = delta.get("content")
-                    if isinstance(text, str):
-                        delta_text = text
-                finish = choice.get("finish_reason")
-                if not isinstance(finish, str):
-                    finish = None
+            delta = choice.get("delta")
+            if isinstance(delta, Mapping):
+                content = delta.get("content")
+                text = content if isinstance(content, str) else (text_of(content) or "")
+                piece = delta.get("refusal")
+                refusal = piece if isinstance(piece, str) and piece else None
+                deltas = tool_call_deltas(delta)
+            finish = finish_reason(choice.get("finish_reason"))
         usage = usage_from(payload.get("usage"))
-        if not delta_text and finish is None and usage is None:
+        if not text and finish is None and usage is None and not deltas and refusal is None:
             return None
-        return ChatChunk(delta_text, finish, usage)
+        model, chunk_id = payload.get("model"), payload.get("id")
+        return ChatChunk(
+            text,
+            finish,
+            usage,
+            chunk_id if isinstance(chunk_id, str) else None,
+            deltas,
+            refusal,
+            model if isinstance(model, str) else None,
+        )
 
     def stream_error(self, payload: Mapping[str, Any], response: HTTPResponse) -> ProviderError | None:
         """The error an in-band frame reports, if it is an error frame."""
@@ -183,6 +186,8 @@ class OpenAICompatible(Provider):
             yield from self._whole_body_stream(head)
             return
         finished = False
+        # The gateway's request id (a header) names every chunk; else each chunk's own id.
+        request_id = self.request_id(head.headers)
         while True:
             event = yield READ_EVENT
             if event is None:
@@ -208,17 +213,19 @@ class OpenAICompatible(Provider):
             error = self.stream_error(payload, head)
             if error is not None:
                 raise error
-            chunk = self.chunk_from(payload)
+            try:
+                chunk = self.chunk_from(payload)
+            except Malformed as problem:
+                raise self.parse_error(f"a stream event is malformed: {problem}", head) from None
             if chunk is not None:
                 if chunk.finish_reason is not None:
                     finished = True
+                if request_id is not None:
+                    chunk = evolve(chunk, request_id=request_id)
                 yield Emit(chunk)
 
     def _whole_body_stream(self, head: HTTPResponse) -> Flow[None]:
         """A gateway that ignored `stream`: a whole completion is one chunk, anything else
         is parse_error (never an empty success)."""
         response: HTTPResponse = yield ReadBody()
-        completion = self.parse_completion(response)
-        yield Emit(
-            ChatChunk(completion.content, completion.finish_reason, completion.usage, completion.request_id)
-        )
+        yield Emit(whole_chunk(self.parse_completion(response)))

@@ -12,11 +12,53 @@ from typing import Any, ClassVar
 
 from ._errors import ErrorKind, ProviderError, error_for
 from ._flow import Emit, Flow, HTTPResponse
-from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment
+from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, ToolCallDelta
 from ._normalize import ErrorFields, ErrorTable, extract_openai, normalize
 from ._retry import RetryPolicy
 
-__all__ = ["Provider"]
+__all__ = ["Provider", "needed_features", "whole_chunk"]
+
+
+def whole_chunk(response: ChatResponse) -> ChatChunk:
+    """A whole answer as one chunk (a gateway that cannot stream, or ignored `stream`)."""
+    deltas = tuple(
+        ToolCallDelta(index, call.id, call.name, call.arguments)
+        for index, call in enumerate(response.tool_calls)
+    )
+    return ChatChunk(
+        response.content,
+        response.finish_reason,
+        response.usage,
+        response.request_id,
+        deltas,
+        response.refusal,
+        response.model,
+    )
+
+
+def needed_features(request: ChatRequest, *, stream: bool) -> list[str]:
+    """What carrying `request` faithfully takes: "tools" (tool definitions, or tool
+    calls and results in the history), "tool_streaming", "content_parts" (content
+    other than text), "response_format"."""
+    params = request.params
+    tools = any(params.get(k) for k in ("tools", "functions", "tool_choice", "function_call")) or any(
+        m.role in ("tool", "function") or "tool_calls" in m.extra or "function_call" in m.extra
+        for m in request.messages
+    )
+    features = []
+    if tools:
+        features.append("tools")
+        if stream:
+            features.append("tool_streaming")
+    if any(
+        isinstance(m.content, list)
+        and any(isinstance(p, Mapping) and p.get("type") != "text" for p in m.content)
+        for m in request.messages
+    ):
+        features.append("content_parts")
+    if params.get("response_format") is not None:
+        features.append("response_format")
+    return features
 
 
 class Provider:
@@ -33,6 +75,9 @@ class Provider:
     request_id_headers: ClassVar[Sequence[str]] = ("x-request-id",)
     # Keys the deployment's options may hold; anything else is a ConfigError.
     option_names: ClassVar[frozenset[str]] = frozenset()
+    # What the gateway carries faithfully besides text ("tools", "tool_streaming",
+    # "content_parts", "response_format"): a request needing more is never sent to it.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     # -- configuration -------------------------------------------------------
 
@@ -59,6 +104,10 @@ class Provider:
     def auth_headers(self, deployment: Deployment) -> dict[str, str]:
         key = deployment.key()
         return {"authorization": f"Bearer {key}"} if key else {}
+
+    def unsupported(self, deployment: Deployment, request: ChatRequest, *, stream: bool) -> list[str]:
+        """What of `request` this deployment cannot carry (the router then skips it)."""
+        return [f for f in needed_features(request, stream=stream) if f not in self.capabilities]
 
     # -- errors --------------------------------------------------------------
 
@@ -107,8 +156,7 @@ class Provider:
         """Stream the answer. By default: the whole answer as one chunk, for
         gateways that cannot stream (the caller's code stays the same)."""
         response = yield from self.chat(deployment, request)
-        usage = response.usage
-        yield Emit(ChatChunk(response.content, response.finish_reason, usage, response.request_id))
+        yield Emit(whole_chunk(response))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -24,7 +24,8 @@ from ._errors import TurnoutError
 from ._flow import Flow
 from ._health import BreakerConfig, Health
 from ._limits import DEFAULT_MAX_BODY, CallLimits
-from ._models import ChatRequest, ChatResponse, Deployment, Message
+from ._models import ChatResponse, Deployment, Message
+from ._request import call_request
 from ._retry import RetryOverrides, RetryPolicy
 from ._routing import Route
 from ._state import RetryBudget, StateStore
@@ -134,18 +135,22 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         self,
         messages: MessagesIn,
         model: str | None,
-        deadline: float | None,
         params: dict[str, Any],
+        kw: dict[str, Any],
         *,
         stream: bool,
-    ) -> tuple[Flow[ChatResponse], CallRecord, CallLimits]:
+    ) -> tuple[Flow[ChatResponse], CallRecord, CallLimits, Mapping[str, str] | None]:
+        """Check the call (the caller's mistakes are raised here, before anything is
+        sent) and make its flow."""
         if self._closed:
             raise TurnoutError("this router is closed: make a new one (nothing was sent)")
-        limits = self.limits(deadline)
-        request = ChatRequest(messages, params)
+        request, options = call_request(messages, params, stream=stream, **kw)
+        route = self.table.route(model)
+        skip = self.unsupported(route, request, stream=stream)
+        limits = self.limits(options.deadline, options.timeout)
         record = CallRecord()
-        flow = self.call_flow(request, self.table.route(model), limits, record, stream=stream)
-        return flow, record, limits
+        flow = self.call_flow(request, route, limits, record, stream=stream, skip=skip)
+        return flow, record, limits, options.extra_headers
 
 
 class Router(BaseRouter[httpx.Client, httpx.BaseTransport]):
@@ -183,11 +188,21 @@ class Router(BaseRouter[httpx.Client, httpx.BaseTransport]):
         )
 
     def chat(
-        self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
+        self,
+        messages: MessagesIn,
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **params: Any,
     ) -> ChatResponse:
         """Send one chat call through the route `model` (a route or deployment name)."""
-        flow, _, limits = self._start(messages, model, deadline, params, stream=False)
-        run = self._driver(limits).run(flow)
+        kw = _keywords(timeout, deadline, extra_headers, extra_body, metadata)
+        flow, _, limits, headers = self._start(messages, model, params, kw, stream=False)
+        run = self._driver(limits, headers).run(flow)
         try:
             next(run)
         except StopIteration as done:
@@ -196,11 +211,21 @@ class Router(BaseRouter[httpx.Client, httpx.BaseTransport]):
         raise RuntimeError("a chat flow emitted a chunk")  # pragma: no cover
 
     def stream(
-        self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
+        self,
+        messages: MessagesIn,
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **params: Any,
     ) -> Stream:
         """A stream of chunks; it falls back until its first chunk reaches you."""
-        flow, record, limits = self._start(messages, model, deadline, params, stream=True)
-        return Stream(self._driver(limits).run(flow), record)
+        kw = _keywords(timeout, deadline, extra_headers, extra_body, metadata)
+        flow, record, limits, headers = self._start(messages, model, params, kw, stream=True)
+        return Stream(self._driver(limits, headers).run(flow), record)
 
     def health(self) -> dict[str, Health]:
         """Each deployment's breaker state, cooldown, in-flight calls, latency and recent errors."""
@@ -244,20 +269,42 @@ class AsyncRouter(BaseRouter[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         )
 
     async def chat(
-        self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
+        self,
+        messages: MessagesIn,
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **params: Any,
     ) -> ChatResponse:
-        flow, _, limits = self._start(messages, model, deadline, params, stream=False)
+        kw = _keywords(timeout, deadline, extra_headers, extra_body, metadata)
+        flow, _, limits, headers = self._start(messages, model, params, kw, stream=False)
         out: list[ChatResponse] = []
-        async for _ in self._driver(limits).run(flow, out):  # pragma: no cover - chat flows emit nothing
+        async for _ in self._driver(limits, headers).run(
+            flow, out
+        ):  # pragma: no cover - chat flows emit nothing
             raise RuntimeError("a chat flow emitted a chunk")
         return out[0]
 
     def stream(
-        self, messages: MessagesIn, *, model: str | None = None, deadline: float | None = None, **params: Any
+        self,
+        messages: MessagesIn,
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **params: Any,
     ) -> AsyncStream:
-        flow, record, limits = self._start(messages, model, deadline, params, stream=True)
+        kw = _keywords(timeout, deadline, extra_headers, extra_body, metadata)
+        flow, record, limits, headers = self._start(messages, model, params, kw, stream=True)
         out: list[ChatResponse] = []
-        return AsyncStream(self._driver(limits).run(flow, out), record, out)
+        return AsyncStream(self._driver(limits, headers).run(flow, out), record, out)
 
     async def health(self) -> dict[str, Health]:
         """Each deployment's breaker state, cooldown, in-flight calls, latency and recent errors."""
@@ -280,3 +327,15 @@ class AsyncRouter(BaseRouter[httpx.AsyncClient, httpx.AsyncBaseTransport]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _keywords(
+    timeout: Any, deadline: Any, extra_headers: Any, extra_body: Any, metadata: Any
+) -> dict[str, Any]:
+    return {
+        "timeout": timeout,
+        "deadline": deadline,
+        "extra_headers": extra_headers,
+        "extra_body": extra_body,
+        "metadata": metadata,
+    }

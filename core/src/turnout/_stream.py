@@ -30,7 +30,7 @@ class _StreamBase:
     @property
     def text(self) -> str:
         """The text received so far."""
-        return "".join(self._record.chunks)
+        return self._record.text
 
 
 class Stream(_StreamBase):

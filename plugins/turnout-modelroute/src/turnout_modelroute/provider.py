@@ -250,7 +250,7 @@ class ModelRoute(Provider):
     Deployment options: `poll_interval` (seconds between polls, default 2),
     `params` (default sampling parameters, merged under the call's) and
     `metadata` (a mapping sent as the execution's `metadata`; a call's own
-    `metadata=` keyword is merged over it).
+    `metadata=` is never sent, and `extra_body={"metadata": ...}` replaces it).
 
     `clock` is the wall clock (unix seconds) that `X-RateLimit-Reset` is read against.
     """
@@ -329,18 +329,17 @@ class ModelRoute(Provider):
         if isinstance(defaults, Mapping):
             params.update(defaults)
         params.update(request.params)
-        metadata: dict[str, Any] = {}
-        configured = deployment.options.get("metadata")
-        if isinstance(configured, Mapping):
-            metadata.update(configured)
-        if isinstance(params.get("metadata"), Mapping):
-            metadata.update(params.pop("metadata"))
         body: dict[str, Any] = {
             "model": deployment.model,
             "input": {**params, "messages": [m.to_wire() for m in request.messages]},
         }
-        if metadata:
-            body["metadata"] = metadata
+        # The deployment's configured execution metadata; a call's own `metadata=` is
+        # never sent (it is for observers): a call sets the execution's with
+        # `extra_body={"metadata": {...}}`, merged over the body as given.
+        configured = deployment.options.get("metadata")
+        if isinstance(configured, Mapping) and configured:
+            body["metadata"] = dict(configured)
+        body.update(request.extra_body)
         return body
 
     def idempotency_key(self, deployment: Deployment, request: ChatRequest) -> str:
