@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final
@@ -14,7 +16,15 @@ from attrs import field, frozen
 from attrs.validators import in_
 
 from turnout import ErrorKind, FieldError
-from turnout.emulation import EmulatedRequest, EmulatedResponse, Emulator, Fault
+from turnout.emulation import (
+    DemoDeployment,
+    DemoScenario,
+    EmulatedRequest,
+    EmulatedResponse,
+    Emulator,
+    Fault,
+    WireLog,
+)
 
 from .provider import IN_PROGRESS, MODELROUTE_CODES, TERMINAL
 from .webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -239,6 +249,26 @@ class ModelRouteEmulator(Emulator):
             if execution_id is None:
                 return list(self.executions.values())[-1]
             return self.executions[execution_id]
+
+    # -- the demo ------------------------------------------------------------
+
+    def demo_deployment(self) -> DemoDeployment:
+        # A key of ModelRoute's shape, sk_<64 hex>_<crc32 as 8 hex> (not a real one):
+        # the provider checks the shape before it sends anything.
+        body = hashlib.sha256(b"turnout demo").hexdigest()
+        key = f"sk_{body}_{zlib.crc32(body.encode()):08x}"
+        return DemoDeployment("mr-chat-1", key, options={"poll_interval": 0.05})
+
+    def demo_scenarios(self) -> Sequence[DemoScenario]:
+        text = (
+            "ModelRoute answers a submit with 202 and an execution id; the provider polls it "
+            "every poll_interval (0.05 s here) until COMPLETED, then fetches the result."
+        )
+        return (
+            DemoScenario(
+                "call", text, title="ModelRoute asynchronous execution", name="async execution", check=_flow
+            ),
+        )
 
     # -- the wire ------------------------------------------------------------
 
@@ -518,3 +548,12 @@ class ModelRouteEmulator(Emulator):
 def _unix(seconds: float) -> str:
     """Unix seconds as a header value: whole when whole, else to the millisecond."""
     return str(int(seconds)) if seconds == int(seconds) else f"{seconds:.3f}"
+
+
+def _flow(wire: WireLog) -> tuple[bool, Sequence[str]]:
+    """The demo's check of one call: a submit answered 202, at least one poll, the result fetched."""
+    polls = sum(1 for method, path, _ in wire if method == "GET" and not path.endswith("/result"))
+    submitted = any(method == "POST" and status == 202 for method, _, status in wire)
+    fetched = any(path.endswith("/result") and status == 200 for _, path, status in wire)
+    steps = ["submit 202", f"{polls} polls", "COMPLETED", "result fetched"]
+    return submitted and polls >= 1 and fetched, steps
