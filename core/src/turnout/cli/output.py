@@ -36,8 +36,10 @@ __all__ = [
 
 INDENT = "  "
 GAP = "  "
-# A wrapping column is never narrowed below this (nor below its header).
+# A wrapping column is never narrowed below this (nor below its header's longest word).
 MIN_WRAP = 8
+# Where a word too long for its column may break: after one of these.
+BREAKS = "/._-"
 
 
 class Column(NamedTuple):
@@ -49,14 +51,19 @@ class Column(NamedTuple):
     wrap: bool = False
 
 
-def fit_widths(columns: Sequence[Column], natural: Sequence[int], limit: int | None) -> list[int]:
+def fit_widths(
+    columns: Sequence[Column], natural: Sequence[int], limit: int | None, indent: int = len(INDENT)
+) -> list[int]:
     """Widths whose row fits `limit` characters: the wrapping columns give way,
     the widest first, down to their floor. None: no limit (a pipe)."""
     widths = list(natural)
     if limit is None:
         return widths
-    excess = len(INDENT) + sum(widths) + len(GAP) * (len(widths) - 1) - limit
-    floors = [max(MIN_WRAP, len(c.header)) if c.wrap else w for c, w in zip(columns, widths, strict=True)]
+    excess = indent + sum(widths) + len(GAP) * (len(widths) - 1) - limit
+    floors = [
+        max(MIN_WRAP, *(len(word) for word in c.header.split())) if c.wrap else w
+        for c, w in zip(columns, widths, strict=True)
+    ]
     while excess > 0:
         shrinkable = [i for i, w in enumerate(widths) if w > floors[i]]
         if not shrinkable:
@@ -67,8 +74,33 @@ def fit_widths(columns: Sequence[Column], natural: Sequence[int], limit: int | N
     return widths
 
 
-def _cell_lines(text: str, width: int) -> list[str]:
-    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+def wrap_cell(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width`: at spaces, and a longer word after a
+    `/`, `.`, `_` or `-` when it has one (a URL, a module), else anywhere."""
+    lines: list[str] = []
+    for line in textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]:
+        while len(line) > width:
+            cut = max(line.rfind(mark, 0, width) for mark in BREAKS) + 1 or width
+            lines.append(line[:cut])
+            line = line[cut:]
+        lines.append(line)
+    return lines
+
+
+def layout(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], limit: int | None, indent: int = len(INDENT)
+) -> tuple[list[int], list[list[list[str]]]]:
+    """The widths of a whole table, and each cell (the header row first) as its lines."""
+    natural = [max([len(c.header), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    widths = fit_widths(columns, natural, limit, indent)
+    cells = [
+        [
+            wrap_cell(cell, width) if limit and column.wrap else [cell]
+            for column, width, cell in zip(columns, widths, row, strict=True)
+        ]
+        for row in [[c.header for c in columns], *rows]
+    ]
+    return widths, cells
 
 
 class Output:
@@ -119,11 +151,9 @@ class Output:
     def table(self, columns: Sequence[Column], rows: Sequence[Sequence[str]], title: str = "") -> None:
         if title:
             self.line(title)
-        natural = [max([len(c.header), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
-        widths = fit_widths(columns, natural, self.width)
-        self.row(columns, widths, [c.header for c in columns])
-        for row in rows:
-            self.row(columns, widths, row)
+        widths, cells = layout(columns, rows, self.width)
+        for row in cells:
+            self._lines(columns, widths, row)
 
     def live_widths(self, columns: Sequence[Column]) -> list[int]:
         """Widths for a table whose rows are printed as they come (content unknown)."""
@@ -133,9 +163,14 @@ class Output:
         """One row, columns padded to `widths`. A longer cell wraps in a wrapping
         column on a terminal; otherwise it pushes the rest of its row along."""
         cells = [
-            _cell_lines(cell, width) if self.width and column.wrap else [cell]
+            wrap_cell(cell, width) if self.width and column.wrap else [cell]
             for column, width, cell in zip(columns, widths, row, strict=True)
         ]
+        self._lines(columns, widths, cells)
+
+    def _lines(
+        self, columns: Sequence[Column], widths: Sequence[int], cells: Sequence[Sequence[str]]
+    ) -> None:
         for n in range(max(len(lines) for lines in cells)):
             parts = []
             for column, width, lines in zip(columns, widths, cells, strict=True):
@@ -198,9 +233,16 @@ class RichOutput(Output):
             grid.add_row(Text(key), Text(value))
         self.console.print(grid)
 
-    def make_table(self, columns: Sequence[Column], title: str = "") -> Table:
+    def make_table(
+        self,
+        columns: Sequence[Column],
+        title: str = "",
+        widths: Sequence[int] = (),
+        headers: Sequence[Sequence[str]] = (),
+    ) -> Table:
         """An empty table: the wrapping columns wrap (folding a word longer than
-        the column), the others keep their content's width; nothing is cut."""
+        the column), the others keep their content's width; nothing is cut.
+        `widths` and `headers` (as lines): when the table is laid out already."""
         from rich import box
         from rich.table import Table
 
@@ -215,16 +257,25 @@ class RichOutput(Output):
             collapse_padding=True,
             expand=False,
         )
-        for column in columns:
-            table.add_column(column.header, justify=column.justify, no_wrap=not column.wrap, overflow="fold")
+        for n, column in enumerate(columns):
+            table.add_column(
+                "\n".join(headers[n]) if headers else column.header,
+                justify=column.justify,
+                no_wrap=not column.wrap,
+                overflow="fold",
+                width=widths[n] if widths and column.wrap else None,
+            )
         return table
 
     def table(self, columns: Sequence[Column], rows: Sequence[Sequence[str]], title: str = "") -> None:
+        """A whole table, laid out as the plain one is (breaking long words after a
+        separator, not anywhere as rich would)."""
         from rich.text import Text
 
-        table = self.make_table(columns, title)
-        for row in rows:
-            table.add_row(*(Text(cell) for cell in row))
+        widths, cells = layout(columns, rows, self.console.width, indent=0)
+        table = self.make_table(columns, title, widths, cells[0])
+        for row in cells[1:]:
+            table.add_row(*(Text("\n".join(lines)) for lines in row))
         self.console.print(table)
 
 

@@ -13,7 +13,7 @@ __all__ = ["NAME", "add_parser", "run"]
 NAME = "providers"
 COLUMNS = (
     Column("provider"),
-    Column("distribution"),
+    Column("distribution", wrap=True),
     Column("version"),
     Column("entry point (turnout)", wrap=True),
     Column("module", wrap=True),
