@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final
@@ -26,7 +24,7 @@ from turnout.emulation import (
     WireLog,
 )
 
-from .provider import IN_PROGRESS, MODELROUTE_CODES, TERMINAL
+from .provider import IN_PROGRESS, MODELROUTE_CODES, TERMINAL, fake_key
 from .webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 __all__ = [
@@ -253,11 +251,8 @@ class ModelRouteEmulator(Emulator):
     # -- the demo ------------------------------------------------------------
 
     def demo_deployment(self) -> DemoDeployment:
-        # A key of ModelRoute's shape, sk_<64 hex>_<crc32 as 8 hex> (not a real one):
-        # the provider checks the shape before it sends anything.
-        body = hashlib.sha256(b"turnout demo").hexdigest()
-        key = f"sk_{body}_{zlib.crc32(body.encode()):08x}"
-        return DemoDeployment("mr-chat-1", key, options={"poll_interval": 0.05})
+        # A key of ModelRoute's shape (the provider checks it before sending anything).
+        return DemoDeployment("mr-chat-1", fake_key("turnout demo"), options={"poll_interval": 0.05})
 
     def demo_scenarios(self) -> Sequence[DemoScenario]:
         text = (
