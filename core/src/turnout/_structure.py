@@ -8,7 +8,7 @@ likely meant (`modle`: did you mean `model`?). Scalars are strict: `"2"` is not
 a number and `1` is not `true`; a table is a mapping, never something cattrs
 happens to be able to iterate. A condition on a value is written in its type,
 `Annotated[float, Check(...)]`, so it is checked where the value is and its
-error names the value's own path (`meshapi.errors.rate_limited`).
+error names the value's own path (`acme.errors.rate_limited`).
 """
 
 from __future__ import annotations

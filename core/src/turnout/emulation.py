@@ -250,7 +250,7 @@ FaultSource = Fault | Callable[[EmulatedRequest], Fault | None] | None
 def mock_transport(emulators: Mapping[str, Emulator], faults: FaultSource = None) -> httpx.MockTransport:
     """An httpx transport that answers every request with the emulator for its host.
 
-    `emulators` maps a host (`"meshapi.test"`) to an emulator; `faults` is one
+    `emulators` maps a host (`"acme.test"`) to an emulator; `faults` is one
     fault for every request or a function choosing one per request. A
     `drop_after` response raises `httpx.RemoteProtocolError` mid-body, as a
     real dropped connection does.

@@ -2,15 +2,15 @@
 
     from turnout.fake import FakeGateways
 
-    with FakeGateways(faults={"meshapi": {"errors": {"rate_limited": 0.2}}}, seed=7) as fake:
-        fake.script("mume", Fault(error="authentication"))     # the next mume response, exactly
-        router = turnout.Router([turnout.Deployment("m", "meshapi", "x", api_key="rsk_test",
-                                                    base_url=fake.base_url("meshapi"))])
+    with FakeGateways(faults={"acme": {"errors": {"rate_limited": 0.2}}}, seed=7) as fake:
+        fake.script("other", Fault(error="authentication"))   # the next response, exactly
+        router = turnout.Router([turnout.Deployment("a", "acme", "x", api_key="key",
+                                                    base_url=fake.base_url("acme"))])
         ...
-        fake.requests("meshapi")                               # how many requests it answered
+        fake.requests("acme")                                  # how many requests it answered
 
-Each provider is served under its own path prefix (`/meshapi/...`,
-`/mume/...`): the prefix is stripped and the rest of the path handed to the
+Each provider is served under its own path prefix (`/acme/...`,
+`/other/...`): the prefix is stripped and the rest of the path handed to the
 provider's emulator, which answers exactly as its gateway does. Streams are
 real chunked HTTP responses written chunk by chunk, and a `drop_after` fault
 really cuts the connection mid-body (the terminating chunk never comes).

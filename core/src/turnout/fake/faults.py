@@ -4,7 +4,7 @@ scripted faults.
 Files, mappings and admin requests are structured by cattrs through
 `turnout._structure`: the conditions on a value are written in its type
 (`Rate`, `Seconds`, `Count`, `Status`), and a mistake is one `ConfigError`
-naming the path (`meshapi.errors.rate_limited`), the bad value, and for an
+naming the path (`acme.errors.rate_limited`), the bad value, and for an
 unknown key the one it most likely meant.
 """
 

@@ -1,7 +1,7 @@
 """`FakeGateways`: every installed provider's emulator served on one loopback HTTP
 server, each under its own path prefix, with its faults and a log of what it served.
 
-A request to `/meshapi/v1/...` loses its prefix and goes to the meshapi
+A request to `/acme/v1/...` loses its prefix and goes to the acme
 emulator with the fault its script or profile picks; `/_faults` is the admin
 API. The server runs in a background thread (`start`, or `with`) or in the
 foreground (`serve`, what `turnout serve-fake` runs).
@@ -91,10 +91,10 @@ class _Gateway:
 class FakeGateways:
     """Every installed provider's emulator, served over HTTP on loopback.
 
-    `faults`: a `FaultsConfig`, the same mapping (`{"meshapi": {"errors":
+    `faults`: a `FaultsConfig`, the same mapping (`{"acme": {"errors":
     {"rate_limited": 0.2}}}`) or a TOML/JSON file. `seed` (else the file's)
     makes fault rates reproducible. `emulators` replaces the installed ones
-    (`{"meshapi": MeshAPIEmulator()}`). Start it with `with` (a background
+    (`{"acme": AcmeEmulator()}`). Start it with `with` (a background
     thread, on a free port) or `serve()` (in the foreground).
     """
 
@@ -176,7 +176,7 @@ class FakeGateways:
         return gateway
 
     def url(self, provider: str) -> str:
-        """Where `provider`'s emulator is served: `http://127.0.0.1:PORT/meshapi`."""
+        """Where `provider`'s emulator is served: `http://127.0.0.1:PORT/acme`."""
         self._gateway(provider)
         return f"{self.root}/{provider}"
 
