@@ -111,42 +111,40 @@ class Stage:
 Outcome = tuple[bool, str]
 
 
-def rate_limit(stage: Stage, cast: Cast) -> Outcome:
+def _fail_once(
+    stage: Stage, cast: Cast, kind: str, *, stream: bool = False, **fault: Any
+) -> tuple[Any, Any, bool]:
+    """Script a `Fault(**fault)` on the lead, make the call and show its attempts:
+    the result, the first attempt's error, and whether that error was of `kind`
+    and one more attempt answered."""
     from turnout.emulation import Fault
 
-    stage.fake.script(cast.provider, Fault(error="rate_limited", retry_after=RETRY_AFTER))
-    response = stage.chat(cast.route)
-    attempts = response.attempts
+    stage.fake.script(cast.provider, Fault(**fault))
+    result = stage.stream(cast.route) if stream else stage.chat(cast.route)
+    attempts = result.attempts
     stage.view.attempts(attempts)
     first = attempts[0].error
-    ok = (
-        len(attempts) == 2
-        and first is not None
-        and first.kind == "rate_limited"
-        and attempts[1].ok
-        and attempts[1].waited >= RETRY_AFTER
+    return result, first, len(attempts) == 2 and first is not None and first.kind == kind and attempts[1].ok
+
+
+def rate_limit(stage: Stage, cast: Cast) -> Outcome:
+    response, first, failed_once = _fail_once(
+        stage, cast, "rate_limited", error="rate_limited", retry_after=RETRY_AFTER
     )
+    waited = response.attempts[-1].waited
     arrow = stage.out.arrow
     status = first.status if first is not None else stage.out.dash
-    return ok, f"{status} {arrow} waited {attempts[-1].waited:.2f} s {arrow} {response.deployment} answered"
+    return failed_once and waited >= RETRY_AFTER, (
+        f"{status} {arrow} waited {waited:.2f} s {arrow} {response.deployment} answered"
+    )
 
 
 def auth_fallback(stage: Stage, cast: Cast) -> Outcome:
-    from turnout.emulation import Fault
-
-    stage.fake.script(cast.provider, Fault(error="authentication"))
-    response = stage.chat(cast.route)
-    attempts = response.attempts
-    stage.view.attempts(attempts)
-    first = attempts[0].error
-    ok = (
-        len(attempts) == 2
-        and first is not None
-        and first.kind == "authentication"
-        and response.deployment == cast.fallback
-    )
+    response, first, failed_once = _fail_once(stage, cast, "authentication", error="authentication")
     status = first.status if first is not None else stage.out.dash
-    return ok, f"{cast.star} {status} {stage.out.arrow} {response.deployment} answered"
+    return failed_once and response.deployment == cast.fallback, (
+        f"{cast.star} {status} {stage.out.arrow} {response.deployment} answered"
+    )
 
 
 def call(stage: Stage, cast: Cast) -> Outcome:
@@ -160,21 +158,11 @@ def call(stage: Stage, cast: Cast) -> Outcome:
 
 
 def stream_fallback(stage: Stage, cast: Cast) -> Outcome:
-    from turnout.emulation import Fault
-
-    stage.fake.script(cast.provider, Fault(drop_after=0))
-    stream = stage.stream(cast.route)
-    attempts = stream.attempts
-    stage.view.attempts(attempts)
-    first = attempts[0].error
-    ok = (
-        len(attempts) == 2
-        and first is not None
-        and first.kind == "stream_interrupted"
-        and stream.deployment == cast.fallback
-        and stream.text == "echo: " + PROMPT[0]["content"]
+    stream, _, failed_once = _fail_once(stage, cast, "stream_interrupted", stream=True, drop_after=0)
+    whole = stream.deployment == cast.fallback and stream.text == "echo: " + PROMPT[0]["content"]
+    return failed_once and whole, (
+        f"{cast.star} cut before chunk 1 {stage.out.arrow} {stream.deployment} streamed the answer"
     )
-    return ok, f"{cast.star} cut before chunk 1 {stage.out.arrow} {stream.deployment} streamed the answer"
 
 
 def stream_cut(stage: Stage, cast: Cast) -> Outcome:
