@@ -12,7 +12,7 @@ from .errors import CallFailed
 from .output import ATTEMPT_COLUMNS, Output, attempt_rows
 
 if TYPE_CHECKING:
-    from turnout._models import Attempt
+    from turnout import Attempt
 
 __all__ = ["NAME", "add_parser", "run"]
 

@@ -12,7 +12,7 @@ from .output import ATTEMPT_COLUMNS, Column, Output, RichOutput, attempt_rows
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from turnout._models import Attempt
+    from turnout import Attempt
     from turnout.fake import Served
 
 __all__ = ["CALL_COLUMNS", "HEALTH_COLUMNS", "DemoView", "RichDemoView", "health_rows", "make_view"]

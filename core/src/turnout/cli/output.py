@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from turnout import Attempt
     from turnout._errors import ProviderError
-    from turnout._models import Attempt
 
 __all__ = [
     "ATTEMPT_COLUMNS",
