@@ -38,6 +38,8 @@ INDENT = "  "
 GAP = "  "
 # A wrapping column is never narrowed below this (nor below its header's longest word).
 MIN_WRAP = 8
+# Prose in a pipe is wrapped to this.
+PROSE_WIDTH = 80
 # Where a word too long for its column may break: after one of these.
 BREAKS = "/._-"
 
@@ -122,9 +124,9 @@ class Output:
         self.stream.flush()
 
     def prose(self, text: str) -> None:
-        """A paragraph: wrapped to the terminal's width, one line in a pipe."""
-        lines = textwrap.wrap(text, self.width) if self.width else [text]
-        for line in lines:
+        """A paragraph, wrapped to the terminal's width (80 columns in a pipe:
+        prose is read by people, not parsed)."""
+        for line in textwrap.wrap(text, self.width or PROSE_WIDTH, break_on_hyphens=False) or [""]:
             self.line(line)
 
     def heading(self, text: str) -> None:
