@@ -89,9 +89,11 @@ def config_toml(fake: FakeGateways, providers: tuple[str, ...] = PROVIDERS, rout
     return "\n".join(parts) + routes
 
 
-def run_cli(*args: str, stdin: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """`python -m turnout ...` with stdout a pipe (so: plain text)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
+def run_cli(
+    *args: str, stdin: str | None = None, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m turnout ...` with stdout a pipe (so: plain text); `env` adds variables."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100", **(env or {})}
     env.pop("FORCE_COLOR", None)
     return subprocess.run(
         [sys.executable, "-m", "turnout", *args],

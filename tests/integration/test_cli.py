@@ -3,7 +3,9 @@ subprocess, stdout a pipe (plain text), against the fake gateways over loopback.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from turnout.cli.output import Column, Output, RichOutput, layout, wrap_cell
 from turnout.emulation import Fault
 from turnout.fake import FakeGateways
 
@@ -263,3 +266,61 @@ def test_an_unknown_route_is_exit_code_2(config: Path) -> None:
     result = run_cli("chat", "-c", str(config), "-m", "nowhere", "hi")
     assert result.returncode == 2
     assert "nowhere" in one_line_error(result)
+
+
+# -- output at 80 columns --------------------------------------------------------
+
+WIDE_COLUMNS = (
+    Column("provider"),
+    Column("entry point (turnout)", wrap=True),
+    Column("module", wrap=True),
+    Column("base_url", wrap=True),
+    Column("n", justify="right"),
+)
+WIDE_ROWS = [
+    [
+        "modelroute",
+        "modelroute = turnout_modelroute",
+        "turnout_modelroute.provider",
+        "http://127.0.0.1:8765/x/v1",
+        "7",
+    ],
+    ["mume", "mume = turnout_mume", "turnout_mume.provider", "http://127.0.0.1:8765/mume/api/v1", "12"],
+]
+
+
+def squeezed(text: str) -> str:
+    return re.sub(r"\s", "", text)
+
+
+def test_a_table_too_wide_for_the_terminal_wraps_and_cuts_nothing() -> None:
+    widths, cells = layout(WIDE_COLUMNS, WIDE_ROWS, 80)
+    assert 2 + sum(widths) + 2 * (len(widths) - 1) <= 80
+    for row, laid in zip(WIDE_ROWS, cells[1:], strict=True):
+        for value, lines, width in zip(row, laid, widths, strict=True):
+            assert all(len(line) <= width for line in lines)
+            assert squeezed("".join(lines)) == squeezed(value)  # every character kept, in order
+    # A long word breaks after a separator, not anywhere.
+    assert wrap_cell("turnout_modelroute.provider", 20) == ["turnout_modelroute.", "provider"]
+    assert wrap_cell("http://127.0.0.1:8765/mume/api/v1", 25) == ["http://127.0.0.1:8765/", "mume/api/v1"]
+
+    plain = io.StringIO()
+    Output(plain, width=80).table(WIDE_COLUMNS, WIDE_ROWS)
+    from rich.console import Console
+
+    rich = io.StringIO()
+    RichOutput(Console(file=rich, width=80, color_system=None)).table(WIDE_COLUMNS, WIDE_ROWS)
+    for text in (plain.getvalue(), rich.getvalue()):
+        assert max(len(line) for line in text.splitlines()) <= 80
+        assert "…" not in text
+        assert "..." not in text
+        assert "mume/api/v1" in text  # the URL's end, on a line of its own
+
+
+def test_in_a_pipe_a_row_stays_one_line_whatever_its_length() -> None:
+    plain = io.StringIO()
+    Output(plain).table(WIDE_COLUMNS, WIDE_ROWS)
+    lines = plain.getvalue().splitlines()
+    assert len(lines) == 3
+    for row, line in zip(WIDE_ROWS, lines[1:], strict=True):
+        assert line.split() == " ".join(row).split()

@@ -265,6 +265,96 @@ def test_bad_faults_are_config_errors_naming_the_path(tmp_path: Path, text: str,
         FakeGateways(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "path", "value", "message"),
+    [
+        (
+            "[meshapi]\nlatncy = 1\n",
+            "meshapi.latncy",
+            None,
+            "meshapi.latncy: unknown key; did you mean 'latency'?",
+        ),
+        (
+            "[meshapi]\nerrors = { rate_limited = 1.5 }\n",
+            "meshapi.errors.rate_limited",
+            1.5,
+            "meshapi.errors.rate_limited: must be a rate between 0 and 1 (got 1.5)",
+        ),
+        ("[meshapi]\nerrors = 3\n", "meshapi.errors", 3, "meshapi.errors: expected a table (got 3)"),
+        ("meshapi = 3\n", "meshapi", 3, "meshapi: expected a table (got 3)"),
+        (
+            '[meshapi]\nhtml = { "302" = 0.1 }\n',
+            "meshapi.html.302",
+            "302",
+            "meshapi.html.302: must be an HTTP error status (400-599) (got '302')",
+        ),
+        (
+            "[meshapi]\nretry_after = [1, -2]\n",
+            "meshapi.retry_after[1]",
+            -2,
+            "meshapi.retry_after[1]: must be a number of seconds (>= 0) (got -2)",
+        ),
+        (
+            "[meshapi]\nretry_after = []\n",
+            "meshapi.retry_after",
+            [],
+            "meshapi.retry_after: must not be empty (got [])",
+        ),
+        (
+            "[mume]\ndrop_after = 1.5\n",
+            "mume.drop_after",
+            1.5,
+            "mume.drop_after: expected an integer (got 1.5)",
+        ),
+        (
+            "[mume]\nmalformed = true\n",
+            "mume.malformed",
+            True,
+            "mume.malformed: expected a number (got True)",
+        ),
+        ('seed = "x"\n', "seed", "x", "seed: expected an integer (got 'x')"),
+        ('["*"]\nlatency = -1\n', "*.latency", -1, "*.latency: must be a number of seconds (>= 0) (got -1)"),
+    ],
+)
+def test_fault_file_errors_name_the_path_the_value_and_a_near_key(
+    tmp_path: Path, text: str, path: str, value: object, message: str
+) -> None:
+    faults = tmp_path / "faults.toml"
+    faults.write_text(text)
+    with pytest.raises(turnout.ConfigError) as info:
+        load_faults(faults)
+    assert (info.value.path, info.value.value, str(info.value)) == (path, value, message)
+
+
+def test_scripted_faults_are_checked_the_same_way(http: httpx.Client, fake: FakeGateways) -> None:
+    with pytest.raises(turnout.ConfigError) as info:
+        fake.script("meshapi", None, {"eror": "rate_limited"})
+    assert str(info.value) == "script[1].eror: unknown key; did you mean 'error'?"
+    with pytest.raises(turnout.ConfigError) as info:
+        fake.script("meshapi", {"html": 200})
+    assert str(info.value) == "script[0].html: must be an HTTP error status (400-599) (got 200)"
+    answer = http.post(fake.root + "/_faults/meshapi/script", json=[{"retry_after": -1, "error": "x"}])
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "script[0].retry_after: must be a number of seconds (>= 0) (got -1)"
+    assert fake.pending("meshapi") == 0
+
+
+def test_the_base_path_is_what_the_emulator_says(http: httpx.Client) -> None:
+    from turnout_litellm.emulator import LiteLLMEmulator
+    from turnout_meshapi.emulator import MeshAPIEmulator
+
+    class Elsewhere(MeshAPIEmulator):
+        base_path = "/gateway/v2"
+
+    assert LiteLLMEmulator.base_path == "/api"  # self-hosted: no default base URL says it
+    assert MeshAPIEmulator.base_path is None  # the provider's default base URL says it
+    with FakeGateways(emulators={"meshapi": Elsewhere(), "litellm": LiteLLMEmulator()}) as fake:
+        assert fake.base_url("meshapi") == fake.root + "/meshapi/gateway/v2"
+        assert fake.base_url("litellm") == fake.root + "/litellm/api"
+        url = fake.base_url("meshapi") + "/v1/chat/completions"
+        assert http.post(url, json=CHAT, headers=AUTH).json()["choices"][0]["message"]["content"]
+
+
 def test_the_context_manager_starts_and_stops_a_server_on_a_free_port() -> None:
     with FakeGateways(emulators={}) as fake:
         root = fake.root

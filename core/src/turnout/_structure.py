@@ -5,7 +5,10 @@ cattrs structures the data; this module turns what cattrs reports into one
 `ConfigError` a person can act on: the path (`deployments[2].weight`), the bad
 value, the allowed choices, and for an unknown key the known key it most
 likely meant (`modle`: did you mean `model`?). Scalars are strict: `"2"` is not
-a number and `1` is not `true`.
+a number and `1` is not `true`; a table is a mapping, never something cattrs
+happens to be able to iterate. A condition on a value is written in its type,
+`Annotated[float, Check(...)]`, so it is checked where the value is and its
+error names the value's own path (`acme.errors.rate_limited`).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from __future__ import annotations
 import difflib
 import enum
 import math
-from collections.abc import Sequence
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
@@ -24,21 +27,44 @@ from cattrs.errors import (
     ForbiddenExtraKeysError,
     IterableValidationError,
 )
+from cattrs.gen import make_dict_structure_fn, make_mapping_structure_fn
 
 from ._errors import ConfigError
 
-__all__ = ["ChoiceError", "make_converter", "structure", "suggestion"]
+__all__ = ["BadValue", "Check", "ChoiceError", "make_converter", "structure", "suggestion"]
 
 T = TypeVar("T")
 
 
-class ChoiceError(ValueError):
+class BadValue(ValueError):
+    """A value that fails a check, carrying it: the error shows this value (a
+    mapping key has no path of its own to look it up by)."""
+
+    def __init__(self, message: str, value: Any) -> None:
+        self.value = value
+        super().__init__(message)
+
+
+class ChoiceError(BadValue):
     """A value outside a fixed set (a `Literal` or an enum)."""
 
     def __init__(self, value: Any, choices: Sequence[str]) -> None:
-        self.value = value
         self.choices = tuple(choices)
-        super().__init__(f"must be one of {', '.join(self.choices)}")
+        super().__init__(f"must be one of {', '.join(self.choices)}", value)
+
+
+@attrs.frozen
+class Check:
+    """A condition on a value, written in its type: `Annotated[float, Check(...)]`.
+
+    The value is structured as the base type (or by `parse`, for a value that
+    arrives in another form, such as an HTTP status written as a TOML key),
+    then `test` must hold, else `message` is the error, with the path and the value.
+    """
+
+    test: Callable[[Any], bool]
+    message: str
+    parse: Callable[[Any], Any] | None = None
 
 
 def _strict(expected: type | tuple[type, ...], label: str, convert: Any) -> Any:
@@ -88,16 +114,72 @@ def _enum_hook(cls: type[enum.Enum]) -> Any:
     return structure
 
 
+def _checks(cls: Any) -> list[Check]:
+    if get_origin(cls) is not Annotated:
+        return []
+    return [m for m in cls.__metadata__ if isinstance(m, Check)]
+
+
+def _checked_hook(converter: cattrs.Converter) -> Callable[[Any], Any]:
+    def factory(cls: Any) -> Any:
+        base, checks = get_args(cls)[0], _checks(cls)
+
+        def structure(value: Any, _: Any) -> Any:
+            result = value
+            for check in checks:
+                try:
+                    result = check.parse(result) if check.parse else converter.structure(result, base)
+                except (TypeError, ValueError) as exc:  # a scalar's own error, with its value
+                    raise BadValue(str(exc), value) from None
+                if not check.test(result):
+                    raise BadValue(check.message, value)
+            return result
+
+        return structure
+
+    return factory
+
+
+def _is_mapping(cls: Any) -> bool:
+    origin = get_origin(cls) or cls
+    return isinstance(origin, type) and issubclass(origin, Mapping)
+
+
+def _tables(converter: cattrs.Converter) -> Callable[[Any], Any]:
+    """cattrs' own hooks for attrs classes and mappings, refusing what is not a mapping
+    (cattrs would report `3` for a table as an AttributeError)."""
+
+    def factory(cls: Any) -> Any:
+        inner = (
+            make_dict_structure_fn(cls, converter)
+            if attrs.has(cls)
+            else make_mapping_structure_fn(cls, converter, detailed_validation=converter.detailed_validation)
+        )
+
+        def structure(value: Any, _: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise TypeError("expected a table")
+            return inner(value, cls)
+
+        return structure
+
+    return factory
+
+
 def make_converter(*, forbid_extra_keys: bool = True) -> cattrs.Converter:
-    """A converter with strict scalars, finite floats, and choice errors for
-    `Literal`s and enums. A factory, not a global, so each edge can add hooks."""
+    """A converter with strict scalars and tables, finite floats, `Check`s, and choice
+    errors for `Literal`s and enums. A factory, not a global, so each edge can add hooks."""
     converter = cattrs.Converter(forbid_extra_keys=forbid_extra_keys)
     converter.register_structure_hook(str, _strict(str, "a string", str))
     converter.register_structure_hook(float, _strict((int, float), "a number", _finite))
     converter.register_structure_hook(int, _strict(int, "an integer", int))
     converter.register_structure_hook(bool, _strict(bool, "true or false", bool))
+    converter.register_structure_hook_factory(
+        lambda cls: attrs.has(cls) or _is_mapping(cls), _tables(converter)
+    )
     converter.register_structure_hook_factory(_is_literal, _literal_hook)
     converter.register_structure_hook_factory(_is_enum, _enum_hook)
+    converter.register_structure_hook_factory(lambda cls: bool(_checks(cls)), _checked_hook(converter))
     return converter
 
 
@@ -109,39 +191,44 @@ def suggestion(word: str, known: Sequence[str]) -> str:
     return f"; known: {', '.join(sorted(known))}" if known else ""
 
 
-def _leaves(exc: BaseException, path: str) -> list[tuple[str, BaseException]]:
-    """Every leaf error of a cattrs exception group, with its path."""
+# One step of a path: how it is written (`.name`, `[0]`) and the key into the data.
+Step = tuple[str, Any]
+
+
+def _leaves(exc: BaseException, steps: tuple[Step, ...]) -> list[tuple[tuple[Step, ...], BaseException]]:
+    """Every leaf error of a cattrs exception group, with its path. Mapping keys are
+    written like attributes (`errors.rate_limited`), list indexes in brackets."""
     if not isinstance(exc, ClassValidationError | IterableValidationError):
-        return [(path, exc)]
-    found: list[tuple[str, BaseException]] = []
+        return [(steps, exc)]
+    found: list[tuple[tuple[Step, ...], BaseException]] = []
     with_notes, without = exc.group_exceptions()
+    mapping = isinstance(exc, IterableValidationError) and _is_mapping(exc.cl)
     for sub, note in with_notes:
         if isinstance(note, AttributeValidationNote):
-            found.extend(_leaves(sub, f"{path}.{note.name}" if path else note.name))
+            step: Step = (f".{note.name}", note.name)
         else:
-            found.extend(_leaves(sub, f"{path}[{note.index}]"))
+            step = (f".{note.index}" if mapping else f"[{note.index}]", note.index)
+        found.extend(_leaves(sub, (*steps, step)))
     for sub in without:
-        found.extend(_leaves(sub, path))
+        found.extend(_leaves(sub, steps))
     return found
 
 
-def _first(exc: BaseException) -> tuple[str, BaseException]:
+def _first(exc: BaseException) -> tuple[tuple[Step, ...], BaseException]:
     """The leaf to report: an unknown key first (`modle` explains a missing `model`)."""
-    leaves = _leaves(exc, "")
-    for where, leaf in leaves:
+    leaves = _leaves(exc, ())
+    for steps, leaf in leaves:
         if isinstance(leaf, ForbiddenExtraKeysError):
-            return where, leaf
+            return steps, leaf
     return leaves[0]
 
 
-def _lookup(data: Any, path: str) -> Any:
+def _lookup(data: Any, steps: Sequence[Step]) -> Any:
     node = data
-    for part in path.replace("[", ".[").split("."):
-        if not part:
-            continue
+    for _, key in steps:
         try:
-            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
-        except (KeyError, IndexError, TypeError, ValueError):
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
             return None
     return node
 
@@ -165,15 +252,16 @@ def structure(converter: cattrs.Converter, data: Any, cls: type[T], *, root: str
     try:
         return converter.structure(data, cls)
     except (ClassValidationError, IterableValidationError) as exc:
-        where, leaf = _first(exc)
-        raise _config_error(leaf, where, root, data) from None
+        steps, leaf = _first(exc)
+        raise _config_error(leaf, steps, root, data) from None
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
-        raise _config_error(exc, "", root, data) from None
+        raise _config_error(exc, (), root, data) from None
 
 
-def _config_error(leaf: BaseException, where: str, root: str, data: Any) -> ConfigError:
+def _config_error(leaf: BaseException, steps: tuple[Step, ...], root: str, data: Any) -> ConfigError:
+    where = "".join(written for written, _ in steps).lstrip(".")
     if isinstance(leaf, ForbiddenExtraKeysError):
         extra = sorted(leaf.extra_fields)[0]
         known = _field_names(leaf.cl)
@@ -183,8 +271,8 @@ def _config_error(leaf: BaseException, where: str, root: str, data: Any) -> Conf
     path = _join(root, where)
     if isinstance(leaf, KeyError):
         return ConfigError("required field missing", path=path)
-    value = _lookup(data, where)
-    if isinstance(leaf, ChoiceError):
+    value = _lookup(data, steps)
+    if isinstance(leaf, BadValue):
         return ConfigError(str(leaf), path=path, value=leaf.value)
     if isinstance(leaf, TypeError | ValueError):
         return ConfigError(str(leaf), path=path, value=value)

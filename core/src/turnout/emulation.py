@@ -7,7 +7,10 @@ as its gateway would, and renders every documented error on demand. Faults
 frames, dropped connections, HTML pages from a proxy, malformed bodies.
 
 Unit tests mount emulators on an httpx `MockTransport` (`mock_transport`);
-the fake-gateway server serves the same emulators over real HTTP.
+the fake-gateway server serves the same emulators over real HTTP. An emulator
+also describes itself, so the core names no gateway: where its API lives
+under the host (`base_path`), and how `turnout demo` deploys it and which
+stories it plays there (`demo_deployment`, `demo_scenarios`).
 This module is not imported by `import turnout`.
 """
 
@@ -23,10 +26,13 @@ from attrs import field, frozen
 
 __all__ = [
     "NO_FAULT",
+    "DemoDeployment",
+    "DemoScenario",
     "EmulatedRequest",
     "EmulatedResponse",
     "Emulator",
     "Fault",
+    "WireLog",
     "html_page",
     "mock_transport",
     "sse",
@@ -116,6 +122,45 @@ class Fault:
 
 NO_FAULT = Fault()
 
+# (method, path, status) of each request a gateway answered, in order.
+WireLog = Sequence[tuple[str, str, int]]
+
+
+@frozen
+class DemoDeployment:
+    """How `turnout demo` deploys an emulator's provider: a model it serves, a
+    fake key of the gateway's own shape (a provider may check the shape before
+    sending anything) and the deployment options the provider needs."""
+
+    model: str
+    api_key: str
+    # The deployment's name in the demo (default: the provider's name).
+    name: str = ""
+    options: Mapping[str, Any] = field(factory=dict)
+
+
+@frozen
+class DemoScenario:
+    """A story `turnout demo` tells with an emulator's gateway in the lead.
+
+    `story` names one of the demo's plays, which scripts the fault, makes the
+    calls and checks what the router did (`turnout.cli.stories.STORIES`:
+    `rate_limit`, `auth_fallback`, `call`, `stream_fallback`, `stream_cut`,
+    `breaker`). `text` says what the gateway does, in its own words; the play
+    adds what the router does. `fallback` is the provider the route falls
+    back to (another installed one when that one is not). `check` also judges
+    what the gateway received during the play, returning whether it went as
+    designed and the steps it saw (`["submit 202", "3 polls", ...]`).
+    """
+
+    story: str
+    text: str
+    fallback: str | None = None
+    # The title and the short name in the summary (default: the story's).
+    title: str = ""
+    name: str = ""
+    check: Callable[[WireLog], tuple[bool, Sequence[str]]] | None = None
+
 
 def sse(data: Any, *, event: str | None = None) -> bytes:
     """One server-sent event; dicts and lists are sent as JSON."""
@@ -139,6 +184,17 @@ class Emulator(abc.ABC):
     and `error_names`; `handle` applies faults first."""
 
     provider: ClassVar[str]
+    # Where the gateway's API lives under its host, when the provider's default base
+    # URL does not say (a self-hosted gateway has none). None: that URL's path.
+    base_path: ClassVar[str | None] = None
+
+    def demo_deployment(self) -> DemoDeployment | None:
+        """How `turnout demo` deploys this gateway; None keeps it out of the demo."""
+        return None
+
+    def demo_scenarios(self) -> Sequence[DemoScenario]:
+        """The stories `turnout demo` tells with this gateway in the lead."""
+        return ()
 
     def handle(self, request: EmulatedRequest, fault: Fault | None = None) -> EmulatedResponse:
         fault = fault or NO_FAULT
@@ -194,7 +250,7 @@ FaultSource = Fault | Callable[[EmulatedRequest], Fault | None] | None
 def mock_transport(emulators: Mapping[str, Emulator], faults: FaultSource = None) -> httpx.MockTransport:
     """An httpx transport that answers every request with the emulator for its host.
 
-    `emulators` maps a host (`"meshapi.test"`) to an emulator; `faults` is one
+    `emulators` maps a host (`"acme.test"`) to an emulator; `faults` is one
     fault for every request or a function choosing one per request. A
     `drop_after` response raises `httpx.RemoteProtocolError` mid-body, as a
     real dropped connection does.

@@ -24,7 +24,15 @@ from typing import Any
 
 from attrs import define, field
 
-from turnout.emulation import EmulatedRequest, EmulatedResponse, Emulator, Fault, sse
+from turnout.emulation import (
+    DemoDeployment,
+    DemoScenario,
+    EmulatedRequest,
+    EmulatedResponse,
+    Emulator,
+    Fault,
+    sse,
+)
 
 __all__ = ["EmulatedJob", "LiteLLMEmulator"]
 
@@ -159,6 +167,8 @@ class LiteLLMEmulator(Emulator):
     key, of the team the request names); `credits` is the team's balance."""
 
     provider = "litellm"
+    # Self-hosted, so no default base URL says it: the API is under `http://host:8003/api`.
+    base_path = "/api"
 
     def __init__(
         self,
@@ -179,6 +189,12 @@ class LiteLLMEmulator(Emulator):
         self._counter = 0
         # Requests per endpoint name ("create", "llm-call", "complete", ...).
         self.hits: dict[str, int] = {}
+
+    def demo_deployment(self) -> DemoDeployment:
+        return DemoDeployment("ChatAgent", "sk-demo", options={"team_id": "team_demo"})
+
+    def demo_scenarios(self) -> Sequence[DemoScenario]:
+        return (DemoScenario("breaker", "SaaS-LiteLLM answers every request 503.", "mythicdot"),)
 
     # -- bookkeeping ---------------------------------------------------------
 

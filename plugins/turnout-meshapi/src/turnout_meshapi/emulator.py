@@ -20,7 +20,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from turnout import ErrorKind
-from turnout.emulation import EmulatedRequest, EmulatedResponse, Fault, OpenAIEmulator, html_page
+from turnout.emulation import (
+    DemoDeployment,
+    DemoScenario,
+    EmulatedRequest,
+    EmulatedResponse,
+    Fault,
+    OpenAIEmulator,
+    html_page,
+)
 
 from .provider import MESHAPI_CODES
 
@@ -88,6 +96,15 @@ class MeshAPIEmulator(OpenAIEmulator):
 
     provider = "meshapi"
     chat_path = "/v1/chat/completions"
+
+    def demo_deployment(self) -> DemoDeployment:
+        return DemoDeployment("openai/gpt-4o-mini", "rsk_demo", name="mesh")
+
+    def demo_scenarios(self) -> Sequence[DemoScenario]:
+        return (
+            DemoScenario("rate_limit", "MeshAPI answers 429 with a Retry-After header."),
+            DemoScenario("stream_cut", "MeshAPI's connection drops in the middle of a stream.", "mythicdot"),
+        )
 
     def respond(self, request: EmulatedRequest, fault: Fault) -> EmulatedResponse:
         if not request.bearer():

@@ -14,9 +14,17 @@ from attrs import field, frozen
 from attrs.validators import in_
 
 from turnout import ErrorKind, FieldError
-from turnout.emulation import EmulatedRequest, EmulatedResponse, Emulator, Fault
+from turnout.emulation import (
+    DemoDeployment,
+    DemoScenario,
+    EmulatedRequest,
+    EmulatedResponse,
+    Emulator,
+    Fault,
+    WireLog,
+)
 
-from .provider import IN_PROGRESS, MODELROUTE_CODES, TERMINAL
+from .provider import IN_PROGRESS, MODELROUTE_CODES, TERMINAL, fake_key
 from .webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 __all__ = [
@@ -239,6 +247,23 @@ class ModelRouteEmulator(Emulator):
             if execution_id is None:
                 return list(self.executions.values())[-1]
             return self.executions[execution_id]
+
+    # -- the demo ------------------------------------------------------------
+
+    def demo_deployment(self) -> DemoDeployment:
+        # A key of ModelRoute's shape (the provider checks it before sending anything).
+        return DemoDeployment("mr-chat-1", fake_key("turnout demo"), options={"poll_interval": 0.05})
+
+    def demo_scenarios(self) -> Sequence[DemoScenario]:
+        text = (
+            "ModelRoute answers a submit with 202 and an execution id; the provider polls it "
+            "every poll_interval (0.05 s here) until COMPLETED, then fetches the result."
+        )
+        return (
+            DemoScenario(
+                "call", text, title="ModelRoute asynchronous execution", name="async execution", check=_flow
+            ),
+        )
 
     # -- the wire ------------------------------------------------------------
 
@@ -518,3 +543,12 @@ class ModelRouteEmulator(Emulator):
 def _unix(seconds: float) -> str:
     """Unix seconds as a header value: whole when whole, else to the millisecond."""
     return str(int(seconds)) if seconds == int(seconds) else f"{seconds:.3f}"
+
+
+def _flow(wire: WireLog) -> tuple[bool, Sequence[str]]:
+    """The demo's check of one call: a submit answered 202, at least one poll, the result fetched."""
+    polls = sum(1 for method, path, _ in wire if method == "GET" and not path.endswith("/result"))
+    submitted = any(method == "POST" and status == 202 for method, _, status in wire)
+    fetched = any(path.endswith("/result") and status == 200 for _, path, status in wire)
+    steps = ["submit 202", f"{polls} polls", "COMPLETED", "result fetched"]
+    return submitted and polls >= 1 and fetched, steps

@@ -12,7 +12,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from turnout import ErrorKind
-from turnout.emulation import EmulatedRequest, EmulatedResponse, Fault, OpenAIEmulator, sse
+from turnout.emulation import (
+    DemoDeployment,
+    DemoScenario,
+    EmulatedRequest,
+    EmulatedResponse,
+    Fault,
+    OpenAIEmulator,
+    sse,
+)
 
 from .provider import MUME_CODES
 
@@ -90,6 +98,12 @@ class MumeEmulator(OpenAIEmulator):
 
     provider = "mume"
     chat_path = "/chat/completions"
+
+    def demo_deployment(self) -> DemoDeployment:
+        return DemoDeployment("openai/gpt-4.1-mini", "mume_demo")
+
+    def demo_scenarios(self) -> Sequence[DemoScenario]:
+        return (DemoScenario("auth_fallback", "Mume rejects the key (401).", "mythicdot"),)
 
     def respond(self, request: EmulatedRequest, fault: Fault) -> EmulatedResponse:
         if not request.bearer():  # Mume: "401 Unauthorized: missing or invalid API key"

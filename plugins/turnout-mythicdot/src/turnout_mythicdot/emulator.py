@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal, NamedTuple
 
-from turnout.emulation import EmulatedRequest, EmulatedResponse, Fault, OpenAIEmulator, html_page
+from turnout.emulation import (
+    DemoDeployment,
+    DemoScenario,
+    EmulatedRequest,
+    EmulatedResponse,
+    Fault,
+    OpenAIEmulator,
+    html_page,
+)
 
 from .provider import MYTHICDOT_CODES
 
@@ -108,6 +116,13 @@ class MythicDotEmulator(OpenAIEmulator):
     def __init__(self, *, default_retry_after: float = 1.0) -> None:
         super().__init__()
         self.default_retry_after = default_retry_after
+
+    def demo_deployment(self) -> DemoDeployment:
+        return DemoDeployment("mythic-4", "sk-mythic-demo", name="mythic")
+
+    def demo_scenarios(self) -> Sequence[DemoScenario]:
+        text = "MythicDot's connection drops before the first chunk of a stream."
+        return (DemoScenario("stream_fallback", text, "meshapi"),)
 
     # -- the working gateway -------------------------------------------------
 
