@@ -4,14 +4,22 @@ Every distribution is installed non-editable, as users get it: a missing
 dependency, module or entry point fails here. Plugin sessions are discovered
 from plugins/*/ (as GalacticDynamics/unxt does), so adding a plugin needs no
 edit to this file.
+
+Sessions name no Python version: each runs on the interpreter nox runs on
+(`./noxw` runs nox from .venv, made with the first Python >= 3.11 it finds).
+`-P 3.13` (`--force-python`, a version or a path) runs them on another one;
+CI runs the suite on the oldest and the newest supported Python this way.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
 
+nox.needs_version = ">=2024.4.15"
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = False
@@ -19,6 +27,7 @@ nox.options.reuse_existing_virtualenvs = False
 ROOT = Path(__file__).parent
 PLUGINS = sorted(p.name for p in (ROOT / "plugins").glob("turnout-*") if (p / "pyproject.toml").is_file())
 TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "respx>=0.21", "hypothesis>=6"]
+SUITE_DEPS = [*TEST_DEPS, "openai>=1.40", "httpx-aiohttp>=0.1"]
 LINT_DEPS = ["ruff>=0.6"]
 TYPE_DEPS = ["mypy>=1.11", "pytest>=8", "respx>=0.21", "types-redis"]
 DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5"]
@@ -32,21 +41,35 @@ def install_all(session: nox.Session, *extra: str) -> None:
     session.install("./core[redis,cli,fake]", *[f"./plugins/{p}" for p in PLUGINS], *extra)
 
 
-@nox.session(python="3.11")
+@nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite: core, every plugin and the integration tests, all installed."""
-    install_all(session, *TEST_DEPS, "openai>=1.40", "httpx-aiohttp>=0.1")
+    install_all(session, *SUITE_DEPS)
     session.run("pytest", *session.posargs)
 
 
-@nox.session(python="3.11")
+@nox.session
+@nox.parametrize("bound", ["oldest", "newest"], ids=["oldest", "newest"])
+def httpx(session: nox.Session, bound: str) -> None:
+    """The whole suite on the oldest and on the newest httpx the core allows."""
+    allowed = core_requirement("httpx")  # httpx>=0.27,<1: the bounds are written once, there
+    version = lowest(allowed) if bound == "oldest" else newest(session, allowed)
+    install_all(session, *SUITE_DEPS, f"httpx=={version}")
+    installed = session.run(
+        "python", "-c", "import importlib.metadata as m; print(m.version('httpx'))", silent=True
+    )
+    session.log(f"httpx {str(installed).strip()} ({bound} allowed by {allowed})")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
 def core(session: nox.Session) -> None:
     """The core alone, with no plugin installed."""
     session.install("./core", *TEST_DEPS)
     session.run("pytest", "tests/core", *session.posargs)
 
 
-@nox.session(python="3.11")
+@nox.session
 @nox.parametrize("plugin", PLUGINS)
 def plugin(session: nox.Session, plugin: str) -> None:
     """One plugin with only the core beside it."""
@@ -54,14 +77,14 @@ def plugin(session: nox.Session, plugin: str) -> None:
     session.run("pytest", f"tests/{short(plugin)}", *session.posargs)
 
 
-@nox.session(python="3.11")
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install(*LINT_DEPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python="3.11")
+@nox.session
 def typecheck(session: nox.Session) -> None:
     install_all(session, *TYPE_DEPS)
     packages = ["turnout", *[p.replace("-", "_") for p in PLUGINS]]
@@ -69,7 +92,7 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict", *args)
 
 
-@nox.session(python="3.11")
+@nox.session
 def docs(session: nox.Session) -> None:
     install_all(session, *DOCS_DEPS)
     session.run("python", "docs/gen_tables.py")
@@ -78,14 +101,42 @@ def docs(session: nox.Session) -> None:
     )
 
 
-@nox.session(python="3.11")
+@nox.session
 def demo(session: nox.Session) -> None:
     """Fake gateways on loopback, a router over all five providers, scripted failures."""
     install_all(session)
     session.run("turnout", "demo", *session.posargs)
 
 
-@nox.session(python="3.11")
+@nox.session
 def bench(session: nox.Session) -> None:
     install_all(session, "openai>=1.40", "litellm", "httpx-aiohttp")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+def core_requirement(name: str) -> Requirement:
+    """A dependency as core/pyproject.toml declares it."""
+    declared = nox.project.load_toml(ROOT / "core/pyproject.toml")["project"]["dependencies"]
+    [requirement] = [req for req in map(Requirement, declared) if req.name == name]
+    return requirement
+
+
+def lowest(requirement: Requirement) -> str:
+    """The version a requirement's `>=` bound names (`httpx>=0.27,<1` -> "0.27", that is 0.27.0)."""
+    [bound] = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+    return bound
+
+
+def newest(session: nox.Session, requirement: Requirement) -> str:
+    """The version pip picks for `requirement` alone: the newest the index has within its bounds.
+
+    Pinning it afterwards makes the install fail loudly if another dependency
+    holds httpx back, instead of quietly testing an older one.
+    """
+    report = Path(session.create_tmp()) / f"{requirement.name}.json"
+    session.run(
+        "python", "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--no-deps",
+        "--report", str(report), str(requirement),
+    )  # fmt: skip
+    [item] = json.loads(report.read_text())["install"]
+    return str(item["metadata"]["version"])
