@@ -304,10 +304,23 @@ def normalize(
     )
 
 
+# Phrases Python 3.13 renamed (RFC 9110), kept as every earlier Python and most
+# gateways and SDKs say them, so a message does not depend on the interpreter.
+_PHRASES = {
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    416: "Requested Range Not Satisfiable",
+    422: "Unprocessable Entity",
+}
+
+
 def _status_message(status: int | None) -> str:
     if status is None:
         return "the gateway reported an error without a message"
-    try:
-        return f"HTTP {status} {http.HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"HTTP {status}"
+    phrase = _PHRASES.get(status)
+    if phrase is None:
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            return f"HTTP {status}"
+    return f"HTTP {status} {phrase}"
