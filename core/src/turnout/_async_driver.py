@@ -166,7 +166,7 @@ class AsyncDriver(DriverBase):
                 await response.aclose()
         except httpx.HTTPError as exc:
             failed = exc
-        raise self.failure(failed, streaming=False)
+        raise self.failure(failed, command.request, streaming=False)
 
     async def open(self, command: OpenStream) -> HTTPResponse:
         await self.close_stream()
@@ -177,7 +177,8 @@ class AsyncDriver(DriverBase):
         except httpx.HTTPError as exc:
             failed = exc
         if failed is not None:
-            raise self.failure(failed, streaming=False)
+            raise self.failure(failed, command.request, streaming=False)
+        self.opened = command.request
         self.raw = self.raw_of(response)
         return self.head(response)
 
@@ -192,7 +193,7 @@ class AsyncDriver(DriverBase):
             failed = exc
         finally:
             await self.close_stream()
-        raise self.failure(failed, streaming=True)
+        raise self.failure(failed, self.opened, streaming=True)
 
     async def next_event(self, command: ReadEvent) -> Event | None:
         assert self.response is not None, "ReadEvent without an open stream"
@@ -211,7 +212,7 @@ class AsyncDriver(DriverBase):
             raise
         if failed is not None:
             await self.close_stream()
-            raise self.failure(failed, streaming=True)
+            raise self.failure(failed, self.opened, streaming=True)
         if event is None:
             await self.close_stream()
         assert not isinstance(event, Pending)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from ._errors import ProviderError
-from ._flow import HTTPResponse, OpenStream, Send
+from ._flow import HTTPRequest, HTTPResponse, OpenStream, Send
 from ._limits import CallLimits
 from ._reading import BodyReader
 from ._state import MemoryStore, StateStore, UpdateBudget, UpdateState
@@ -66,6 +66,8 @@ class DriverBase:
         self.client = client
         # The caller's `extra_headers` for this call, added to every request.
         self.headers = headers
+        # The request of the open stream (what a failure while reading it is about).
+        self.opened = HTTPRequest("GET", "")
 
     def build(self, command: Send | OpenStream, cleanup: bool) -> httpx.Request:
         request = command.request
@@ -88,11 +90,18 @@ class DriverBase:
             extensions={"timeout": _timeouts(seconds)},
         )
 
-    def failure(self, exc: Exception, *, streaming: bool) -> ProviderError:
-        """A timeout that fired because the deadline shortened the request is the deadline."""
+    def failure(self, exc: Exception, request: HTTPRequest, *, streaming: bool) -> ProviderError:
+        """A timeout that fired because the deadline shortened the request is the deadline.
+        A request that may have been processed and is not safe to repeat is marked so:
+        the retry layer then never sends it to the same deployment again."""
         if isinstance(exc, httpx.TimeoutException) and self.limits.left() <= 0.01:
             return self.limits.expired_error()
-        return transport_error(exc, streaming=streaming)
+        error = transport_error(exc, streaming=streaming)
+        if error.maybe_processed and not request.safe_to_repeat():
+            error.retryable = False
+            error.message = f"{error.message} (the request may have been processed; not repeated)"
+            error.args = (error.message,)
+        return error
 
     def body_limit(self, response: httpx.Response, requested: int) -> int:
         return self.limits.body_limit(requested, success=response.is_success)

@@ -59,6 +59,9 @@ def _lower_headers(value: Mapping[str, str] | Any) -> Mapping[str, str]:
     return {str(k).lower(): str(v) for k, v in value}
 
 
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
 @frozen(repr=False)
 class HTTPRequest:
     """A request a flow wants sent. Its repr omits headers: they carry the key."""
@@ -69,6 +72,15 @@ class HTTPRequest:
     content: bytes = b""
     # This endpoint's own timeout in seconds; the driver also bounds it by the deadline.
     timeout: float | None = None
+    # Whether the request may be sent again after a failure that leaves its outcome
+    # unknown (a read timeout, a connection dropped after it was sent). None: as HTTP
+    # says (GET, HEAD, PUT, DELETE, OPTIONS; or any request with an Idempotency-Key).
+    repeatable: bool | None = None
+
+    def safe_to_repeat(self) -> bool:
+        if self.repeatable is not None:
+            return self.repeatable
+        return self.method.upper() in _IDEMPOTENT or "idempotency-key" in {k.lower() for k in self.headers}
 
     @classmethod
     def json(
@@ -79,11 +91,12 @@ class HTTPRequest:
         *,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        repeatable: bool | None = None,
     ) -> HTTPRequest:
         all_headers = {"content-type": "application/json", "accept": "application/json"}
         all_headers.update(headers or {})
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        return cls(method, url, all_headers, body, timeout)
+        return cls(method, url, all_headers, body, timeout, repeatable)
 
     def __repr__(self) -> str:
         return f"HTTPRequest({self.method} {self.url})"

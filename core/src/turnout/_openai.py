@@ -76,11 +76,14 @@ class OpenAICompatible(Provider):
         headers = self.headers(deployment)
         if stream:
             headers["accept"] = "text/event-stream"
+        # A chat completion creates nothing on the gateway: repeating one after an unknown
+        # outcome costs tokens again but does no harm (as the OpenAI SDK retries it).
         return HTTPRequest.json(
             "POST",
             self.base_url(deployment) + self.chat_path,
             self.payload(deployment, request, stream=stream),
             headers=headers,
+            repeatable=True,
         )
 
     # -- responses -----------------------------------------------------------

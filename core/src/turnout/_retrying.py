@@ -81,6 +81,8 @@ def retry_decision(
     """Whether to repeat `error` on the same deployment, and after how long."""
     if committed:
         return GiveUp("a chunk already reached the caller")
+    if error.maybe_processed and not error.retryable:
+        return GiveUp("not safe to repeat: the request may have been processed")
     decision = policy.decide(error, retries, streaming=streaming, rng=rng)
     if isinstance(decision, GiveUp):
         return decision

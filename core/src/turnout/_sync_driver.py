@@ -175,7 +175,7 @@ class SyncDriver(DriverBase):
                 response.close()
         except httpx.HTTPError as exc:
             failed = exc
-        raise self.failure(failed, streaming=False)
+        raise self.failure(failed, command.request, streaming=False)
 
     def open(self, command: OpenStream) -> HTTPResponse:
         self.close_stream()
@@ -186,7 +186,8 @@ class SyncDriver(DriverBase):
         except httpx.HTTPError as exc:
             failed = exc
         if failed is not None:
-            raise self.failure(failed, streaming=False)
+            raise self.failure(failed, command.request, streaming=False)
+        self.opened = command.request
         self.raw = self.raw_of(response)
         return self.head(response)
 
@@ -201,7 +202,7 @@ class SyncDriver(DriverBase):
             failed = exc
         finally:
             self.close_stream()
-        raise self.failure(failed, streaming=True)
+        raise self.failure(failed, self.opened, streaming=True)
 
     def next_event(self, command: ReadEvent) -> Event | None:
         assert self.response is not None, "ReadEvent without an open stream"
@@ -220,7 +221,7 @@ class SyncDriver(DriverBase):
             raise
         if failed is not None:
             self.close_stream()
-            raise self.failure(failed, streaming=True)
+            raise self.failure(failed, self.opened, streaming=True)
         if event is None:
             self.close_stream()
         assert not isinstance(event, Pending)
