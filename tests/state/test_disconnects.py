@@ -38,9 +38,9 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "turnout.state" and r.levelno >= logging.WARNING]
 
 
-def make_store(server: RedisServer) -> RedisStore:
+def make_store(server: RedisServer, prefix: str = "d:") -> RedisStore:
     # A minute between tries: an outage taken by mistake would show until the test ends.
-    return RedisStore(server.url, prefix="d:", retry_interval=60.0, client_options={"client_name": NAME})
+    return RedisStore(server.url, prefix=prefix, retry_interval=60.0, client_options={"client_name": NAME})
 
 
 def connections(server: RedisServer) -> int:
@@ -60,10 +60,10 @@ def wait_until_closed_by_server(server: RedisServer) -> None:
     assert connections(server) == 0, "the server kept the idle connections open"
 
 
-def stored_inflight(server: RedisServer, name: str) -> int:
+def stored_inflight(server: RedisServer, key: str) -> int:
     client = server.client()
     try:
-        raw = client.get(f"d:dep:{name}")
+        raw = client.get(key)
     finally:
         client.close()
     return 0 if raw is None else int(json.loads(raw)["inflight"])
@@ -101,7 +101,7 @@ class Calls:
         return self.run(self.store.update_budget, self.store.aupdate_budget, add_one)  # type: ignore[no-any-return]
 
     def idle(self, server: RedisServer) -> None:
-        """Idle until the server has closed the store's connections; an event loop keeps
+        """Idle until the server has closed the stores' connections; an event loop keeps
         running meanwhile (it sees the connections close, as a service's loop would)."""
         if self.loop is None:
             wait_until_closed_by_server(server)
@@ -115,31 +115,36 @@ class Calls:
         self.store.close()
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_an_idle_disconnect_is_not_an_outage(
-    idle_redis: RedisServer, caplog: pytest.LogCaptureFixture, mode: str
+    idle_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A blocking store and an asyncio one side by side (they idle together)."""
     caplog.set_level(logging.INFO, logger="turnout.state")
-    calls = Calls(make_store(idle_redis), mode)
-    assert calls.update("a") == 1
-    assert calls.update_budget() == 11.0
-    assert connections(idle_redis) >= 1
+    both = [Calls(make_store(idle_redis, "s:"), "sync"), Calls(make_store(idle_redis, "a:"), "async")]
+    idle = both[1].idle  # its event loop runs meanwhile, as a service's would
+    for calls in both:
+        assert calls.update("a") == 1
+        assert calls.update_budget() == 11.0
+    assert connections(idle_redis) >= 2
     # After each idle period the first call meets a connection the server has closed:
     # a load (MGET) the first time, an update (WATCH) the second.
-    calls.idle(idle_redis)
-    assert calls.load("a").inflight == 1
-    assert calls.update("a") == 2
-    assert calls.update_budget() == 12.0
-    assert calls.store.shared
-    calls.idle(idle_redis)
-    assert calls.update("a") == 3
-    assert calls.update_budget() == 13.0
-    assert calls.load("a").inflight == 3
-    assert calls.store.shared
+    idle(idle_redis)
+    for calls in both:
+        assert calls.load("a").inflight == 1
+        assert calls.update("a") == 2
+        assert calls.update_budget() == 12.0
+        assert calls.store.shared
+    idle(idle_redis)
+    for calls in both:
+        assert calls.update("a") == 3
+        assert calls.update_budget() == 13.0
+        assert calls.load("a").inflight == 3
+        assert calls.store.shared
     assert warnings_of(caplog) == []
     assert not [r for r in caplog.records if r.name == "turnout.state"]  # no outage, no "answers again"
-    assert stored_inflight(idle_redis, "a") == 3  # every update reached Redis
-    calls.close()
+    for calls in both:
+        assert stored_inflight(idle_redis, calls.store.key("a")) == 3  # every update reached Redis
+        calls.close()
 
 
 WORKERS = 6
