@@ -155,12 +155,12 @@ class RedisStore:
     def _drive(self, flow: Flow[R]) -> R:
         """Perform the flow's operations with the blocking client; each command is
         bounded by the client's socket timeout."""
-        redis = _Blocking(self._client, self._key_lock)
+        shell = _Blocking(self._client, self._key_lock)
         try:
             op = next(flow)
             while True:
                 try:
-                    result = redis.perform(op)
+                    result = shell.perform(op)
                 except Exception as exc:
                     op = flow.throw(exc)
                 else:
@@ -170,7 +170,7 @@ class RedisStore:
             return done
         finally:
             flow.close()
-            redis.close()
+            shell.close()
 
     def _key_lock(self, key: str) -> threading.Lock:
         lock = self._key_locks.get(key)
@@ -199,12 +199,12 @@ class RedisStore:
     async def _adrive(self, loop: _LoopState, flow: Flow[R]) -> R:
         """Perform the flow's operations with this loop's asyncio client; each round of
         commands is bounded by the deadline the flow gives it."""
-        redis = _Async(loop)
+        shell = _Async(loop)
         try:
             op = next(flow)
             while True:
                 try:
-                    result = await redis.perform(op)
+                    result = await shell.perform(op)
                 except Exception as exc:
                     op = flow.throw(exc)
                 else:
@@ -214,7 +214,7 @@ class RedisStore:
             return done
         finally:
             flow.close()
-            await redis.close()
+            await shell.close()
 
     def _loop(self) -> _LoopState:
         """This event loop's client and locks: asyncio connections belong to the loop
