@@ -24,12 +24,19 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process: no persistence, loopback only, its files in `workdir`."""
 
-    def __init__(self, workdir: Path, port: int | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        password: str | None = None,
+        options: tuple[str, ...] = (),
+    ) -> None:
         if REDIS_SERVER is None:
             pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
         self.workdir = workdir
         self.port = port or free_port()
         self.password = password
+        self.options = options  # more redis-server arguments, `("--timeout", "1")` say
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,6 +59,7 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.options
         log = (self.workdir / f"redis-{self.port}.log").open("ab")
         self.process = subprocess.Popen(args, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
         log.close()
