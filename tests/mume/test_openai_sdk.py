@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 import turnout
+from tests.loopback import EmulatorServer
 from turnout import ErrorKind
 from turnout.emulation import Fault, FaultScript
 from turnout_mume.emulator import DOCUMENTED_STATUSES
 from turnout_mume.provider import MUME_CODES
 
 from .helpers import FAST, HI, KEY, MODEL, MUME, drain
-from .httpserver import EmulatorServer
 
 openai = pytest.importorskip("openai")
 
