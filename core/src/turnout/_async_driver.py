@@ -33,7 +33,7 @@ from ._flow import (
 )
 from ._limits import CallLimits
 from ._models import ChatChunk
-from ._pump import DONE, Pump
+from ._pump import DONE, Pump, acapture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
 from ._state import StateStore
@@ -85,13 +85,8 @@ class AsyncDriver(DriverBase):
                 if type(command) is Emit:
                     yield command.chunk
                     command = pump.send(None)
-                    continue
-                try:
-                    value = await self.perform(command)
-                except ProviderError as exc:
-                    command = pump.throw(exc)
                 else:
-                    command = pump.send(value)
+                    command = pump.resume(await acapture(self.perform(command), ProviderError))
             await self.drain()
             out.append(pump.result)
         except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit, SystemExit) as exc:
@@ -117,17 +112,12 @@ class AsyncDriver(DriverBase):
         await self.close_stream()
         raise self.limits.expired_error()
 
-    async def abandon(self, pump: Pump[Any], reason: BaseException) -> None:
+    async def abandon(self, pump: Pump[Any, Any], reason: BaseException) -> None:
         await self.close_stream()
         try:
             command = pump.throw(CallAbandoned(repr(reason)))
             while is_cleanup(command):
-                try:
-                    value = await self.perform(command, cleanup=True)
-                except ProviderError as exc:
-                    command = pump.throw(exc)
-                else:
-                    command = pump.send(value)
+                command = pump.resume(await acapture(self.perform(command, cleanup=True), ProviderError))
         except BaseException:  # noqa: S110 - cleanup is best effort by contract
             pass
         pump.flow.close()

@@ -33,7 +33,7 @@ from ._flow import (
 )
 from ._limits import CallLimits
 from ._models import ChatChunk
-from ._pump import DONE, Pump
+from ._pump import DONE, Pump, capture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
 from ._state import StateStore
@@ -90,13 +90,8 @@ class SyncDriver(DriverBase):
                 if type(command) is Emit:
                     yield command.chunk
                     command = pump.send(None)
-                    continue
-                try:
-                    value = self.perform(command)
-                except ProviderError as exc:
-                    command = pump.throw(exc)
                 else:
-                    command = pump.send(value)
+                    command = pump.resume(capture(self.perform, command, ProviderError))
             self.drain()
             return pump.result
         except (KeyboardInterrupt, GeneratorExit, SystemExit, _Lost) as exc:
@@ -122,21 +117,19 @@ class SyncDriver(DriverBase):
         finally:
             SCOPE.reset(token)
 
+    def cleanup(self, command: Any) -> Any:
+        return self.perform(command, cleanup=True)
+
     def cleanup_scope(self) -> Scope:
         return Scope(self.limits.clock() + self.limits.cleanup_timeout(), self.limits.clock)
 
-    def abandon(self, pump: Pump[Any], reason: BaseException) -> None:
+    def abandon(self, pump: Pump[Any, Any], reason: BaseException) -> None:
         """Let the flow send its cleanup requests, bounded, then drop it."""
         self.close_stream()
         try:
             command = pump.throw(CallAbandoned(repr(reason)))
             while is_cleanup(command):
-                try:
-                    value = self.perform(command, cleanup=True)
-                except ProviderError as exc:
-                    command = pump.throw(exc)
-                else:
-                    command = pump.send(value)
+                command = pump.resume(capture(self.cleanup, command, ProviderError))
         except BaseException:  # noqa: S110 - cleanup is best effort by contract
             pass
         pump.flow.close()
