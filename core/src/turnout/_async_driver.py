@@ -8,9 +8,8 @@ is used; hedged legs are tasks, and losers are cancelled.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -31,7 +30,7 @@ from ._flow import (
     UpdateBudget,
     UpdateState,
 )
-from ._limits import CallLimits
+from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
 from ._pump import DONE, Pump, acapture
 from ._race import next_start
@@ -286,18 +285,10 @@ async def _once(content: bytes) -> AsyncIterator[bytes]:
     yield content
 
 
-async def arun_flow(
-    flow: Flow[Any],
-    client: httpx.AsyncClient,
-    *,
-    deadline: float = 600.0,
-    timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    limits: CallLimits | None = None,
-) -> Any:
+async def arun_flow(flow: Flow[Any], client: httpx.AsyncClient, **options: Unpack[FlowOptions]) -> Any:
     """`run_flow` for asyncio."""
     out: list[Any] = []
-    run = astream_flow(flow, client, out, deadline=deadline, timeout=timeout, clock=clock, limits=limits)
+    run = astream_flow(flow, client, out, **options)
     async for chunk in run:
         await run.aclose()
         raise TypeError(f"arun_flow cannot drive a flow that emits chunks (got {chunk!r}); use astream_flow")
@@ -305,15 +296,7 @@ async def arun_flow(
 
 
 def astream_flow(
-    flow: Flow[Any],
-    client: httpx.AsyncClient,
-    out: list[Any],
-    *,
-    deadline: float = 600.0,
-    timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    limits: CallLimits | None = None,
+    flow: Flow[Any], client: httpx.AsyncClient, out: list[Any], **options: Unpack[FlowOptions]
 ) -> AsyncGenerator[ChatChunk, None]:
     """Drive a streaming flow with asyncio: yields its chunks; its result is appended to `out`."""
-    limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
-    return AsyncDriver(limits, client=client).run(flow, out)
+    return AsyncDriver(limits_of(options), client=client).run(flow, out)

@@ -8,9 +8,8 @@ threads and a losing leg's socket is shut down, so it frees its thread at once.
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from collections.abc import Callable, Generator, Iterator, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -31,7 +30,7 @@ from ._flow import (
     UpdateBudget,
     UpdateState,
 )
-from ._limits import CallLimits
+from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
 from ._pump import DONE, Pump, capture
 from ._race import next_start
@@ -314,21 +313,14 @@ def _fallback_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _POOL
 
 
-def run_flow(
-    flow: Flow[Any],
-    client: httpx.Client,
-    *,
-    deadline: float = 600.0,
-    timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    limits: CallLimits | None = None,
-) -> Any:
-    """Drive one flow to its result with `client`, outside any router (a job session, say).
+def run_flow(flow: Flow[Any], client: httpx.Client, **options: Unpack[FlowOptions]) -> Any:
+    """Drive one flow to its result with `client`, outside any router (a job session,
+    say), within `limits` (or a `deadline` and a request `timeout`, in seconds).
 
     Errors the flow raises propagate; no retry or fallback is added (see
     `turnout.retrying` for the router's retry layer as a flow).
     """
-    run = stream_flow(flow, client, deadline=deadline, timeout=timeout, clock=clock, limits=limits)
+    run = stream_flow(flow, client, **options)
     try:
         chunk = next(run)
     except StopIteration as done:
@@ -338,14 +330,7 @@ def run_flow(
 
 
 def stream_flow(
-    flow: Flow[Any],
-    client: httpx.Client,
-    *,
-    deadline: float = 600.0,
-    timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    limits: CallLimits | None = None,
+    flow: Flow[Any], client: httpx.Client, **options: Unpack[FlowOptions]
 ) -> Generator[ChatChunk, None, Any]:
     """Drive a streaming flow: yields its chunks, returns its result. Close it to abandon."""
-    limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
-    return SyncDriver(limits, client=client).run(flow)
+    return SyncDriver(limits_of(options), client=client).run(flow)
