@@ -85,7 +85,12 @@ class AsyncDriver(DriverBase):
                     yield command.chunk
                     command = pump.send(None)
                 else:
-                    command = pump.resume(await acapture(self.perform(command), ProviderError))
+                    try:
+                        value = await self.perform(command)
+                    except ProviderError as exc:
+                        command = pump.throw(exc)
+                    else:
+                        command = pump.send(value)
             await self.drain()
             out.append(pump.result)
         except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit, SystemExit) as exc:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
-from attrs import evolve, field, frozen
+from attrs import field, frozen
 
 from ._answers import Malformed, finish_reason, text_of, tool_call_deltas, tool_calls, usage_from
 from ._checks import Check
@@ -146,9 +146,9 @@ class OpenAICompatible(Provider):
             request_id=self.request_id(response.headers) or (body_id if isinstance(body_id, str) else None),
             tool_calls=calls,
             refusal=refusal,
-            message=dict(message),
+            message=message,
             raw=payload,
-            headers=dict(response.headers),
+            headers=response.headers,
         )
 
     def request_id(self, headers: Mapping[str, str]) -> str | None:
@@ -242,7 +242,15 @@ class OpenAICompatible(Provider):
                 if chunk.finish_reason is not None:
                     finished = True
                 if request_id is not None:
-                    chunk = evolve(chunk, request_id=request_id)
+                    chunk = ChatChunk(
+                        chunk.delta,
+                        chunk.finish_reason,
+                        chunk.usage,
+                        request_id,
+                        chunk.tool_calls,
+                        chunk.refusal,
+                        chunk.model,
+                    )
                 yield Emit(chunk)
 
     def _whole_body_stream(self, head: HTTPResponse) -> Flow[None]:

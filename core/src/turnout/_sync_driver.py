@@ -90,7 +90,12 @@ class SyncDriver(DriverBase):
                     yield command.chunk
                     command = pump.send(None)
                 else:
-                    command = pump.resume(capture(self.perform, command, ProviderError))
+                    try:
+                        value = self.perform(command)
+                    except ProviderError as exc:
+                        command = pump.throw(exc)
+                    else:
+                        command = pump.send(value)
             self.drain()
             return pump.result
         except (KeyboardInterrupt, GeneratorExit, SystemExit, _Lost) as exc:
@@ -247,7 +252,7 @@ class SyncDriver(DriverBase):
 
     def sleep(self, command: Sleep) -> None:
         seconds = self.limits.sleep_for(command.seconds)
-        if self.scope.stopped.wait(seconds):
+        if self.scope.sleep(seconds):
             raise _Lost
 
     def race(self, race: Race) -> list[Any]:
