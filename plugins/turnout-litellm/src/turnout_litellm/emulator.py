@@ -64,8 +64,9 @@ from . import emulator_wire as wire
 
 __all__ = ["EmulatedJob", "LiteLLMEmulator"]
 
-_JOB = re.compile(r"/jobs/([^/]+)(?:/(llm-call-stream|llm-call|complete))?$")
-_OWN = re.compile(r"/jobs/(create-and-call-stream|create-and-call|create)$")
+# The server's routes are under /api: a base_url without it finds nothing ("Not Found").
+_JOB = re.compile(r"^/api/jobs/([^/]+)(?:/(llm-call-stream|llm-call|complete))?$")
+_OWN = re.compile(r"^/api/jobs/(create-and-call-stream|create-and-call|create)$")
 _LATENCY_MS = 42
 _PROMPT_TOKENS = 5
 _TEAM = "team_test"  # named in errors rendered without a request

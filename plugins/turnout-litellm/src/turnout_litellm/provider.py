@@ -387,6 +387,15 @@ class LiteLLM(OpenAICompatible):
     def extract_error(self, payload: Any) -> ErrorFields:
         return extract_litellm(payload)
 
+    def error_from(self, response: HTTPResponse) -> ProviderError:
+        """The normalized error; FastAPI's bare `Not Found` (no route there) says what to
+        check, as it is not the server's `Job not found`."""
+        error = super().error_from(response)
+        if response.status == 404 and error.message == "Not Found":
+            error.message = f"Not Found ({_NO_ROUTE})"
+            error.args = (error.message,)
+        return error
+
     # -- job flows (driven by JobSession; never retried here) ----------------
 
     def create_job(
@@ -474,6 +483,10 @@ class LiteLLM(OpenAICompatible):
         )
 
 
+_NO_ROUTE = (
+    "no such endpoint: check the deployment's base_url, the server's API root with its /api "
+    "(e.g. http://localhost:8003/api)"
+)
 # What v1.0.2's llm-call-stream says on every call, after the upstream call ran.
 _BROKEN_STREAM = "does not support the asynchronous context manager protocol"
 _BROKEN_STREAM_HINT = (
