@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from attrs import evolve
-
 from ._assembly import Assembly
 from ._binding import Target
 from ._errors import (
@@ -48,6 +46,7 @@ from ._health import (
 )
 from ._limits import CallLimits
 from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment
+from ._provider import Provider, needed_features
 from ._pump import relay
 from ._retry import RetryPolicy
 from ._retrying import Tried, retry_loop
@@ -139,6 +138,10 @@ class RouterCore:
         deployments = {name: target.deployment for name, target in self.targets.items()}
         self.table = RouteTable(routes, deployments, self.breaker, self.rng)
         self.make_flow = make_flow
+        # Whether a provider decides for itself what it cannot carry (not only by capabilities).
+        self._custom_unsupported = any(
+            type(target.provider).unsupported is not Provider.unsupported for target in self.targets.values()
+        )
 
     # -- what it holds ------------------------------------------------------------
 
@@ -165,11 +168,23 @@ class RouterCore:
     def unsupported(self, route: Route, request: ChatRequest, *, stream: bool) -> frozenset[str]:
         """The deployments of `route` (and its fallbacks) that cannot carry `request`;
         when none can, the `unsupported_feature` error, before any request."""
+        needed: list[str] | None = None
+        if not self._custom_unsupported:
+            needed = needed_features(request, stream=stream)
+            if not needed:
+                return frozenset()
         missing: dict[str, list[str]] = {}
-        candidates = self.table.plan(route, dict.fromkeys(self.names, _EMPTY))
+        candidates = self.table.members(route)
         for name in candidates:
             target = self.targets[name]
-            lacking = target.provider.unsupported(target.deployment, request, stream=stream)
+            provider = target.provider
+            if type(provider).unsupported is Provider.unsupported:
+                # The common case, without asking each provider to look at the request again.
+                if needed is None:
+                    needed = needed_features(request, stream=stream)
+                lacking = [feature for feature in needed if feature not in provider.capabilities]
+            else:
+                lacking = provider.unsupported(target.deployment, request, stream=stream)
             if lacking:
                 missing[name] = lacking
         if missing and len(missing) == len(candidates):
@@ -314,7 +329,7 @@ class RouterCore:
         record.provider = end.provider
         result = end.result if not stream else record.response()
         assert isinstance(result, ChatResponse)
-        return evolve(result, deployment=end.name, provider=end.provider, attempts=tuple(record.attempts))
+        return result.answered_by(end.name, end.provider, tuple(record.attempts))
 
     @staticmethod
     def _final(error: ProviderError, record: CallRecord) -> ProviderError:
@@ -332,9 +347,6 @@ def unsupported_error(route: str, missing: Mapping[str, list[str]]) -> ProviderE
         code="unsupported_feature",
         details=tuple(FieldError(name, "unsupported_feature", ", ".join(f)) for name, f in missing.items()),
     )
-
-
-_EMPTY = DeploymentState()
 
 
 def _won(end: Tried) -> bool:
@@ -381,9 +393,12 @@ class _Seat:
         try:
             try:
                 inner = core.make_flow(self.target, self.request, self.stream)
-                result = yield from relay(
-                    inner, before=self._seen if self.stream else None, after=self._headers
-                )
+                if self.stream:  # every chunk is watched, and the stream's head
+                    result = yield from relay(inner, before=self._seen, after=self._headers)
+                else:  # the final response's headers come with the answer
+                    result = yield from inner
+                    if isinstance(result, ChatResponse):
+                        yield from self._quota(result.headers)
             except ProviderError as error:
                 elapsed = clock() - started
                 attribute_error(
@@ -413,15 +428,13 @@ class _Seat:
         if type(value) is not HTTPResponse:
             return None
         self.record.headers = dict(value.headers)
-        # A success that used up the quota: steer the next calls away before they
-        # hit a 429. (On an error, its retry_after and cooldown already decide.)
-        if value.ok and _RATE_HEADERS.intersection(value.headers):
-            return _update(UpdateState(self.name, _rate_limited(value.headers, self.core.wall())))
-        return None
+        return self._quota(value.headers) if value.ok else None
 
-
-def _update(command: UpdateState) -> Flow[None]:
-    yield command
+    def _quota(self, headers: Mapping[str, str]) -> Flow[None]:
+        """A success that used up the quota: steer the next calls away before they hit
+        a 429. (On an error, its retry_after and cooldown already decide.)"""
+        if _RATE_HEADERS.intersection(headers):
+            yield UpdateState(self.name, _rate_limited(headers, self.core.wall()))
 
 
 # The store applies these to the current record; each returns (new state, result).

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeGuard
+from typing import Annotated, Any, ClassVar, TypeGuard
 from urllib.parse import quote
 
 from attrs import field, frozen
@@ -36,6 +36,7 @@ from turnout import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Check,
     ConfigError,
     Deployment,
     ErrorFields,
@@ -43,6 +44,7 @@ from turnout import (
     HTTPRequest,
     HTTPResponse,
     OpenAICompatible,
+    OpenAIOptions,
     ProviderError,
     Send,
     Usage,
@@ -183,6 +185,22 @@ class JobResult:
 # -- the provider ----------------------------------------------------------------
 
 
+def _filled(value: str) -> bool:
+    return bool(value.strip())
+
+
+NonEmpty = Annotated[str, Check(_filled, "must be a non-empty string")]
+
+
+@frozen
+class LiteLLMOptions(OpenAIOptions):
+    """A SaaS-LiteLLM deployment's options: the team its key belongs to (required),
+    the job type of router calls, and the codec's `headers` and `params`."""
+
+    team_id: NonEmpty = field(kw_only=True)
+    job_type: NonEmpty = field(default=DEFAULT_JOB_TYPE, kw_only=True)
+
+
 class LiteLLM(OpenAICompatible):
     """SaaS-LiteLLM: one router call is one job; multi-call jobs go through `JobSession`."""
 
@@ -193,7 +211,7 @@ class LiteLLM(OpenAICompatible):
     stream_path: ClassVar[str] = "/jobs/create-and-call-stream"
     # Streams end with [DONE] (OpenAI upstreams) or just a clean close (Anthropic, Gemini).
     clean_close_ends_stream = True
-    option_names = frozenset({"team_id", "job_type", "headers", "params"})
+    options_type = LiteLLMOptions
     # Content parts are passed on verbatim; tool calls are dropped from the answers,
     # and `response_format` reaches OpenAI upstreams only.
     capabilities = frozenset({"content_parts"})
@@ -203,26 +221,9 @@ class LiteLLM(OpenAICompatible):
     # -- configuration -------------------------------------------------------
 
     def check_deployment(self, deployment: Deployment, path: str) -> None:
-        super().check_deployment(deployment, path)
-        options = deployment.options
-        team_id = options.get("team_id")
-        if team_id is None:
-            raise ConfigError(
-                "required option missing: the SaaS-LiteLLM team the key belongs to",
-                path=f"{path}.options.team_id",
-            )
-        if not isinstance(team_id, str) or not team_id.strip():
-            raise ConfigError("must be a non-empty string", path=f"{path}.options.team_id", value=team_id)
-        job_type = options.get("job_type")
-        if job_type is not None and (not isinstance(job_type, str) or not job_type.strip()):
-            raise ConfigError("must be a non-empty string", path=f"{path}.options.job_type", value=job_type)
-        for name in ("headers", "params"):
-            value = options.get(name)
-            if value is not None and not isinstance(value, Mapping):
-                raise ConfigError("must be a table", path=f"{path}.options.{name}", value=value)
-        params = options.get("params") or {}
+        super().check_deployment(deployment, path)  # the options, typed (team_id required)
         known = CALL_PARAMETERS | JOB_CALL_PARAMETERS
-        for name in params:
+        for name in self.openai_options(deployment).params:
             if name not in known:
                 raise ConfigError(
                     f"SaaS-LiteLLM drops this parameter; it carries {', '.join(sorted(known))}",
@@ -240,14 +241,14 @@ class LiteLLM(OpenAICompatible):
                 "must be an http:// or https:// URL", path=f"{path}.base_url", value=deployment.base_url
             )
 
-    @staticmethod
-    def team_id(deployment: Deployment) -> str:
-        return str(deployment.options["team_id"])
+    def litellm_options(self, deployment: Deployment) -> LiteLLMOptions:
+        return self.typed_options(deployment, LiteLLMOptions)
 
-    @staticmethod
-    def job_type(deployment: Deployment) -> str:
-        value = deployment.options.get("job_type")
-        return value if isinstance(value, str) and value else DEFAULT_JOB_TYPE
+    def team_id(self, deployment: Deployment) -> str:
+        return self.litellm_options(deployment).team_id
+
+    def job_type(self, deployment: Deployment) -> str:
+        return self.litellm_options(deployment).job_type
 
     def unsupported(self, deployment: Deployment, request: ChatRequest, *, stream: bool) -> list[str]:
         """Tools (the answers drop tool calls), `response_format`, and any parameter the
@@ -263,10 +264,8 @@ class LiteLLM(OpenAICompatible):
         """Call parameters (temperature, max_tokens, top_p, stop, job_metadata, ...): those
         of the deployment's `params` option this endpoint carries, then the call's own."""
         carried = JOB_CALL_PARAMETERS if isinstance(request, JobCallRequest) else CALL_PARAMETERS
-        params: dict[str, Any] = {}
-        defaults = deployment.options.get("params")
-        if isinstance(defaults, Mapping):
-            params.update((k, v) for k, v in defaults.items() if k in carried)
+        defaults = self.openai_options(deployment).params
+        params: dict[str, Any] = {k: v for k, v in defaults.items() if k in carried}
         params.update(request.params)
         for name in _IGNORED_PARAMETERS:
             params.pop(name, None)
