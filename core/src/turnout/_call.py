@@ -43,6 +43,7 @@ from ._health import (
     on_success,
     release,
     report,
+    set_aside,
 )
 from ._limits import CallLimits
 from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment
@@ -112,7 +113,7 @@ class RouterCore:
         breaker: BreakerConfig | None = None,
         budget: RetryBudget | None = None,
         store: StateStore | None = None,
-        wait_for_healthy: bool = False,
+        wait_for_healthy: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -133,7 +134,8 @@ class RouterCore:
         self.breaker = breaker or BreakerConfig()
         self.budget = budget or RetryBudget()
         self.store: StateStore = store or MemoryStore(self.budget.burst)
-        # When every deployment is set aside: wait (within the deadline) instead of raising.
+        # When every deployment left is set aside and the first frees up within the
+        # call's deadline: wait for it instead of failing (False: fail at once).
         self.wait_for_healthy = wait_for_healthy
         deployments = {name: target.deployment for name, target in self.targets.items()}
         self.table = RouteTable(routes, deployments, self.breaker, self.rng)
@@ -228,20 +230,17 @@ class RouterCore:
             now = wall()
             name, soonest = table.choose(queue, tried, states, now)
             if name is None:
-                wait = (soonest or now) - now
-                if last is None and self.wait_for_healthy and wait < limits.left():
+                wait = None if soonest is None else soonest - now
+                if wait is not None and self.wait_for_healthy and wait < limits.left():
+                    # Every candidate left is set aside, and the first frees up within
+                    # the deadline: wait for it rather than fail the call.
                     yield Sleep(wait)
                     waited += wait
                     states = yield LoadState(self.names)
                     continue
                 if last is not None:
                     raise self._final(last, record)
-                raise NoHealthyDeploymentError(
-                    f"no deployment of route {route.name!r} may be tried now",
-                    route=route.name,
-                    retry_after=wait,
-                    attempts=tuple(record.attempts),
-                )
+                raise self._no_healthy(route, queue, tried, states, now, limits, record)
             backup = None
             if route.hedge_after is not None and not stream:
                 backup, _ = table.choose(queue, tried | {name}, states, now)
@@ -322,6 +321,7 @@ class RouterCore:
             max_wait=self.max_retry_wait,
             can_fall_back=can_fall_back,
             rng=self.rng,
+            waited=waited,
         )
 
     def _response(self, end: Tried, record: CallRecord, stream: bool) -> ChatResponse:
@@ -330,6 +330,37 @@ class RouterCore:
         result = end.result if not stream else record.response()
         assert isinstance(result, ChatResponse)
         return result.answered_by(end.name, end.provider, tuple(record.attempts))
+
+    def _no_healthy(
+        self,
+        route: Route,
+        queue: list[str],
+        tried: set[str],
+        states: Mapping[str, DeploymentState],
+        now: float,
+        limits: CallLimits,
+        record: CallRecord,
+    ) -> NoHealthyDeploymentError:
+        reasons: dict[str, str] = {}
+        soonest: float | None = None
+        for name in queue:
+            if name in tried:
+                continue
+            found = set_aside(states[name], now, self.breaker)
+            if found is not None:
+                reason, until = found
+                reasons[name] = f"{reason} for {until - now:.1f} s more (until {_clock_time(until)})"
+                soonest = until if soonest is None else min(soonest, until)
+        wait = None if soonest is None else soonest - now
+        each = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+        return NoHealthyDeploymentError(
+            f"no deployment of route {route.name!r} may be tried before the call's deadline "
+            f"(in {max(limits.left(), 0.0):.1f} s): {each or 'none left to try'}",
+            route=route.name,
+            retry_after=wait,
+            attempts=tuple(record.attempts),
+            reasons=reasons,
+        )
 
     @staticmethod
     def _final(error: ProviderError, record: CallRecord) -> ProviderError:
@@ -347,6 +378,11 @@ def unsupported_error(route: str, missing: Mapping[str, list[str]]) -> ProviderE
         code="unsupported_feature",
         details=tuple(FieldError(name, "unsupported_feature", ", ".join(f)) for name, f in missing.items()),
     )
+
+
+def _clock_time(when: float) -> str:
+    """A wall-clock time as people read it in logs: 12:03:04 UTC."""
+    return time.strftime("%H:%M:%S UTC", time.gmtime(when))
 
 
 def _won(end: Tried) -> bool:
