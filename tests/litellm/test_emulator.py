@@ -228,6 +228,7 @@ def test_get_job_refusals():
         ("/jobs/create", {"team_id": 7, "job_type": "t"}, ["body.team_id"]),
         ("/jobs/create", b"{not json", ["body.1"]),
         ("/jobs/create", b"", ["body"]),
+        ("/jobs/create", [1, 2], ["body"]),
     ],
 )
 def test_validation_errors_are_pydantic_v2(path, body, fields):

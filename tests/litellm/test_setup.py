@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from turnout_litellm import LiteLLM
 from turnout_litellm.emulator import LiteLLMEmulator
 
 from .recorded import CHATS, JSON, NOT_FOUND, Recorded, lite, loopback
+from .test_plugin import load_gen_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "providers" / "litellm.md"
@@ -62,12 +62,7 @@ def test_the_page_states_the_servers_behaviour(fact: str) -> None:
 
 
 def test_the_generated_table_is_still_made_from_the_plugins_table():
-    spec = importlib.util.spec_from_file_location("gen_tables", ROOT / "docs" / "gen_tables.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    table = module.provider_table(LiteLLM())
+    table = load_gen_tables().provider_table(LiteLLM())
     assert (
         "| `overloaded_error` |  | `unavailable` | yes | yes | Anthropic upstream, in a stream frame |"
         in table

@@ -392,19 +392,16 @@ class LiteLLMEmulator(Emulator):
         return route
 
     def _answer(self, route: _Route, request: EmulatedRequest, fault: Fault) -> EmulatedResponse:
-        if route.endpoint != "get":
-            body = self._body(request)
-            if isinstance(body, EmulatedResponse):
-                return body
-        else:
-            body = {}
+        parsed = self._body(request) if route.endpoint != "get" else {}
+        if isinstance(parsed, EmulatedResponse):
+            return parsed
         team = self._authenticate(request)
         if isinstance(team, EmulatedResponse):
             return team
-        invalid = self._validate(route.endpoint, body)
+        invalid = self._validate(route.endpoint, parsed)
         if invalid:
             return self._detail(422, invalid)
-        body = body or {}
+        body: Mapping[str, Any] = parsed
         if route.job_id is None:
             return self._own_endpoint(route.endpoint, team, body, fault)
         try:
@@ -423,8 +420,9 @@ class LiteLLMEmulator(Emulator):
         return self._call(job, body, fault, stream=route.endpoint == "llm-call-stream")
 
     @staticmethod
-    def _body(request: EmulatedRequest) -> Mapping[str, Any] | EmulatedResponse | None:
-        """The JSON body; invalid JSON is refused before anything else, as FastAPI does."""
+    def _body(request: EmulatedRequest) -> Any:
+        """The parsed JSON body (None when empty); invalid JSON is refused before
+        anything else, as FastAPI does."""
         if not request.body:
             return None
         try:
@@ -444,7 +442,7 @@ class LiteLLMEmulator(Emulator):
             )
         except (ValueError, RecursionError):
             return wire.plain_500()
-        return payload if isinstance(payload, Mapping) else {"__not_a_dict__": payload}
+        return payload
 
     def _authenticate(self, request: EmulatedRequest) -> str | EmulatedResponse | None:
         """`verify_virtual_key`: the key's team, or None when any key is accepted."""
@@ -466,19 +464,18 @@ class LiteLLMEmulator(Emulator):
     # -- validation (pydantic v2's words) --------------------------------------
 
     @staticmethod
-    def _validate(endpoint: str, body: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    def _validate(endpoint: str, body: Any) -> list[dict[str, Any]]:
         if endpoint == "get":
             return []
         if body is None:
             return [{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}]
-        if "__not_a_dict__" in body:
-            value = body["__not_a_dict__"]
+        if not isinstance(body, Mapping):
             return [
                 {
                     "type": "model_attributes_type",
                     "loc": ["body"],
                     "msg": "Input should be a valid dictionary or object to extract fields from",
-                    "input": value,
+                    "input": body,
                 }
             ]
         required = {

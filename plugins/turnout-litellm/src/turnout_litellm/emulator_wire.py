@@ -24,6 +24,7 @@ from turnout.emulation import EmulatedResponse
 
 __all__ = [
     "BROKEN_STREAM_TEXT",
+    "OWN_ERRORS",
     "STREAM_HEADERS",
     "UPSTREAM_MODELS",
     "compact",
@@ -31,10 +32,14 @@ __all__ = [
     "iso",
     "iso_z",
     "json_response",
+    "now",
+    "own_error_frame",
     "plain_500",
+    "server_error_frame",
     "stream_error_text",
     "upstream_frames",
     "upstream_own_error",
+    "upstream_tries",
     "wrapped_failure",
 ]
 
