@@ -104,7 +104,9 @@ def plugins() -> turnout.Plugins:
 
 def deployments(upstream: Upstream, paths: list[str]) -> list[turnout.Deployment]:
     return [
-        turnout.Deployment(f"d{i}", "chaos", "m", api_key=f"sk-chaos-{i}", base_url=f"{upstream.base}/{path}/v1")
+        turnout.Deployment(
+            f"d{i}", "chaos", "m", api_key=f"sk-chaos-{i}", base_url=f"{upstream.base}/{path}/v1"
+        )
         for i, path in enumerate(paths)
     ]
 
@@ -149,7 +151,9 @@ def run(
 
         async def main() -> None:
             gate = asyncio.Semaphore(concurrency)
-            async with turnout.AsyncRouter(deps, plugins=plugins(), deadline=DEADLINE, timeout=TIMEOUT) as router:
+            async with turnout.AsyncRouter(
+                deps, plugins=plugins(), deadline=DEADLINE, timeout=TIMEOUT
+            ) as router:
 
                 async def one(index: int) -> None:
                     await asyncio.sleep(index * pace)
@@ -181,10 +185,14 @@ def run(
     )
 
 
-def dead_among_healthy(upstream: Upstream, *, mode: str, seconds: float, rate: float = 10.0) -> tuple[Result, list[int]]:
+def dead_among_healthy(
+    upstream: Upstream, *, mode: str, seconds: float, rate: float = 10.0
+) -> tuple[Result, list[int]]:
     """A dead deployment first in a route of three: its requests per 30 s open period."""
     calls = int(seconds * rate)
-    result = run(upstream, "dead among healthy", ["dead", "healthy", "healthy"], mode=mode, calls=calls, pace=1 / rate)
+    result = run(
+        upstream, "dead among healthy", ["dead", "healthy", "healthy"], mode=mode, calls=calls, pace=1 / rate
+    )
     times = [float(t) for t in httpx.get(f"{upstream.base}/times/dead", timeout=5).json()]
     start = times[0] if times else 0.0
     buckets = [0] * (int(seconds // 30) + 1)
@@ -243,14 +251,26 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             probes[mode] = buckets
             if any(count > 1 for count in buckets[1:]):
-                failed.append(f"{mode}: the dead upstream got more than one probe in an open period: {buckets}")
+                failed.append(
+                    f"{mode}: the dead upstream got more than one probe in an open period: {buckets}"
+                )
     finally:
         upstream.stop()
-    head = ["upstream", "router", "answered", "attempts/call", "upstream requests/call", "call time p50 / max", "errors"]
+    head = [
+        "upstream",
+        "router",
+        "answered",
+        "attempts/call",
+        "upstream requests/call",
+        "call time p50 / max",
+        "errors",
+    ]
     print(table([row(r) for r in results], head))
     print()
     for mode, buckets in probes.items():
-        print(f"- {mode}: requests to the dead upstream per 30 s: {buckets} (the first period includes the trip)")
+        print(
+            f"- {mode}: requests to the dead upstream per 30 s: {buckets} (the first period includes the trip)"
+        )
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ | {"share": r.share} for r in results], indent=1))
     for problem in failed:

@@ -10,6 +10,7 @@ behaviour (see bench/chaos.py); `GET /stats` counts requests per behaviour,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import sys
@@ -61,7 +62,9 @@ def answer(kind: str) -> bytes | str | None:
         return RNG.choice(FAILURES)() if RNG.random() < 0.3 else OK
     if kind == "ratelimited":
         if RNG.random() < 0.2:
-            return response("429 Too Many Requests", ERROR, extra=f"retry-after: {RNG.uniform(0.5, 1.0):.2f}\r\n")
+            return response(
+                "429 Too Many Requests", ERROR, extra=f"retry-after: {RNG.uniform(0.5, 1.0):.2f}\r\n"
+            )
         return OK
     if kind == "flapping":
         down = (time.monotonic() - STARTED) % 30.0 < 10.0
@@ -115,11 +118,11 @@ async def main() -> None:
     print(server.sockets[0].getsockname()[1], flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    threading.Thread(target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
-    try:
+    threading.Thread(
+        target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
+    ).start()
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), LIFETIME)
-    except TimeoutError:
-        pass
     server.close()
 
 

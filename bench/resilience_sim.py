@@ -108,7 +108,10 @@ def simulate(
     clock = Clock()
     plugins = turnout.Plugins(entry_points=False)
     plugins.add_provider(SimProvider())
-    deployments = [turnout.Deployment(n, "sim", "m", api_key=f"sk-sim-{n}", base_url=f"https://{n}.sim/v1") for n in names]
+    deployments = [
+        turnout.Deployment(n, "sim", "m", api_key=f"sk-sim-{n}", base_url=f"https://{n}.sim/v1")
+        for n in names
+    ]
     targets = bind(deployments, plugins)
     budget = budget or RetryBudget()
     core = RouterCore(
@@ -179,7 +182,9 @@ def _perform(
     raise AssertionError(f"unexpected {command!r}")
 
 
-def trip_probability(p: float, config: BreakerConfig, *, attempts: int = 100, runs: int = 2000, seed: int = 1) -> float:
+def trip_probability(
+    p: float, config: BreakerConfig, *, attempts: int = 100, runs: int = 2000, seed: int = 1
+) -> float:
     """How often one deployment's breaker opens within `attempts` random outcomes."""
     rng = random.Random(seed)
     error = turnout.ServiceUnavailableError("simulated")
@@ -216,7 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(3 if args.quick else 10)
     rates = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
     print("## Trip probability within 100 attempts\n")
-    rows = [[f"{p:.0%}", f"{trip_probability(p, OLD, runs=runs):.1%}", f"{trip_probability(p, NEW, runs=runs):.1%}"] for p in rates]
+    rows = [
+        [
+            f"{p:.0%}",
+            f"{trip_probability(p, OLD, runs=runs):.1%}",
+            f"{trip_probability(p, NEW, runs=runs):.1%}",
+        ]
+        for p in rates
+    ]
     print(table(rows, ["failure rate", "old defaults", "new defaults"]))
     print("\n## Calls answered (two deployments, 2,400 calls at 20/s over 2 minutes, deadline 10 s)\n")
     scenarios: dict[str, Upstream] = {
@@ -233,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
             outcomes = [simulate(upstream, breaker=config, budget=budget, seed=s) for s in seeds]
             shares = [o.share for o in outcomes]
             per_call = statistics.median(o.attempts / o.calls for o in outcomes)
-            dead = statistics.median(o.requests["a"] for o in outcomes) if label.startswith("one dead") else None
+            dead = (
+                statistics.median(o.requests["a"] for o in outcomes) if label.startswith("one dead") else None
+            )
             rows.append(
                 [
                     label,
@@ -243,11 +257,24 @@ def main(argv: list[str] | None = None) -> int:
                     "" if dead is None else f"{dead:.0f}",
                 ]
             )
-    print(table(rows, ["upstream", "defaults", "answered: median (min–max)", "attempts/call", "requests to the dead one"]))
+    print(
+        table(
+            rows,
+            [
+                "upstream",
+                "defaults",
+                "answered: median (min-max)",
+                "attempts/call",
+                "requests to the dead one",
+            ],
+        )
+    )
     print("\n## A spent budget never blocks a healthy fallback (primary dead, budget of zero)\n")
     outcomes = [simulate(dead_beside_healthy("a"), budget=spent, seed=s) for s in seeds]
-    print(f"answered: {min(o.share for o in outcomes):.1%} (every seed); requests to the dead one: "
-          f"{max(o.requests['a'] for o in outcomes)} at most")
+    print(
+        f"answered: {min(o.share for o in outcomes):.1%} (every seed); requests to the dead one: "
+        f"{max(o.requests['a'] for o in outcomes)} at most"
+    )
     return 0
 
 
