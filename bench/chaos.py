@@ -268,9 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table([row(r) for r in results], head))
     print()
     for mode, buckets in probes.items():
-        print(
-            f"- {mode}: requests to the dead upstream per 30 s: {buckets} (the first period includes the trip)"
-        )
+        print(f"- {mode}: requests to the dead upstream per 30 s: {buckets} (the first includes the trip)")
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ | {"share": r.share} for r in results], indent=1))
     for problem in failed:
