@@ -107,7 +107,7 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 assert isinstance(reply, bytes)
                 writer.write(reply)
             await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.CancelledError):
         pass
     finally:
         writer.close()

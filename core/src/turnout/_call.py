@@ -263,7 +263,11 @@ class RouterCore:
                 ends = race
             waited = 0.0
             ran = [end for end in ends if end.admitted]
-            if not ran:  # another call took the last probe slot, or it just tripped
+            if not ran:
+                # Another call took the last probe slot, or it just tripped or cooled
+                # down: look again (and wait for the first to free up, as above).
+                tried.difference_update(end.name for end in ends)
+                states = yield LoadState(self.names)
                 continue
             for end in ran:
                 if end.state is not None:
@@ -286,7 +290,7 @@ class RouterCore:
                     following = None
                     ran[-1].reason = "the retry budget is spent"
             decision = "fallback" if following is not None else "give_up"
-            record.attempts.extend(end.attempt(decision) for end in ran)
+            record.attempts.extend(end.attempt(decision) for end in ran if not end.recorded)
             if record.committed:
                 error.partial_text = record.text
             if following is None:
@@ -407,11 +411,12 @@ class _Seat:
     def committed(self) -> bool:
         return self.record.committed
 
-    def ready_after(self, delay: float) -> bool:
+    def ready_in(self, delay: float) -> float:
         if self.state is None:
-            return True
-        ready, _ = availability(self.state, self.core.wall() + delay, self.core.breaker)
-        return ready
+            return delay
+        now = self.core.wall()
+        ready, at = availability(self.state, now + delay, self.core.breaker)
+        return delay if ready else max(delay, at - now)
 
     def spend(self) -> Flow[bool]:
         spent: bool = yield UpdateBudget(self.core.budget.withdraw)
@@ -423,8 +428,10 @@ class _Seat:
         core, name, record = self.core, self.name, self.record
         config, clock = core.breaker, core.clock
         provider = self.target.provider.name
-        if not (yield UpdateState(name, _admitter(core.wall(), config))):
-            return Tried(name, provider, admitted=False)
+        admitted, state = yield UpdateState(name, _admitter(core.wall(), config))
+        if not admitted:
+            self.state = state  # what set it aside, for the retry layer's wait
+            return Tried(name, provider, admitted=False, state=state)
         started = clock()
         try:
             try:
@@ -474,8 +481,14 @@ class _Seat:
 
 
 # The store applies these to the current record; each returns (new state, result).
-def _admitter(now: float, config: BreakerConfig) -> Callable[[DeploymentState], tuple[DeploymentState, bool]]:
-    return lambda state: admit(state, now, config)
+def _admitter(
+    now: float, config: BreakerConfig
+) -> Callable[[DeploymentState], tuple[DeploymentState, tuple[bool, DeploymentState]]]:
+    def apply(state: DeploymentState) -> tuple[DeploymentState, tuple[bool, DeploymentState]]:
+        new, admitted = admit(state, now, config)
+        return new, (admitted, new)
+
+    return apply
 
 
 def _failure(
