@@ -38,7 +38,7 @@ def test_chat(make_router: Callable[..., turnout.Router]) -> None:
     response = make_router().chat(HI)
     assert response.content == ANSWER
     assert response.finish_reason == "stop"
-    assert response.usage == turnout.Usage(5, 3, 8)
+    assert response.usage == turnout.Usage(5, 3, 8, cached_tokens=0, reasoning_tokens=0)
     assert response.model == MODEL
     assert response.deployment == "mume"
     assert response.provider == "mume"

@@ -37,7 +37,7 @@ def test_chat(make_router: MakeRouter) -> None:
     assert response.provider == "mythicdot"
     assert response.deployment == "mythic"
     assert response.request_id == "req_mythicdot_000001"
-    assert response.usage == turnout.Usage(5, 4, 9)
+    assert response.usage == turnout.Usage(6, 4, 10, cached_tokens=0, reasoning_tokens=0)
     assert kinds(response.attempts) == [None]
     (sent,) = script.requests
     assert sent.method == "POST"

@@ -261,6 +261,10 @@ class ModelRoute(Provider):
     retry_policy = RetryPolicy(max_retries=3, base=1.0, cap=30.0, jitter="full")
     request_id_headers = ("x-request-id",)
     option_names: ClassVar[frozenset[str]] = frozenset({"poll_interval", "params", "metadata"})
+    # The documented `input` carries the messages verbatim (content parts included) and
+    # the parameters (`response_format` included); the `output` is text only, so an
+    # answer's tool calls could not come back: a request with tools goes elsewhere.
+    capabilities: ClassVar[frozenset[str]] = frozenset({"content_parts", "response_format"})
 
     # Calls whose execution already ended FAILED or EXPIRED, per (deployment, call_id):
     # their next submit needs a fresh key. Bounded: only recent calls matter.
