@@ -86,7 +86,9 @@ class Assembly:
         content = "".join(self.text)
         refusal = "".join(self._refusal) or None
         calls = self.tool_calls()
-        message: dict[str, Any] = {"role": "assistant", "content": content if content or not calls else None}
+        # As a gateway sends it: no text beside tool calls or a refusal is a null content.
+        empty = not content and (calls or refusal is not None)
+        message: dict[str, Any] = {"role": "assistant", "content": None if empty else content}
         if refusal is not None:
             message["refusal"] = refusal
         if calls:
