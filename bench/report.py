@@ -14,6 +14,7 @@ from typing import Any
 from cells import Cell, Series, Spread, paired_differences, paired_ratios
 from harness import MatrixResult
 from importcost import ImportResult
+from loopback import TOOL_STREAM_CHUNKS
 
 RAW = "httpx"
 # Typographic signs, spelled as escapes so the source stays plain ASCII where it matters.
@@ -177,6 +178,17 @@ def targets(result: MatrixResult, imports: list[ImportResult]) -> list[Target]:
                 RAW,
                 f"turnout CPU per streamed chunk ≤ 1.20 {TIMES} raw httpx + httpx-sse ({how})",
                 lambda r: r <= 1.20,
+            )
+        )
+    for cell, how in ((Cell(True, False, 1, tools=True), "sync"), (Cell(True, True, 1, tools=True), "async")):
+        found.append(
+            _ratio_target(
+                result,
+                cell,
+                "turnout",
+                RAW,
+                f"turnout CPU per streamed tool-call chunk ≤ 1.10 {TIMES} raw httpx + httpx-sse ({how})",
+                lambda r: r <= 1.10,
             )
         )
     for cell, how in ((plain_sync, "sync"), (plain_async, "async")):
@@ -366,14 +378,16 @@ def _normalization_table(norm: dict[str, Any]) -> list[str]:
 # -- the document --------------------------------------------------------------
 
 
-METHOD = """\
+METHOD = f"""\
 How it is measured:
 
 - **Upstream**: `bench/loopback.py`, a minimal OpenAI-compatible HTTP/1.1 server on a raw
   `asyncio.Protocol`, in its own process on 127.0.0.1 (its CPU is not counted). Plain calls get a
   348-byte completion; streamed calls get 10 `chat.completion.chunk` events then `data: [DONE]`,
   written at once (so the stream figures are the libraries' own cost per chunk, not socket
-  wake-ups); `/fail/...` answers 503 at once.
+  wake-ups); `/fail/...` answers 503 at once. A stream asked with `tools` gets two parallel
+  tool calls as OpenAI streams them: each call's id and name in its first chunk, then its
+  arguments 4 characters per chunk, then the finish chunk ({TOOL_STREAM_CHUNKS} chunks).
 - **Contenders** (`bench/contenders.py`) each run in their **own worker process**
   (`bench/worker.py`) that imports only their library, so one library's imports, garbage and
   background threads never weigh on another's figures. All send the same request, read the answer's
@@ -383,6 +397,9 @@ How it is measured:
     goes back to the pool — the floor. Same connection pool size as turnout's routers.
   - *turnout*: `turnout.Router` / `AsyncRouter` with one deployment of a bench-local
     `OpenAICompatible` provider, registered in a private `turnout.Plugins(entry_points=False)`.
+  - *Tool-call streams*: raw httpx reads each event's `delta.tool_calls` and assembles the calls by
+    hand (by index: id, name, argument pieces joined); turnout iterates the stream to its end and
+    reads `stream.response.tool_calls`. Both hand back every call assembled, checked.
   - *turnout, 503 → fallback*: two deployments, the first answering 503 (its
     `retry_policy=RetryPolicy(max_retries=0)`), so every call makes two requests. The breaker and
     the retry budget are configured never to set the failing deployment aside: this measures the
