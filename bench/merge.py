@@ -47,14 +47,19 @@ def _subsections(lines: list[str], heading: str) -> dict[str, list[str]]:
 
 
 def _targets(old: list[str], new: list[str]) -> None:
-    measured = [new[i] for i in _rows(new, "## Targets") if _cell(new[i], 1) != "not measured"]
-    for row in measured:
+    """Measured targets replace the old rows; a new one goes where a full run puts it
+    (after the row that precedes it in the new report), else last."""
+    order = [new[i] for i in _rows(new, "## Targets")]
+    for position, row in enumerate(order):
+        if _cell(row, 1) == "not measured":
+            continue
         rows = _rows(old, "## Targets")
-        same = [i for i in rows if _cell(old[i], 0) == _cell(row, 0)]
-        if same:
-            old[same[0]] = row
-        else:
-            old.insert(rows[-1] + 1, row)
+        keys = {_cell(old[i], 0): i for i in rows}
+        if _cell(row, 0) in keys:
+            old[keys[_cell(row, 0)]] = row
+            continue
+        before = [keys[_cell(r, 0)] for r in order[:position] if _cell(r, 0) in keys]
+        old.insert((before[-1] if before else rows[-1]) + 1, row)
 
 
 def _requests(old: list[str], new: list[str]) -> None:

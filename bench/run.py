@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         "import repeats": args.import_repeats,
         "normalization CPU s/provider": args.norm_seconds,
     }
+    if args.merge:  # what this run did not measure says nothing about it
+        for name in ("import repeats", "normalization CPU s/provider"):
+            del settings[name]
     text = render(
         command=command,
         settings=settings,
