@@ -110,7 +110,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    install_all(session, "openai>=1.40", "litellm", "httpx-aiohttp")
+    install_all(session, "openai>=1.40", "litellm", "httpx-aiohttp", "httpx-sse")
     session.run("python", "bench/run.py", *session.posargs)
 
 

@@ -13,6 +13,7 @@ from turnout._call import RouterCore
 from turnout._plugins import _reset_default_plugins
 
 from .acme import Acme, AcmeEmulator
+from .calls import Calls
 from .scripted import FakeClock
 
 
@@ -31,6 +32,13 @@ def default_acme() -> Iterator[None]:
     turnout.register_provider(Acme())
     yield
     restore()
+
+
+@pytest.fixture(params=["sync", "async"])
+def calls(request: pytest.FixtureRequest, plugins: Plugins) -> Calls:
+    """Whole calls through `turnout.Router` or `turnout.AsyncRouter`: every test that uses it
+    runs with both, and they must make the same decisions."""
+    return Calls(request.param, plugins)
 
 
 @pytest.fixture

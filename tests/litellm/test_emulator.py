@@ -198,6 +198,7 @@ def test_render_error_accepts_statuses_kinds_and_scenarios():
     assert emulator.render_error("403").status == 403
     assert emulator.render_error("insufficient_credits").status == 403
     assert "credits" in body_of(emulator.render_error("credits"))["detail"]
+    assert emulator.render_error("credits").status == 403  # out of credits is a 403 there
     assert emulator.render_error("upstream_429").status == 500
     limited = emulator.render_error("rate_limited", retry_after=3, request_id="r1")
     assert limited.header("retry-after") == "3"

@@ -378,12 +378,14 @@ def test_every_emulated_error_normalizes_to_its_kind():
         assert error.kind == expected, name
 
 
-@pytest.mark.parametrize("name", ["validation_v1", "validation_v2"])
-def test_emulated_validation_errors_have_field_paths(name):
+@pytest.mark.parametrize(
+    ("name", "first"), [("validation_v1", "body.messages"), ("validation_v2", "body.team_id")]
+)
+def test_emulated_validation_errors_have_field_paths(name, first):
     rendered = LiteLLMEmulator().render_error(name)
     error = norm(rendered.status, rendered.body)
     assert error.status == 422
-    assert error.details
+    assert error.details[0].field == first  # pydantic's `loc` joined by dots
     assert all(d.field.startswith("body.") for d in error.details)
     assert all(d.code for d in error.details)
 

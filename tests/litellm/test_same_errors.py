@@ -12,7 +12,7 @@ from turnout.emulation import Fault, mock_transport
 from turnout_litellm import AsyncJobSession, JobSession
 from turnout_litellm.emulator import LiteLLMEmulator
 
-from .conftest import HI, HOST, Script, deployment
+from .conftest import HI, HOST, deployment, jobs
 
 PATIENT = turnout.RetryPolicy(max_retries=2, base=0.001, cap=0.001, jitter="none")
 
@@ -39,7 +39,7 @@ def summary(error: turnout.ProviderError) -> dict[str, Any]:
 
 
 def router_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
-    script = Script({"create-and-call": faults})
+    script = jobs({"create-and-call": faults})
     transport = mock_transport({HOST: LiteLLMEmulator()}, script)
     router = turnout.Router([deployment(retry_policy=PATIENT)], transport=transport)
     with router, pytest.raises(turnout.ProviderError) as caught:
@@ -48,7 +48,7 @@ def router_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
 
 
 def session_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
-    script = Script({"llm-call": faults})
+    script = jobs({"llm-call": faults})
     transport = mock_transport({HOST: LiteLLMEmulator()}, script)
     with (
         pytest.raises(turnout.ProviderError) as caught,
@@ -59,7 +59,7 @@ def session_error(faults: list[Fault], deadline: float) -> turnout.ProviderError
 
 
 async def async_session_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
-    script = Script({"llm-call": faults})
+    script = jobs({"llm-call": faults})
     transport = mock_transport({HOST: LiteLLMEmulator()}, script)
     session = AsyncJobSession(deployment(retry_policy=PATIENT), transport=transport, deadline=deadline)
     with pytest.raises(turnout.ProviderError) as caught:

@@ -6,12 +6,12 @@ from typing import Any
 import pytest
 
 import turnout
+from tests.loopback import EmulatorServer
 from turnout.emulation import mock_transport
 from turnout_mume.emulator import MumeEmulator
 from turnout_mume.provider import Mume
 
 from .helpers import mume_deployment
-from .httpserver import EmulatorServer
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ import pytest
 from pydantic import BaseModel
 
 import turnout
+from tests.loopback import EmulatorServer
 from turnout import HTTPResponse, ToolCall
 from turnout_mume.emulator import MumeEmulator
 
 from .helpers import FAST, KEY, MODEL, MUME
-from .httpserver import EmulatorServer
 
 openai = pytest.importorskip("openai")
 

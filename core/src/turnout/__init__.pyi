@@ -93,8 +93,12 @@ from ._normalize import (
     MessageRule as MessageRule,
     extract_openai as extract_openai,
 )
+from ._checks import (
+    Check as Check,
+)
 from ._openai import (
     OpenAICompatible as OpenAICompatible,
+    OpenAIOptions as OpenAIOptions,
 )
 from ._plugins import (
     Plugins as Plugins,

@@ -74,15 +74,37 @@ def count(value: Any) -> int | None:
     return None
 
 
-def _first(mapping: Mapping[str, Any], *paths: str) -> int | None:
+def _first(mapping: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> int | None:
     for path in paths:
-        node: Any = mapping
-        for part in path.split("."):
+        node: Any = mapping.get(path[0])
+        for part in path[1:]:
             node = node.get(part) if isinstance(node, MAP) else None
-        found = count(node)
+        if type(node) is int and node >= 0:
+            return node
+        found = count(node) if node is not None else None
         if found is not None:
             return found
     return None
+
+
+def _paths(*dotted: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(path.split(".")) for path in dotted)
+
+
+_PROMPT = _paths("prompt_tokens", "input_tokens", "promptTokenCount")
+_COMPLETION = _paths("completion_tokens", "output_tokens", "candidatesTokenCount")
+_TOTAL = _paths("total_tokens", "totalTokenCount")
+_CACHED = _paths(
+    "prompt_tokens_details.cached_tokens",
+    "input_tokens_details.cached_tokens",
+    "cache_read_input_tokens",
+    "cachedContentTokenCount",
+)
+_REASONING = _paths(
+    "completion_tokens_details.reasoning_tokens",
+    "output_tokens_details.reasoning_tokens",
+    "thoughtsTokenCount",
+)
 
 
 def usage_from(value: Any) -> Usage | None:
@@ -90,27 +112,14 @@ def usage_from(value: Any) -> Usage | None:
     is None (never 0); a total not reported is the sum when both parts are."""
     if value is None or not isinstance(value, MAP):
         return None
-    prompt = _first(value, "prompt_tokens", "input_tokens", "promptTokenCount")
-    completion = _first(value, "completion_tokens", "output_tokens", "candidatesTokenCount")
-    total = _first(value, "total_tokens", "totalTokenCount")
+    prompt = _first(value, _PROMPT)
+    completion = _first(value, _COMPLETION)
+    total = _first(value, _TOTAL)
     if total is None and prompt is not None and completion is not None:
         total = prompt + completion
-    cached = _first(
-        value,
-        "prompt_tokens_details.cached_tokens",
-        "input_tokens_details.cached_tokens",
-        "cache_read_input_tokens",
-        "cachedContentTokenCount",
-    )
-    reasoning = _first(
-        value,
-        "completion_tokens_details.reasoning_tokens",
-        "output_tokens_details.reasoning_tokens",
-        "thoughtsTokenCount",
-    )
     if prompt is None and completion is None and total is None:
         return None
-    return Usage(prompt, completion, total, cached, reasoning)
+    return Usage(prompt, completion, total, _first(value, _CACHED), _first(value, _REASONING))
 
 
 def text_of(content: Any) -> str | None:

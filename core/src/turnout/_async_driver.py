@@ -8,9 +8,8 @@ is used; hedged legs are tasks, and losers are cancelled.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -31,9 +30,9 @@ from ._flow import (
     UpdateBudget,
     UpdateState,
 )
-from ._limits import CallLimits
+from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
-from ._pump import DONE, Pump
+from ._pump import DONE, Pump, acapture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
 from ._state import StateStore
@@ -85,13 +84,13 @@ class AsyncDriver(DriverBase):
                 if type(command) is Emit:
                     yield command.chunk
                     command = pump.send(None)
-                    continue
-                try:
-                    value = await self.perform(command)
-                except ProviderError as exc:
-                    command = pump.throw(exc)
                 else:
-                    command = pump.send(value)
+                    try:
+                        value = await self.perform(command)
+                    except ProviderError as exc:
+                        command = pump.throw(exc)
+                    else:
+                        command = pump.send(value)
             await self.drain()
             out.append(pump.result)
         except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit, SystemExit) as exc:
@@ -117,17 +116,12 @@ class AsyncDriver(DriverBase):
         await self.close_stream()
         raise self.limits.expired_error()
 
-    async def abandon(self, pump: Pump[Any], reason: BaseException) -> None:
+    async def abandon(self, pump: Pump[Any, Any], reason: BaseException) -> None:
         await self.close_stream()
         try:
             command = pump.throw(CallAbandoned(repr(reason)))
             while is_cleanup(command):
-                try:
-                    value = await self.perform(command, cleanup=True)
-                except ProviderError as exc:
-                    command = pump.throw(exc)
-                else:
-                    command = pump.send(value)
+                command = pump.resume(await acapture(self.perform(command, cleanup=True), ProviderError))
         except BaseException:  # noqa: S110 - cleanup is best effort by contract
             pass
         pump.flow.close()
@@ -296,18 +290,10 @@ async def _once(content: bytes) -> AsyncIterator[bytes]:
     yield content
 
 
-async def arun_flow(
-    flow: Flow[Any],
-    client: httpx.AsyncClient,
-    *,
-    deadline: float = 600.0,
-    timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    limits: CallLimits | None = None,
-) -> Any:
+async def arun_flow(flow: Flow[Any], client: httpx.AsyncClient, **options: Unpack[FlowOptions]) -> Any:
     """`run_flow` for asyncio."""
     out: list[Any] = []
-    run = astream_flow(flow, client, out, deadline=deadline, timeout=timeout, clock=clock, limits=limits)
+    run = astream_flow(flow, client, out, **options)
     async for chunk in run:
         await run.aclose()
         raise TypeError(f"arun_flow cannot drive a flow that emits chunks (got {chunk!r}); use astream_flow")
@@ -315,15 +301,7 @@ async def arun_flow(
 
 
 def astream_flow(
-    flow: Flow[Any],
-    client: httpx.AsyncClient,
-    out: list[Any],
-    *,
-    deadline: float = 600.0,
-    timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    limits: CallLimits | None = None,
+    flow: Flow[Any], client: httpx.AsyncClient, out: list[Any], **options: Unpack[FlowOptions]
 ) -> AsyncGenerator[ChatChunk, None]:
     """Drive a streaming flow with asyncio: yields its chunks; its result is appended to `out`."""
-    limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
-    return AsyncDriver(limits, client=client).run(flow, out)
+    return AsyncDriver(limits_of(options), client=client).run(flow, out)

@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from attrs import evolve
-
 from ._assembly import Assembly
 from ._binding import Target
 from ._errors import (
@@ -45,9 +43,11 @@ from ._health import (
     on_success,
     release,
     report,
+    set_aside,
 )
 from ._limits import CallLimits
 from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment
+from ._provider import Provider, needed_features
 from ._pump import relay
 from ._retry import RetryPolicy
 from ._retrying import Tried, retry_loop
@@ -113,7 +113,7 @@ class RouterCore:
         breaker: BreakerConfig | None = None,
         budget: RetryBudget | None = None,
         store: StateStore | None = None,
-        wait_for_healthy: bool = False,
+        wait_for_healthy: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -134,11 +134,16 @@ class RouterCore:
         self.breaker = breaker or BreakerConfig()
         self.budget = budget or RetryBudget()
         self.store: StateStore = store or MemoryStore(self.budget.burst)
-        # When every deployment is set aside: wait (within the deadline) instead of raising.
+        # When every deployment left is set aside and the first frees up within the
+        # call's deadline: wait for it instead of failing (False: fail at once).
         self.wait_for_healthy = wait_for_healthy
         deployments = {name: target.deployment for name, target in self.targets.items()}
         self.table = RouteTable(routes, deployments, self.breaker, self.rng)
         self.make_flow = make_flow
+        # Whether a provider decides for itself what it cannot carry (not only by capabilities).
+        self._custom_unsupported = any(
+            type(target.provider).unsupported is not Provider.unsupported for target in self.targets.values()
+        )
 
     # -- what it holds ------------------------------------------------------------
 
@@ -165,11 +170,23 @@ class RouterCore:
     def unsupported(self, route: Route, request: ChatRequest, *, stream: bool) -> frozenset[str]:
         """The deployments of `route` (and its fallbacks) that cannot carry `request`;
         when none can, the `unsupported_feature` error, before any request."""
+        needed: list[str] | None = None
+        if not self._custom_unsupported:
+            needed = needed_features(request, stream=stream)
+            if not needed:
+                return frozenset()
         missing: dict[str, list[str]] = {}
-        candidates = self.table.plan(route, dict.fromkeys(self.names, _EMPTY))
+        candidates = self.table.members(route)
         for name in candidates:
             target = self.targets[name]
-            lacking = target.provider.unsupported(target.deployment, request, stream=stream)
+            provider = target.provider
+            if type(provider).unsupported is Provider.unsupported:
+                # The common case, without asking each provider to look at the request again.
+                if needed is None:
+                    needed = needed_features(request, stream=stream)
+                lacking = [feature for feature in needed if feature not in provider.capabilities]
+            else:
+                lacking = provider.unsupported(target.deployment, request, stream=stream)
             if lacking:
                 missing[name] = lacking
         if missing and len(missing) == len(candidates):
@@ -213,20 +230,17 @@ class RouterCore:
             now = wall()
             name, soonest = table.choose(queue, tried, states, now)
             if name is None:
-                wait = (soonest or now) - now
-                if last is None and self.wait_for_healthy and wait < limits.left():
+                wait = None if soonest is None else soonest - now
+                if wait is not None and self.wait_for_healthy and wait < limits.left():
+                    # Every candidate left is set aside, and the first frees up within
+                    # the deadline: wait for it rather than fail the call.
                     yield Sleep(wait)
                     waited += wait
                     states = yield LoadState(self.names)
                     continue
                 if last is not None:
                     raise self._final(last, record)
-                raise NoHealthyDeploymentError(
-                    f"no deployment of route {route.name!r} may be tried now",
-                    route=route.name,
-                    retry_after=wait,
-                    attempts=tuple(record.attempts),
-                )
+                raise self._no_healthy(route, queue, tried, states, now, limits, record)
             backup = None
             if route.hedge_after is not None and not stream:
                 backup, _ = table.choose(queue, tried | {name}, states, now)
@@ -307,6 +321,7 @@ class RouterCore:
             max_wait=self.max_retry_wait,
             can_fall_back=can_fall_back,
             rng=self.rng,
+            waited=waited,
         )
 
     def _response(self, end: Tried, record: CallRecord, stream: bool) -> ChatResponse:
@@ -314,7 +329,38 @@ class RouterCore:
         record.provider = end.provider
         result = end.result if not stream else record.response()
         assert isinstance(result, ChatResponse)
-        return evolve(result, deployment=end.name, provider=end.provider, attempts=tuple(record.attempts))
+        return result.answered_by(end.name, end.provider, tuple(record.attempts))
+
+    def _no_healthy(
+        self,
+        route: Route,
+        queue: list[str],
+        tried: set[str],
+        states: Mapping[str, DeploymentState],
+        now: float,
+        limits: CallLimits,
+        record: CallRecord,
+    ) -> NoHealthyDeploymentError:
+        reasons: dict[str, str] = {}
+        soonest: float | None = None
+        for name in queue:
+            if name in tried:
+                continue
+            found = set_aside(states[name], now, self.breaker)
+            if found is not None:
+                reason, until = found
+                reasons[name] = f"{reason} for {until - now:.1f} s more (until {_clock_time(until)})"
+                soonest = until if soonest is None else min(soonest, until)
+        wait = None if soonest is None else soonest - now
+        each = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+        return NoHealthyDeploymentError(
+            f"no deployment of route {route.name!r} may be tried before the call's deadline "
+            f"(in {max(limits.left(), 0.0):.1f} s): {each or 'none left to try'}",
+            route=route.name,
+            retry_after=wait,
+            attempts=tuple(record.attempts),
+            reasons=reasons,
+        )
 
     @staticmethod
     def _final(error: ProviderError, record: CallRecord) -> ProviderError:
@@ -334,7 +380,9 @@ def unsupported_error(route: str, missing: Mapping[str, list[str]]) -> ProviderE
     )
 
 
-_EMPTY = DeploymentState()
+def _clock_time(when: float) -> str:
+    """A wall-clock time as people read it in logs: 12:03:04 UTC."""
+    return time.strftime("%H:%M:%S UTC", time.gmtime(when))
 
 
 def _won(end: Tried) -> bool:
@@ -381,9 +429,12 @@ class _Seat:
         try:
             try:
                 inner = core.make_flow(self.target, self.request, self.stream)
-                result = yield from relay(
-                    inner, before=self._seen if self.stream else None, after=self._headers
-                )
+                if self.stream:  # every chunk is watched, and the stream's head
+                    result = yield from relay(inner, before=self._seen, after=self._headers)
+                else:  # the final response's headers come with the answer
+                    result = yield from inner
+                    if isinstance(result, ChatResponse):
+                        yield from self._quota(result.headers)
             except ProviderError as error:
                 elapsed = clock() - started
                 attribute_error(
@@ -413,15 +464,13 @@ class _Seat:
         if type(value) is not HTTPResponse:
             return None
         self.record.headers = dict(value.headers)
-        # A success that used up the quota: steer the next calls away before they
-        # hit a 429. (On an error, its retry_after and cooldown already decide.)
-        if value.ok and _RATE_HEADERS.intersection(value.headers):
-            return _update(UpdateState(self.name, _rate_limited(value.headers, self.core.wall())))
-        return None
+        return self._quota(value.headers) if value.ok else None
 
-
-def _update(command: UpdateState) -> Flow[None]:
-    yield command
+    def _quota(self, headers: Mapping[str, str]) -> Flow[None]:
+        """A success that used up the quota: steer the next calls away before they hit
+        a 429. (On an error, its retry_after and cooldown already decide.)"""
+        if _RATE_HEADERS.intersection(headers):
+            yield UpdateState(self.name, _rate_limited(headers, self.core.wall()))
 
 
 # The store applies these to the current record; each returns (new state, result).

@@ -70,7 +70,7 @@ class RouterConfig:
     retry: RetryOverrides | None = None
     breaker: BreakerConfig | None = None
     budget: RetryBudget | None = None
-    wait_for_healthy: bool = False
+    wait_for_healthy: bool = True
     state: StateConfig | None = None
 
     def router_kwargs(self) -> dict[str, Any]:

@@ -324,7 +324,9 @@ class ResponseParseError(ProviderError):
 
 
 class NoHealthyDeploymentError(TurnoutError):
-    """No deployment of the route (or its fallbacks) may be tried now."""
+    """No deployment of the route (or its fallbacks) may be tried before the call's
+    deadline; `retry_after` is the time until the first one may, `reasons` says
+    for each why it is set aside and until when."""
 
     def __init__(
         self,
@@ -333,11 +335,14 @@ class NoHealthyDeploymentError(TurnoutError):
         route: str | None = None,
         retry_after: float | None = None,
         attempts: tuple[Attempt, ...] = (),
+        reasons: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.route = route
         self.retry_after = retry_after
         self.attempts = attempts
+        # Each deployment set aside: why, and until when ("breaker open until 12:03:04 (in 25.1 s)").
+        self.reasons: Mapping[str, str] = dict(reasons or {})
 
 
 @frozen

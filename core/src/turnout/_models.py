@@ -51,9 +51,12 @@ def _to_secret(value: str | Secret | None) -> Secret | None:
     return Secret(value)
 
 
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+
+
 def _to_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     # A read-only copy: a frozen deployment must not change under the router.
-    return MappingProxyType(dict(value or {}))
+    return MappingProxyType(dict(value)) if value else _NOTHING
 
 
 _MESSAGE_FIELDS = ("role", "content", "name")
@@ -191,6 +194,25 @@ class ChatResponse:
     raw: Any = None
     # The final response's headers, names lower-case.
     headers: Mapping[str, str] = field(factory=dict)
+
+    def answered_by(self, deployment: str, provider: str, attempts: tuple[Attempt, ...]) -> ChatResponse:
+        """This answer, naming who gave it and every attempt it took (on the hot path:
+        built directly, not through `attrs.evolve`)."""
+        return ChatResponse(
+            self.content,
+            self.finish_reason,
+            self.usage,
+            self.model,
+            self.request_id,
+            deployment,
+            provider,
+            attempts,
+            self.tool_calls,
+            self.refusal,
+            self.message,
+            self.raw,
+            self.headers,
+        )
 
 
 @frozen

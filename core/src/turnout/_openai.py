@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from attrs import evolve
+from attrs import field, frozen
 
 from ._answers import MAP, Malformed, finish_reason, text_of, tool_call_deltas, tool_calls, usage_from
+from ._checks import Check
 from ._errors import ErrorKind, ProviderError, error_for
 from ._flow import (
     ERROR_BODY_LIMIT,
@@ -29,10 +30,40 @@ from ._flow import (
 from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, ToolCallDelta
 from ._provider import Provider, whole_chunk
 
-__all__ = ["CAPABILITIES", "OpenAICompatible", "text_of", "usage_from"]
+__all__ = ["CAPABILITIES", "OpenAICompatible", "OpenAIOptions", "text_of", "usage_from"]
 
 # What an OpenAI-compatible API carries: all of it.
 CAPABILITIES = frozenset({"tools", "tool_streaming", "content_parts", "response_format"})
+
+
+def _header_value(value: str) -> bool:
+    return all(" " <= c <= "~" or c == "\t" for c in value)
+
+
+HeaderValue = Annotated[str, Check(_header_value, "holds characters a header cannot carry")]
+
+
+@frozen
+class OpenAIOptions:
+    """Options of an OpenAI-compatible deployment: headers on every request, and
+    default chat parameters (the call's own win)."""
+
+    headers: dict[str, HeaderValue] = field(factory=dict)
+    params: dict[str, Any] = field(factory=dict)
+
+
+def named(chunk: ChatChunk, request_id: str) -> ChatChunk:
+    """`chunk` named by the stream's request id (made directly: `attrs.evolve` costs
+    twice as much, once per chunk)."""
+    return ChatChunk(
+        chunk.delta,
+        chunk.finish_reason,
+        chunk.usage,
+        request_id,
+        chunk.tool_calls,
+        chunk.refusal,
+        chunk.model,
+    )
 
 
 class OpenAICompatible(Provider):
@@ -46,7 +77,7 @@ class OpenAICompatible(Provider):
     chat_path: ClassVar[str] = "/chat/completions"
     # Whether a stream may end by a clean close without `[DONE]` or a finish_reason.
     clean_close_ends_stream: ClassVar[bool] = False
-    option_names: ClassVar[frozenset[str]] = frozenset({"headers", "params"})
+    options_type: ClassVar[type | None] = OpenAIOptions
     capabilities: ClassVar[frozenset[str]] = CAPABILITIES
 
     # -- requests ------------------------------------------------------------
@@ -56,20 +87,21 @@ class OpenAICompatible(Provider):
             "model": deployment.model,
             "messages": [m.to_wire() for m in request.messages],
         }
-        defaults = deployment.options.get("params")
-        if isinstance(defaults, Mapping):
-            payload.update(defaults)
+        payload.update(self.openai_options(deployment).params)
         payload.update(request.params)
         if stream:
             payload["stream"] = True
         payload.update(request.extra_body)
         return payload
 
+    def openai_options(self, deployment: Deployment) -> OpenAIOptions:
+        options: Any = self.typed_options(deployment, self.options_type or OpenAIOptions)
+        assert isinstance(options, OpenAIOptions)
+        return options
+
     def headers(self, deployment: Deployment) -> dict[str, str]:
         headers = dict(self.auth_headers(deployment))
-        extra = deployment.options.get("headers")
-        if isinstance(extra, Mapping):
-            headers.update({str(k).lower(): str(v) for k, v in extra.items()})
+        headers.update({k.lower(): v for k, v in self.openai_options(deployment).headers.items()})
         return headers
 
     def request(self, deployment: Deployment, request: ChatRequest, *, stream: bool) -> HTTPRequest:
@@ -128,9 +160,9 @@ class OpenAICompatible(Provider):
             request_id=self.request_id(response.headers) or (body_id if isinstance(body_id, str) else None),
             tool_calls=calls,
             refusal=refusal,
-            message=dict(message),
+            message=message,
             raw=payload,
-            headers=dict(response.headers),
+            headers=response.headers,
         )
 
     def request_id(self, headers: Mapping[str, str]) -> str | None:
@@ -241,7 +273,7 @@ class OpenAICompatible(Provider):
                 else:
                     chunk = self.chunk_from(payload)
                     if chunk is not None and request_id is not None and chunk.request_id != request_id:
-                        chunk = evolve(chunk, request_id=request_id)
+                        chunk = named(chunk, request_id)
             except Malformed as problem:
                 raise self.parse_error(f"a stream event is malformed: {problem}", head) from None
             if chunk is not None:

@@ -123,12 +123,13 @@ def retry_loop(
     max_wait: float = float("inf"),
     can_fall_back: Callable[[ProviderError], bool] = lambda error: False,
     rng: random.Random | None = None,
+    waited: float = 0.0,
 ) -> Flow[Tried]:
     """Attempts on one seat until one succeeds, is not admitted, or is not to be
     repeated; each retry goes into `history` with its reason, and the last
-    attempt comes back for the caller (the fallback layer) to decide on."""
+    attempt comes back for the caller (the fallback layer) to decide on.
+    `waited`: what the call slept before the first attempt (for its record)."""
     retries = 0
-    waited = 0.0
     while True:
         tried = yield from seat.attempt(waited)
         error = tried.error

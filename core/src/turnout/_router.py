@@ -79,7 +79,7 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         breaker: BreakerConfig | None = None,
         budget: RetryBudget | None = None,
         store: StateStore | None = None,
-        wait_for_healthy: bool = False,
+        wait_for_healthy: bool = True,
         plugins: Plugins | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,

@@ -34,6 +34,7 @@ __all__ = [
     "EmulatedResponse",
     "Emulator",
     "Fault",
+    "FaultScript",
     "WireLog",
     "html_page",
     "mock_transport",
@@ -461,3 +462,42 @@ class OpenAIEmulator(Emulator):
         gateway's error body as one `data:` event."""
         rendered = self.render_error(error, request_id=request_id)
         return b"data: " + rendered.body + b"\n\n"
+
+
+class FaultScript:
+    """Scripted faults: a fault source (for `mock_transport`) that answers requests
+    with the faults it was given, in order, and then with None (the gateway works).
+
+    - `FaultScript(f1, None, f2)`: the first request gets `f1`, the second none,
+      the third `f2`, every later one none.
+    - `FaultScript(f1, match=lambda r: r.method == "GET")`: only matching requests
+      use up the script; the others get no fault.
+    - `FaultScript.by(lambda r: r.host, {"a.test": [f1], "b.test": [f2]})`: one
+      script per key (a host, an endpoint...); keys without one get no fault.
+
+    Every request it is asked about is kept in `requests`, in order, so a test can
+    assert what reached the gateway; `pending` counts the faults not yet used.
+    """
+
+    def __init__(self, *faults: Fault | None, match: Callable[[EmulatedRequest], bool] | None = None) -> None:
+        self._key: Callable[[EmulatedRequest], Any] = lambda request: match is None or match(request)
+        self._queues: dict[Any, list[Fault | None]] = {True: list(faults)}
+        self.requests: list[EmulatedRequest] = []
+
+    @classmethod
+    def by(
+        cls, key: Callable[[EmulatedRequest], Any], faults: Mapping[Any, Sequence[Fault | None]]
+    ) -> FaultScript:
+        script = cls()
+        script._key = key
+        script._queues = {name: list(queue) for name, queue in faults.items()}
+        return script
+
+    @property
+    def pending(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    def __call__(self, request: EmulatedRequest) -> Fault | None:
+        self.requests.append(request)
+        queue = self._queues.get(self._key(request))
+        return queue.pop(0) if queue else None

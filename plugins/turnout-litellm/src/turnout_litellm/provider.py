@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, TypeGuard
+from typing import Annotated, Any, ClassVar, TypeGuard
 from urllib.parse import quote
 
 from attrs import evolve, field, frozen
@@ -26,6 +26,7 @@ from turnout import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Check,
     CodeRule,
     ConfigError,
     Deployment,
@@ -38,6 +39,7 @@ from turnout import (
     HTTPResponse,
     MessageRule,
     OpenAICompatible,
+    OpenAIOptions,
     ProviderError,
     RetryPolicy,
     Send,
@@ -334,6 +336,22 @@ class JobResult:
 # -- the provider ----------------------------------------------------------------
 
 
+def _filled(value: str) -> bool:
+    return bool(value.strip())
+
+
+NonEmpty = Annotated[str, Check(_filled, "must be a non-empty string")]
+
+
+@frozen
+class LiteLLMOptions(OpenAIOptions):
+    """A SaaS-LiteLLM deployment's options: the team its key belongs to (required),
+    the job type of router calls, and the codec's `headers` and `params`."""
+
+    team_id: NonEmpty = field(kw_only=True)
+    job_type: NonEmpty = field(default=DEFAULT_JOB_TYPE, kw_only=True)
+
+
 class LiteLLM(OpenAICompatible):
     """SaaS-LiteLLM: one router call is one job; multi-call jobs go through `JobSession`."""
 
@@ -344,30 +362,14 @@ class LiteLLM(OpenAICompatible):
     stream_path: ClassVar[str] = "/jobs/create-and-call-stream"
     # Streams end with [DONE] (OpenAI upstreams) or just a clean close (Anthropic, Gemini).
     clean_close_ends_stream = True
-    option_names = frozenset({"team_id", "job_type", "headers", "params"})
+    options_type = LiteLLMOptions
     error_table = LITELLM_ERRORS
     retry_policy = LITELLM_RETRY
 
     # -- configuration -------------------------------------------------------
 
     def check_deployment(self, deployment: Deployment, path: str) -> None:
-        super().check_deployment(deployment, path)
-        options = deployment.options
-        team_id = options.get("team_id")
-        if team_id is None:
-            raise ConfigError(
-                "required option missing: the SaaS-LiteLLM team the key belongs to",
-                path=f"{path}.options.team_id",
-            )
-        if not isinstance(team_id, str) or not team_id.strip():
-            raise ConfigError("must be a non-empty string", path=f"{path}.options.team_id", value=team_id)
-        job_type = options.get("job_type")
-        if job_type is not None and (not isinstance(job_type, str) or not job_type.strip()):
-            raise ConfigError("must be a non-empty string", path=f"{path}.options.job_type", value=job_type)
-        for name in ("headers", "params"):
-            value = options.get(name)
-            if value is not None and not isinstance(value, Mapping):
-                raise ConfigError("must be a table", path=f"{path}.options.{name}", value=value)
+        super().check_deployment(deployment, path)  # the options, typed (team_id required)
         if not deployment.base_url:
             raise ConfigError(
                 "SaaS-LiteLLM has no public URL: set it to your server's API root "
@@ -379,14 +381,14 @@ class LiteLLM(OpenAICompatible):
                 "must be an http:// or https:// URL", path=f"{path}.base_url", value=deployment.base_url
             )
 
-    @staticmethod
-    def team_id(deployment: Deployment) -> str:
-        return str(deployment.options["team_id"])
+    def litellm_options(self, deployment: Deployment) -> LiteLLMOptions:
+        return self.typed_options(deployment, LiteLLMOptions)
 
-    @staticmethod
-    def job_type(deployment: Deployment) -> str:
-        value = deployment.options.get("job_type")
-        return value if isinstance(value, str) and value else DEFAULT_JOB_TYPE
+    def team_id(self, deployment: Deployment) -> str:
+        return self.litellm_options(deployment).team_id
+
+    def job_type(self, deployment: Deployment) -> str:
+        return self.litellm_options(deployment).job_type
 
     # -- requests ------------------------------------------------------------
 

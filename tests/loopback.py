@@ -30,7 +30,7 @@ class EmulatorServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="mume-emulator", daemon=True
+            target=self._httpd.serve_forever, args=(0.05,), name="loopback-emulator", daemon=True
         )
 
     @property
