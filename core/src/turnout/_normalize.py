@@ -63,6 +63,19 @@ STATUS_KINDS: Mapping[int, ErrorKind] = {
 }
 
 
+# Kinds a body's coarse category may give over its status: each says something no
+# status says (a 429 for quota, a 400 for a context window, a 404 for a model).
+REFINING_KINDS = frozenset(
+    {
+        ErrorKind.INSUFFICIENT_CREDITS,
+        ErrorKind.CONTEXT_LENGTH_EXCEEDED,
+        ErrorKind.CONTENT_FILTERED,
+        ErrorKind.MODEL_NOT_FOUND,
+        ErrorKind.VALIDATION,
+    }
+)
+
+
 def kind_for_status(status: int | None) -> ErrorKind:
     """The kind a status alone implies, when the body says nothing usable."""
     if status is None:
@@ -128,6 +141,9 @@ class ErrorFields:
     # A status the body reports for the real failure upstream (SaaS-LiteLLM wraps them).
     upstream_status: int | None = None
     extra: Mapping[str, Any] = field(factory=dict)
+    # A coarse class the body gives (the OpenAI envelope's `type`): it refines the
+    # status's kind only where it says more (see `ErrorTable.kind_for`).
+    category: str | None = None
 
 
 Extractor = Callable[[Any], ErrorFields]
@@ -166,6 +182,12 @@ class ErrorTable:
         for message_rule in self.message_rules:
             if message_rule.matches(status, message):
                 return message_rule.kind, None
+        # A category (`type`) names a kind only where it says more than the status
+        # (`insufficient_quota` on a 429), or where there is no status (an in-band
+        # error): `server_error` on a 503 is still unavailable.
+        category = self.rule(fields.category)
+        if category is not None and (status is None or category.kind in REFINING_KINDS):
+            return category.kind, category
         # A status the body reports for the real failure upstream counts only when the
         # gateway itself reports a server error (or an in-band one): a 4xx is the caller's.
         effective = status
@@ -242,10 +264,11 @@ def extract_openai(payload: Any) -> ErrorFields:
         return ErrorFields(message=error)
     if not isinstance(error, Mapping):
         return ErrorFields(message=_as_str(payload.get("message")))
-    code = _as_str(error.get("code")) or _as_str(error.get("type"))
+    code = _as_str(error.get("code"))
+    category = _as_str(error.get("type"))
     message = _as_str(error.get("message"))
     param = _as_str(error.get("param"))
-    details = (FieldError(param, code, message or ""),) if param else ()
+    details = (FieldError(param, code or category, message or ""),) if param else ()
     extra = {k: error[k] for k in ("type", "param") if error.get(k) is not None}
     return ErrorFields(
         code=code,
@@ -253,6 +276,7 @@ def extract_openai(payload: Any) -> ErrorFields:
         request_id=_as_str(error.get("request_id")),
         details=details,
         extra=extra,
+        category=category,
     )
 
 
@@ -286,7 +310,7 @@ def normalize(
     if retryable is None and rule is not None:
         retryable = rule.retryable
     hints = [h for h in (bounded(fields.retry_after), parse_retry_after(lower, now=now)) if h is not None]
-    code = fields.code
+    code = fields.code or fields.category  # the body's own name for it, when it has one
     if status is None and rule is not None:
         # An in-band error (stream frame, failed job) carries its code's documented status.
         status = rule.status
