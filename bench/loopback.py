@@ -82,22 +82,23 @@ def _completion() -> bytes:
     )
 
 
+def _event(delta: dict[str, Any], finish: str | None) -> bytes:
+    chunk = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "bench-model",
+        "system_fingerprint": "fp_bench",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    return b"data: " + _dumps(chunk) + b"\n\n"
+
+
 def _stream_events() -> list[bytes]:
     events = []
     for i in range(STREAM_CHUNKS):
         delta = {"role": "assistant", "content": f"tok{i} "} if i == 0 else {"content": f"tok{i} "}
-        last = i == STREAM_CHUNKS - 1
-        chunk = {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion.chunk",
-            "created": 1_700_000_000,
-            "model": "bench-model",
-            "system_fingerprint": "fp_bench",
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": "stop" if last else None}
-            ],
-        }
-        events.append(b"data: " + _dumps(chunk) + b"\n\n")
+        events.append(_event(delta, "stop" if i == STREAM_CHUNKS - 1 else None))
     events.append(b"data: [DONE]\n\n")
     return events
 
@@ -115,19 +116,8 @@ def _tool_events() -> list[bytes]:
         for at in range(0, len(arguments), ARGUMENT_PIECE):
             piece = arguments[at : at + ARGUMENT_PIECE]
             deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-    events = []
-    for i, delta in enumerate([*deltas, {}]):
-        finish = "tool_calls" if i == len(deltas) else None
-        chunk = {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion.chunk",
-            "created": 1_700_000_000,
-            "model": "bench-model",
-            "system_fingerprint": "fp_bench",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        events.append(b"data: " + _dumps(chunk) + b"\n\n")
-    events.append(b"data: [DONE]\n\n")
+    events = [_event(delta, None) for delta in deltas]
+    events += [_event({}, "tool_calls"), b"data: [DONE]\n\n"]
     return events
 
 

@@ -158,61 +158,49 @@ def targets(result: MatrixResult, imports: list[ImportResult]) -> list[Target]:
     plain_sync, plain_async = Cell(False, False, 1), Cell(False, True, 1)
     stream_sync, stream_async = Cell(True, False, 1), Cell(True, True, 1)
     found: list[Target] = []
-    for cell, how in ((plain_sync, "sync"), (plain_async, "async")):
-        found.append(
-            _ratio_target(
-                result,
-                cell,
-                "turnout",
-                RAW,
-                f"turnout CPU per plain request ≤ 1.10 {TIMES} raw httpx ({how})",
-                lambda r: r <= 1.10,
-            )
-        )
-    for cell, how in ((stream_sync, "sync"), (stream_async, "async")):
-        found.append(
-            _ratio_target(
-                result,
-                cell,
-                "turnout",
-                RAW,
-                f"turnout CPU per streamed chunk ≤ 1.20 {TIMES} raw httpx + httpx-sse ({how})",
-                lambda r: r <= 1.20,
-            )
-        )
-    for cell, how in ((Cell(True, False, 1, tools=True), "sync"), (Cell(True, True, 1, tools=True), "async")):
-        found.append(
-            _ratio_target(
-                result,
-                cell,
-                "turnout",
-                RAW,
-                f"turnout CPU per streamed tool-call chunk ≤ 1.10 {TIMES} raw httpx + httpx-sse ({how})",
-                lambda r: r <= 1.10,
-            )
-        )
-    for cell, how in ((plain_sync, "sync"), (plain_async, "async")):
-        found.append(
-            _ratio_target(
-                result,
-                cell,
-                "litellm",
-                "turnout",
-                f"≥ 5 {TIMES} less CPU per request than litellm.Router ({how})",
-                lambda r: r >= 5.0,
-            )
-        )
-    for cell, how in ((plain_sync, "sync"), (plain_async, "async")):
-        found.append(
-            _ratio_target(
-                result,
-                cell,
-                "openai",
-                "turnout",
-                f"≥ 2 {TIMES} less CPU per request than the openai SDK ({how})",
-                lambda r: r >= 2.0,
-            )
-        )
+    tools_sync, tools_async = Cell(True, False, 1, tools=True), Cell(True, True, 1, tools=True)
+    plain = ((plain_sync, "sync"), (plain_async, "async"))
+    # (cells, numerator, denominator, text, passes): each target's ratio, as data.
+    ratios: list[tuple[Any, str, str, str, Callable[[float], bool]]] = [
+        (
+            plain,
+            "turnout",
+            RAW,
+            f"turnout CPU per plain request ≤ 1.10 {TIMES} raw httpx",
+            lambda r: r <= 1.10,
+        ),
+        (
+            ((stream_sync, "sync"), (stream_async, "async")),
+            "turnout",
+            RAW,
+            f"turnout CPU per streamed chunk ≤ 1.20 {TIMES} raw httpx + httpx-sse",
+            lambda r: r <= 1.20,
+        ),
+        (
+            ((tools_sync, "sync"), (tools_async, "async")),
+            "turnout",
+            RAW,
+            f"turnout CPU per streamed tool-call chunk ≤ 1.10 {TIMES} raw httpx + httpx-sse",
+            lambda r: r <= 1.10,
+        ),
+        (
+            plain,
+            "litellm",
+            "turnout",
+            f"≥ 5 {TIMES} less CPU per request than litellm.Router",
+            lambda r: r >= 5.0,
+        ),
+        (
+            plain,
+            "openai",
+            "turnout",
+            f"≥ 2 {TIMES} less CPU per request than the openai SDK",
+            lambda r: r >= 2.0,
+        ),
+    ]
+    for cells, num, den, text, ok in ratios:
+        for cell, how in cells:
+            found.append(_ratio_target(result, cell, num, den, f"{text} ({how})", ok))
     found.append(_import_target(imports))
     for cell, how in ((plain_sync, "sync"), (plain_async, "async")):
         found.append(

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 import turnout
+from tests.chat_tools import CLOCK, IMAGE, WEATHER
 from turnout.emulation import EmulatedRequest, EmulatedResponse, Fault
 from turnout.fake import FakeGateways
 
@@ -20,27 +21,7 @@ OPENAI_LIKE = ("meshapi", "mume", "mythicdot")
 PROVIDERS = (*OPENAI_LIKE, "modelroute")
 # Router or AsyncRouter, chat or stream.
 HOWS = ("chat", "stream", "achat", "astream")
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
-            "required": ["city"],
-        },
-    },
-}
-CLOCK = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}},
-    },
-}
-IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}
+__all__ = ["CLOCK", "HOWS", "IMAGE", "OPENAI_LIKE", "PROVIDERS", "WEATHER", "Outcome", "Wire", "call"]
 
 
 class Wire:

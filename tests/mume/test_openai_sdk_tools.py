@@ -16,6 +16,7 @@ import pytest
 from pydantic import BaseModel
 
 import turnout
+from tests.chat_tools import CLOCK, WEATHER
 from tests.loopback import EmulatorServer
 from turnout import HTTPResponse, ToolCall
 from turnout_mume.emulator import MumeEmulator
@@ -25,24 +26,6 @@ from .helpers import FAST, KEY, MODEL, MUME
 openai = pytest.importorskip("openai")
 
 ASK = [{"role": "user", "content": "Oslo"}]
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
-            "required": ["city"],
-        },
-    },
-}
-CLOCK = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}},
-    },
-}
 CALLS = [("get_weather", {"city": "Oslo", "unit": "c"}), ("get_time", {"tz": "Oslo"})]
 
 
