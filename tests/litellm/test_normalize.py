@@ -180,7 +180,8 @@ def test_a_500_is_classified_by_its_upstream_error_code(upstream, kind):
     assert error.status == 500  # the wire status stays the server's
 
 
-def test_upstream_429_inside_a_500_is_a_retryable_rate_limit():
+def test_upstream_429_inside_a_500_is_a_rate_limit_not_to_repeat():
+    # The server tried the upstream nine times before it wrote this.
     error = norm(
         500,
         detail(
@@ -190,7 +191,13 @@ def test_upstream_429_inside_a_500_is_a_retryable_rate_limit():
     )
     assert isinstance(error, turnout.RateLimitError)
     assert error.status == 500
-    assert error.retryable is True
+    assert error.retryable is False
+
+
+def test_only_wrapped_call_failures_are_marked_not_retryable():
+    assert norm(500, detail("Internal server error")).retryable is True
+    assert norm(500, b"Internal Server Error").retryable is True
+    assert norm(500, detail("LLM call failed: 500: No provider credentials configured")).retryable is False
 
 
 def test_httpx_wording_from_the_litellm_proxy_is_an_upstream_status_too():
@@ -334,34 +341,34 @@ def test_normalize_error_public_api():
 
 # Independent of the emulator's own tables: what each rendered error must mean.
 EXPECTED = {
-    "400": "bad_request",
     "401": "authentication",
     "403": "permission_denied",
     "404": "not_found",
     "422": "validation",
-    "429": "rate_limited",
     "500": "server_error",
-    "503": "unavailable",
-    "credits": "insufficient_credits",
-    "no_credit_account": "insufficient_credits",
+    "missing_auth": "authentication",
+    "bad_auth_header": "authentication",
+    "invalid_key": "authentication",
     "team_suspended": "permission_denied",
     "team_paused": "permission_denied",
     "wrong_team": "permission_denied",
     "job_other_team": "permission_denied",
     "model_access": "permission_denied",
+    "model_group_access": "permission_denied",
     "model_inactive": "permission_denied",
-    "missing_auth": "authentication",
     "job_not_found": "not_found",
     "team_not_found": "not_found",
     "route_not_found": "not_found",
     "validation_v2": "validation",
     "validation_v1": "validation",
+    "no_credentials": "server_error",
+    "upstream_400": "bad_request",
+    "context_length": "context_length_exceeded",
     "upstream_429": "rate_limited",
     "upstream_500": "server_error",
     "upstream_502": "upstream_error",
     "upstream_503": "unavailable",
     "upstream_504": "timeout",
-    "proxy_429": "rate_limited",
     "plain_500": "server_error",
 }
 
