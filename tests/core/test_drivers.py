@@ -56,7 +56,7 @@ def test_retry_then_success(plugins, run):
     assert isinstance(result, turnout.ChatResponse)
     assert result.content == "echo: hello there world"
     assert kinds(result.attempts) == [("a", "unavailable"), ("a", None)]
-    assert result.usage == turnout.Usage(5, 4, 9)
+    assert result.usage == turnout.Usage(6, 4, 10, cached_tokens=0, reasoning_tokens=0)
 
 
 @DRIVERS

@@ -27,7 +27,9 @@ async def test_chat(calls: Calls) -> None:
     assert response.deployment == "a"
     assert response.model == "model-a"
     assert response.request_id == "req_acme_000001"
-    assert response.usage == turnout.Usage(5, 4, 9)  # as the emulator counts: 5 prompt, 4 words
+    # As the emulator counts (turnout._emulated_answers): 3 per message + 3 words of prompt,
+    # 4 words of answer, and the details OpenAI reports (nothing cached, no reasoning).
+    assert response.usage == turnout.Usage(6, 4, 10, cached_tokens=0, reasoning_tokens=0)
     assert history(response.attempts) == [("a", None)]
     (sent,) = script.requests
     assert (sent.method, sent.host, sent.path) == ("POST", "a.test", "/v1/chat/completions")

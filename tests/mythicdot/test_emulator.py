@@ -153,7 +153,11 @@ def test_completion() -> None:
     payload = json.loads(reply.body)
     assert payload["object"] == "chat.completion"
     assert payload["model"] == "mythic-4"
-    assert payload["choices"][0]["message"] == {"role": "assistant", "content": "echo: hello there world"}
+    assert payload["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "echo: hello there world",
+        "refusal": None,
+    }
     assert payload["choices"][0]["finish_reason"] == "stop"
     assert reply.header("x-request-id") == "req_mythicdot_000001"
 

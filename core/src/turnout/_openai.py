@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar
 
 from attrs import field, frozen
 
-from ._answers import Malformed, finish_reason, text_of, tool_call_deltas, tool_calls, usage_from
+from ._answers import MAP, Malformed, finish_reason, text_of, tool_call_deltas, tool_calls, usage_from
 from ._checks import Check
 from ._errors import ErrorKind, ProviderError, error_for
 from ._flow import (
@@ -50,6 +50,20 @@ class OpenAIOptions:
 
     headers: dict[str, HeaderValue] = field(factory=dict)
     params: dict[str, Any] = field(factory=dict)
+
+
+def named(chunk: ChatChunk, request_id: str) -> ChatChunk:
+    """`chunk` named by the stream's request id (made directly: `attrs.evolve` costs
+    twice as much, once per chunk)."""
+    return ChatChunk(
+        chunk.delta,
+        chunk.finish_reason,
+        chunk.usage,
+        request_id,
+        chunk.tool_calls,
+        chunk.refusal,
+        chunk.model,
+    )
 
 
 class OpenAICompatible(Provider):
@@ -157,31 +171,48 @@ class OpenAICompatible(Provider):
     def chunk_from(self, payload: Mapping[str, Any]) -> ChatChunk | None:
         """The chunk an OpenAI `chat.completion.chunk` carries, or None if it carries
         nothing (a role-only first chunk, a keep-alive object). Raises `Malformed`."""
+        return self._chunk(payload, None)
+
+    def _chunk(self, payload: Mapping[str, Any], request_id: str | None) -> ChatChunk | None:
+        """`chunk_from`, named by `request_id` (else the chunk's own id). The streaming
+        hot path: one call per event, so checks go exact type first."""
         choices = payload.get("choices")
         text, finish, refusal = "", None, None
         deltas: tuple[ToolCallDelta, ...] = ()
-        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        if type(choices) is list and choices and isinstance(choices[0], MAP):
             choice = choices[0]
             delta = choice.get("delta")
-            if isinstance(delta, Mapping):
+            if isinstance(delta, MAP):
                 content = delta.get("content")
-                text = content if isinstance(content, str) else (text_of(content) or "")
+                if type(content) is str:
+                    text = content
+                elif content is not None:
+                    text = text_of(content) or ""
                 piece = delta.get("refusal")
-                refusal = piece if isinstance(piece, str) and piece else None
-                deltas = tool_call_deltas(delta)
-            finish = finish_reason(choice.get("finish_reason"))
-        usage = usage_from(payload.get("usage"))
+                if piece is not None:
+                    refusal = piece if isinstance(piece, str) and piece else None
+                if "tool_calls" in delta:
+                    deltas = tool_call_deltas(delta)
+            reason = choice.get("finish_reason")
+            if reason is not None:
+                finish = finish_reason(reason)
+        usage = payload.get("usage")
+        if usage is not None:
+            usage = usage_from(usage)
         if not text and finish is None and usage is None and not deltas and refusal is None:
             return None
-        model, chunk_id = payload.get("model"), payload.get("id")
+        model = payload.get("model")
+        if request_id is None:
+            chunk_id = payload.get("id")
+            request_id = chunk_id if type(chunk_id) is str else None
         return ChatChunk(
             text,
             finish,
             usage,
-            chunk_id if isinstance(chunk_id, str) else None,
+            request_id,
             deltas,
             refusal,
-            model if isinstance(model, str) else None,
+            model if type(model) is str else None,
         )
 
     def stream_error(self, payload: Mapping[str, Any], response: HTTPResponse) -> ProviderError | None:
@@ -209,6 +240,8 @@ class OpenAICompatible(Provider):
         finished = False
         # The gateway's request id (a header) names every chunk; else each chunk's own id.
         request_id = self.request_id(head.headers)
+        # A subclass reading chunks its own way is called as such; else the fast path.
+        own_chunks = type(self).chunk_from is OpenAICompatible.chunk_from
         while True:
             event = yield READ_EVENT
             if event is None:
@@ -229,28 +262,23 @@ class OpenAICompatible(Provider):
                 payload = json.loads(data)
             except (ValueError, RecursionError):
                 raise self.parse_error("a stream event is not JSON", head) from None
-            if not isinstance(payload, Mapping):
+            if type(payload) is not dict:
                 raise self.parse_error("a stream event is not a JSON object", head)
             error = self.stream_error(payload, head)
             if error is not None:
                 raise error
             try:
-                chunk = self.chunk_from(payload)
+                if own_chunks:
+                    chunk = self._chunk(payload, request_id)
+                else:
+                    chunk = self.chunk_from(payload)
+                    if chunk is not None and request_id is not None and chunk.request_id != request_id:
+                        chunk = named(chunk, request_id)
             except Malformed as problem:
                 raise self.parse_error(f"a stream event is malformed: {problem}", head) from None
             if chunk is not None:
                 if chunk.finish_reason is not None:
                     finished = True
-                if request_id is not None:
-                    chunk = ChatChunk(
-                        chunk.delta,
-                        chunk.finish_reason,
-                        chunk.usage,
-                        request_id,
-                        chunk.tool_calls,
-                        chunk.refusal,
-                        chunk.model,
-                    )
                 yield Emit(chunk)
 
     def _whole_body_stream(self, head: HTTPResponse) -> Flow[None]:
