@@ -45,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 DEADLINE = 10.0
 TIMEOUT = 2.0
 MESSAGES = [{"role": "user", "content": "hello"}]
+BREAKER = turnout.BreakerConfig()  # the defaults, which the benchmark measures
 
 
 class Chaos(turnout.OpenAICompatible):
@@ -134,11 +135,12 @@ def run(
             attempts = len(getattr(error, "attempts", ()))
             outcomes.append((False, attempts, elapsed, type(error).__name__))
 
+    began = time.monotonic()
     if mode == "sync":
         with turnout.Router(deps, plugins=plugins(), deadline=DEADLINE, timeout=TIMEOUT) as router:
 
             def one(index: int) -> None:
-                time.sleep(index * pace)
+                time.sleep(max(0.0, began + index * pace - time.monotonic()))
                 started = time.monotonic()
                 try:
                     record(started, router.chat(MESSAGES), None)
@@ -187,18 +189,17 @@ def run(
 
 def dead_among_healthy(
     upstream: Upstream, *, mode: str, seconds: float, rate: float = 10.0
-) -> tuple[Result, list[int]]:
-    """A dead deployment first in a route of three: its requests per 30 s open period."""
+) -> tuple[Result, list[float]]:
+    """A dead deployment first in a route of three: after its breaker trips (twelve
+    failures in a row), the times its probes arrive (seconds after the trip)."""
     calls = int(seconds * rate)
     result = run(
         upstream, "dead among healthy", ["dead", "healthy", "healthy"], mode=mode, calls=calls, pace=1 / rate
     )
     times = [float(t) for t in httpx.get(f"{upstream.base}/times/dead", timeout=5).json()]
-    start = times[0] if times else 0.0
-    buckets = [0] * (int(seconds // 30) + 1)
-    for when in times:
-        buckets[min(int((when - start) // 30), len(buckets) - 1)] += 1
-    return result, buckets
+    trip = BREAKER.consecutive_failures
+    after = times[trip - 1] if len(times) >= trip else 0.0
+    return result, [round(t - after, 1) for t in times[trip:]]
 
 
 def row(result: Result) -> list[str]:
@@ -226,34 +227,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     calls = 200 if args.quick else 600
     dead_seconds = 35.0 if args.quick else 95.0
+    flap_pace = (40.0 if args.quick else 90.0) / calls
     upstream = Upstream()
     results: list[Result] = []
-    probes: dict[str, list[int]] = {}
+    probes: dict[str, list[float]] = {}
     failed: list[str] = []
     try:
         for mode in ("sync", "async"):
-            scenarios: list[tuple[str, list[str], Callable[[Result], bool]]] = [
-                ("degraded 30 %, two deployments", ["degraded", "degraded"], lambda r: r.share >= 0.95),
-                ("429 20 %, one deployment", ["ratelimited"], lambda r: r.share >= 0.95),
-                ("primary dead, secondary healthy", ["dead", "healthy"], lambda r: r.share == 1.0),
-                ("flapping, two deployments", ["flapping", "flapping"], lambda r: True),
+            scenarios: list[tuple[str, list[str], Callable[[Result], bool], float]] = [
+                ("degraded 30 %, two deployments", ["degraded", "degraded"], lambda r: r.share >= 0.95, 0.0),
+                ("429 20 %, one deployment", ["ratelimited"], lambda r: r.share >= 0.95, 0.0),
+                ("primary dead, secondary healthy", ["dead", "healthy"], lambda r: r.share == 1.0, 0.0),
+                # Paced over a minute and a half (quick: 40 s): the upstream is down a third of the time.
+                ("flapping, two deployments", ["flapping", "flapping"], lambda r: True, flap_pace),
             ]
-            for label, paths, target in scenarios:
+            for label, paths, target, pace in scenarios:
                 print(f"{mode}: {label} ...", file=sys.stderr, flush=True)
-                result = run(upstream, label, paths, mode=mode, calls=calls)
+                result = run(upstream, label, paths, mode=mode, calls=calls, pace=pace)
                 results.append(result)
                 if not target(result):
                     failed.append(f"{mode}: {label}: {result.share:.1%} answered")
                 if result.slowest > DEADLINE + 1.0:
                     failed.append(f"{mode}: {label}: a call took {result.slowest:.2f} s")
             print(f"{mode}: dead among healthy ({dead_seconds:g} s) ...", file=sys.stderr, flush=True)
-            result, buckets = dead_among_healthy(upstream, mode=mode, seconds=dead_seconds)
+            result, probe_times = dead_among_healthy(upstream, mode=mode, seconds=dead_seconds)
             results.append(result)
-            probes[mode] = buckets
-            if any(count > 1 for count in buckets[1:]):
-                failed.append(
-                    f"{mode}: the dead upstream got more than one probe in an open period: {buckets}"
-                )
+            probes[mode] = probe_times
+            # One probe per open period: each at least the shortest open time (open_for
+            # less its jitter) after the one before.
+            gaps = [b - a for a, b in zip([0.0, *probe_times], probe_times, strict=False)]
+            shortest = BREAKER.open_for * (1 - BREAKER.jitter)
+            if any(gap < shortest - 0.5 for gap in gaps):
+                failed.append(f"{mode}: probes to the dead upstream came closer than {shortest:g} s: {gaps}")
     finally:
         upstream.stop()
     head = [
@@ -267,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(table([row(r) for r in results], head))
     print()
-    for mode, buckets in probes.items():
-        print(f"- {mode}: requests to the dead upstream per 30 s: {buckets} (the first includes the trip)")
+    for mode, times in probes.items():
+        print(f"- {mode}: after the trip, the dead upstream's probes came at {times} s")
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ | {"share": r.share} for r in results], indent=1))
     for problem in failed:
