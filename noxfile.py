@@ -109,6 +109,15 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def chaos(session: nox.Session) -> None:
+    """Resilience with the defaults: the simulation, then the chaos benchmark over loopback
+    (about five minutes; `-- --quick` for two). Not in the default sessions or CI."""
+    session.install("./core")
+    session.run("python", "bench/resilience_sim.py", *session.posargs)
+    session.run("python", "bench/chaos.py", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     install_all(session, "openai>=1.40", "litellm", "httpx-aiohttp", "httpx-sse")
     session.run("python", "bench/run.py", *session.posargs)
