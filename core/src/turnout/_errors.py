@@ -341,7 +341,7 @@ class NoHealthyDeploymentError(TurnoutError):
         self.route = route
         self.retry_after = retry_after
         self.attempts = attempts
-        # Each deployment set aside: why, and until when ("breaker open until 12:03:04 (in 25.1 s)").
+        # Each deployment set aside: why and until when ("breaker open for 25.1 s more (until 12:03:04 UTC)").
         self.reasons: Mapping[str, str] = dict(reasons or {})
 
 
