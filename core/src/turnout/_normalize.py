@@ -17,7 +17,7 @@ import http
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from attrs import field, frozen
 
@@ -30,6 +30,7 @@ __all__ = [
     "STATUS_KINDS",
     "CodeRule",
     "ErrorFields",
+    "ErrorNormalizer",
     "ErrorTable",
     "Extractor",
     "MessageRule",
@@ -147,6 +148,28 @@ class ErrorFields:
 
 
 Extractor = Callable[[Any], ErrorFields]
+
+
+@runtime_checkable
+class ErrorNormalizer(Protocol):
+    """What turns one failed response into a `ProviderError`: every `Provider` is one,
+    and a plugin may put another in front of an installed provider
+    (`turnout_register_normalizers`).
+
+    `status` is the HTTP status, or None for an error reported in-band (a stream's
+    error frame, a 2xx body that is an error envelope, a failed job); `headers`
+    have lower-case names; `body` is bytes, str or already-parsed JSON, and never
+    to be trusted (HTML, empty, not UTF-8, truncated, huge). It returns the error,
+    an instance of the class for its kind (`turnout.error_for`), and never raises.
+    """
+
+    def normalize(
+        self,
+        *,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> ProviderError: ...
 
 
 @frozen
