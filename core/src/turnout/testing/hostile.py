@@ -57,13 +57,18 @@ BODIES: Mapping[str, tuple[bytes, str]] = {
         "application/json",
     ),
     "nested_too_deep": (b"[" * 100_000, "application/json"),
+    "objects_nested_too_deep": (b'{"error": ' * 100_000, "application/json"),
     "huge_text": (b"x" * (PARSE_LIMIT + 1024), "text/plain"),
     "huge_json": (b'{"error": {"message": "' + b"a" * (PARSE_LIMIT * 2) + b'"}}', "application/json"),
 }
 
 # Bodies that carry nothing a normalizer could read: the status alone decides.
 contentless = frozenset(
-    {"html", "html_as_json", "empty", "non_utf8", "truncated", "nested_too_deep", "huge_text", "huge_json"}
+    {
+        *("html", "html_as_json", "empty", "non_utf8", "truncated"),
+        *("json_list", "json_number", "json_null"),
+        *("nested_too_deep", "objects_nested_too_deep", "huge_text", "huge_json"),
+    }
 )
 
 # Under a 2xx, those that are no readable answer either (parse_error): a huge JSON
