@@ -92,6 +92,7 @@ from ._normalize import (
     ErrorNormalizer as ErrorNormalizer,
     ErrorTable as ErrorTable,
     MessageRule as MessageRule,
+    TableNormalizer as TableNormalizer,
     extract_openai as extract_openai,
 )
 from ._checks import (

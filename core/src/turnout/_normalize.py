@@ -34,6 +34,7 @@ __all__ = [
     "ErrorTable",
     "Extractor",
     "MessageRule",
+    "TableNormalizer",
     "decode_body",
     "extract_openai",
     "kind_for_status",
@@ -349,6 +350,36 @@ def normalize(
         details=fields.details,
         extra=fields.extra,
     )
+
+
+@frozen
+class TableNormalizer:
+    """An `ErrorNormalizer` made of data: the provider it reads for, its error table,
+    the extractor of its envelope and the headers that carry a request id. What
+    every `Provider.normalize` is; a plugin that reads another gateway's errors
+    (`turnout_register_normalizers`) can be one too."""
+
+    provider: str
+    table: ErrorTable
+    extract: Extractor = extract_openai
+    request_id_headers: Sequence[str] = ("x-request-id",)
+
+    def normalize(
+        self,
+        *,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> ProviderError:
+        return normalize(
+            self.provider,
+            self.table,
+            status=status,
+            headers=headers,
+            body=body,
+            extract=self.extract,
+            request_id_headers=self.request_id_headers,
+        )
 
 
 # Phrases Python 3.13 renamed (RFC 9110), kept as every earlier Python and most
