@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
@@ -41,3 +42,28 @@ def test_the_example_depends_on_the_core_alone_and_registers_through_its_entry_p
     project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
     assert project["dependencies"] == ["turnout>=0.1"]
     assert project["entry-points"]["turnout"] == {"acme": "turnout_acme"}
+
+
+def code_lines(path: Path) -> int:
+    """Lines of code: no blank lines, comments or docstrings."""
+    text = path.read_text(encoding="utf-8")
+    docstrings: set[int] = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and ast.get_docstring(node):
+            first = node.body[0]
+            docstrings.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    lines = text.splitlines()
+    return sum(
+        1
+        for number, line in enumerate(lines, 1)
+        if line.strip() and not line.strip().startswith("#") and number not in docstrings
+    )
+
+
+def test_the_line_counts_in_the_docs_are_the_examples() -> None:
+    docs = (EXAMPLE.parents[1] / "docs" / "writing-a-provider.md").read_text()
+    table = dict(re.findall(r"^\| `([\w/.]+\.py)` \| [^|]+ \| (\d+) \|$", docs, flags=re.MULTILINE))
+    assert len(table) == 6
+    for name, count in table.items():
+        path = EXAMPLE / (name if "/" in name else f"src/turnout_acme/{name}")
+        assert code_lines(path) == int(count), name
