@@ -25,11 +25,17 @@ ANSI = "\x1b["
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.strip().splitlines()
+    """The one error line on stderr (after the call's decisions, told live: indented)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("  ")]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert lines[0].startswith("turnout")
     return lines[0]
+
+
+def decisions(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What `turnout chat` told on stderr as the router decided, attempt by attempt."""
+    return [line.strip() for line in result.stderr.splitlines() if line.startswith("  ")]
 
 
 def test_providers_lists_the_five_plugins() -> None:
@@ -188,6 +194,8 @@ def test_chat_stream_cut_after_text_fails_with_exit_code_1(fake: FakeGateways, c
     assert result.stdout.startswith("echo: one ")
     error = one_line_error(result)
     assert "stream_interrupted" in error
+    [decided] = decisions(result)
+    assert decided.endswith("-> give_up: a chunk already reached the caller")
 
 
 def test_chat_that_fails_everywhere_exits_1(fake: FakeGateways, config: Path) -> None:
@@ -197,6 +205,10 @@ def test_chat_that_fails_everywhere_exits_1(fake: FakeGateways, config: Path) ->
     assert result.returncode == 1
     assert "authentication" in one_line_error(result)
     assert result.stdout.count("authentication") == 2  # both attempts listed
+    assert decisions(result) == [
+        "meshapi (meshapi): 401 unauthorized authentication -> fallback: not retryable",
+        "mume (mume): 401 invalid_api_key authentication -> give_up: not retryable",
+    ]
 
 
 # -- serve-fake ------------------------------------------------------------------

@@ -98,6 +98,11 @@ from ._normalize import (
 from ._checks import (
     Check as Check,
 )
+from ._observe import (
+    AttemptEvent as AttemptEvent,
+    BreakerEvent as BreakerEvent,
+    CallEvent as CallEvent,
+)
 from ._openai import (
     OpenAICompatible as OpenAICompatible,
     OpenAIOptions as OpenAIOptions,

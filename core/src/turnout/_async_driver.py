@@ -13,7 +13,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from ._driving import DRAIN_READS, DriverBase, is_cleanup
+from ._driving import DRAIN_READS, LOST_RACE, DriverBase, abandon_reason, is_cleanup
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
@@ -21,6 +21,7 @@ from ._flow import (
     Flow,
     HTTPResponse,
     LoadState,
+    Notify,
     OpenStream,
     Race,
     ReadBody,
@@ -32,6 +33,7 @@ from ._flow import (
 )
 from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
+from ._observe import Observers
 from ._pump import DONE, Pump, acapture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
@@ -55,8 +57,9 @@ class AsyncDriver(DriverBase):
         transports: Mounts[httpx.AsyncBaseTransport] | None = None,
         client: httpx.AsyncClient | None = None,
         headers: Mapping[str, str] | None = None,
+        observers: Observers | None = None,
     ) -> None:
-        super().__init__(limits, store, client=client, headers=headers)
+        super().__init__(limits, store, client=client, headers=headers, observers=observers)
         self.async_client = client
         self.transports = transports
         self.response: httpx.Response | None = None
@@ -72,7 +75,11 @@ class AsyncDriver(DriverBase):
             LoadState: lambda c: self.store.aload(c.names),
             UpdateState: lambda c: self.store.aupdate(c.name, c.fn),
             UpdateBudget: lambda c: self.store.aupdate_budget(c.fn),
+            Notify: self.notify,
         }
+
+    async def notify(self, command: Notify) -> None:
+        self.observers.notify(command.event)
 
     async def run(self, flow: Flow[Any], out: list[Any]) -> AsyncGenerator[ChatChunk, None]:
         """Yields the chunks; the flow's result is appended to `out` (async generators
@@ -119,7 +126,7 @@ class AsyncDriver(DriverBase):
     async def abandon(self, pump: Pump[Any, Any], reason: BaseException) -> None:
         await self.close_stream()
         try:
-            command = pump.throw(CallAbandoned(repr(reason)))
+            command = pump.throw(CallAbandoned(abandon_reason(reason)))
             while is_cleanup(command):
                 command = pump.resume(await acapture(self.perform(command, cleanup=True), ProviderError))
         except BaseException:  # noqa: S110 - cleanup is best effort by contract
@@ -265,7 +272,7 @@ class AsyncDriver(DriverBase):
         finally:
             losers = [t for t in tasks if not t.done()]
             for task in losers:
-                task.cancel()
+                task.cancel(LOST_RACE)
             if losers:
                 await asyncio.gather(*losers, return_exceptions=True)
 
@@ -277,6 +284,7 @@ class AsyncDriver(DriverBase):
             transports=self.transports,
             client=self.async_client,
             headers=self.headers,
+            observers=self.observers,
         )
 
     async def leg(self, flow: Flow[Any]) -> Any:

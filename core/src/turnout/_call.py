@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._assembly import Assembly
 from ._binding import Target
 from ._errors import (
     KIND_RULES,
@@ -27,28 +26,31 @@ from ._errors import (
     FieldError,
     NoHealthyDeploymentError,
     ProviderError,
+    TurnoutError,
     attribute_error,
     deadline_error,
     error_for,
 )
-from ._flow import CallAbandoned, Emit, Flow, HTTPResponse, Race, Sleep
+from ._flow import CallAbandoned, Emit, Flow, HTTPResponse, Notify, Race, Sleep
 from ._health import (
     BreakerConfig,
     DeploymentState,
     Health,
-    admit,
+    admitting,
     availability,
-    on_failure,
-    on_rate_limit_headers,
-    on_success,
-    release,
+    failing,
+    rate_limited,
+    released,
     report,
     set_aside,
+    succeeding,
 )
 from ._limits import CallLimits
-from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment
+from ._models import ChatRequest, ChatResponse, Deployment, Usage
+from ._observe import AttemptEvent, BreakerEvent, CallEvent, Observers, breaker_events
 from ._provider import Provider, needed_features
 from ._pump import relay
+from ._record import CallRecord
 from ._retry import RetryPolicy
 from ._retrying import Tried, retry_loop
 from ._routing import Route, RouteTable
@@ -59,38 +61,6 @@ __all__ = ["CallRecord", "RouterCore"]
 # What a provider flow is asked for: its deployment's target, the request, streaming or not.
 FlowMaker = Callable[[Target, ChatRequest, bool], Flow[Any]]
 _RATE_HEADERS = frozenset({"x-ratelimit-remaining", "x-ratelimit-remaining-requests"})
-
-
-class CallRecord:
-    """What one call has done so far; a stream exposes it while it runs."""
-
-    __slots__ = ("answer", "attempts", "deployment", "emitted", "first_chunk_at", "headers", "provider")
-
-    def __init__(self) -> None:
-        self.attempts: list[Attempt] = []
-        self.answer = Assembly()
-        self.emitted = 0
-        self.headers: dict[str, str] = {}
-        self.deployment: str | None = None
-        self.provider: str | None = None
-        self.first_chunk_at: float | None = None
-
-    def observe(self, chunk: ChatChunk) -> None:
-        self.emitted += 1
-        self.answer.add(chunk)
-
-    @property
-    def committed(self) -> bool:
-        """A chunk reached the caller: the call can no longer move elsewhere."""
-        return self.emitted > 0
-
-    @property
-    def text(self) -> str:
-        return "".join(self.answer.text)
-
-    def response(self) -> ChatResponse:
-        """The whole answer of a stream, assembled from its chunks."""
-        return self.answer.response(self.headers)
 
 
 def _provider_flow(target: Target, request: ChatRequest, stream: bool) -> Flow[Any]:
@@ -114,6 +84,7 @@ class RouterCore:
         budget: RetryBudget | None = None,
         store: StateStore | None = None,
         wait_for_healthy: bool = True,
+        observers: Observers | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -140,6 +111,7 @@ class RouterCore:
         deployments = {name: target.deployment for name, target in self.targets.items()}
         self.table = RouteTable(routes, deployments, self.breaker, self.rng)
         self.make_flow = make_flow
+        self.observers = observers or Observers()
         # Whether a provider decides for itself what it cannot carry (not only by capabilities).
         self._custom_unsupported = any(
             type(target.provider).unsupported is not Provider.unsupported for target in self.targets.values()
@@ -218,7 +190,72 @@ class RouterCore:
         skip: frozenset[str] = frozenset(),
     ) -> Flow[ChatResponse]:
         """One call: choices, attempts, retries, waits and fallbacks, until a result or an
-        error. Deployments in `skip` cannot carry the request and are never tried."""
+        error. Deployments in `skip` cannot carry the request and are never tried. Its
+        end is told to the router's observers (a `CallEvent`), however it ends."""
+        try:
+            response = yield from self._fallbacks(request, route, limits, record, stream, skip)
+        except (TurnoutError, CallAbandoned) as ended:
+            # (Not on GeneratorExit: a flow being closed may not yield.)
+            if self.observers.wanted(CallEvent):
+                error = ended if isinstance(ended, TurnoutError) else None
+                yield Notify(self._call_event(record, None, error))
+            raise
+        if self.observers.wanted(CallEvent):
+            yield Notify(self._call_event(record, response, None))
+        return response
+
+    def _call_event(
+        self, record: CallRecord, response: ChatResponse | None, error: TurnoutError | None
+    ) -> CallEvent:
+        first = record.first_chunk_at
+        return CallEvent(
+            record.call_id,
+            record.route,
+            response.deployment if response is not None else None,
+            tuple(record.attempts),
+            error,
+            self.clock() - record.started,
+            response.usage if response is not None else None,
+            record.stream,
+            None if first is None else first - record.started,
+            record.metadata,
+        )
+
+    def note(self, record: CallRecord, attempt: Attempt, usage: Usage | None = None) -> Notify | None:
+        """Add an attempt, decided, to the call's record; the `Notify` to yield when an
+        observer or a logger wants to know."""
+        record.attempts.append(attempt)
+        if not self.observers.wanted(AttemptEvent):
+            return None
+        target = self.targets.get(attempt.deployment)
+        model = target.deployment.model if target is not None else ""
+        return Notify(
+            AttemptEvent(
+                record.call_id,
+                record.route,
+                attempt.deployment,
+                attempt.provider,
+                model,
+                len(record.attempts),
+                attempt.error,
+                attempt.elapsed,
+                attempt.waited,
+                attempt.decision,
+                attempt.reason,
+                usage,
+                record.metadata,
+            )
+        )
+
+    def _fallbacks(
+        self,
+        request: ChatRequest,
+        route: Route,
+        limits: CallLimits,
+        record: CallRecord,
+        stream: bool,
+        skip: frozenset[str],
+    ) -> Flow[ChatResponse]:
         table, wall = self.table, self.wall
         yield UpdateBudget(self.budget.deposit)
         states: dict[str, DeploymentState] = yield LoadState(self.names)
@@ -275,9 +312,12 @@ class RouterCore:
             winner = next((end for end in ran if end.error is None), None)
             if winner is not None:
                 # Legs of a race that failed before the winner answered: the call moved on.
-                record.attempts.extend(end.attempt("fallback") for end in ran if end is not winner)
-                record.attempts.append(winner.attempt("done"))
-                return self._response(winner, record, stream)
+                for end in ran:
+                    if end is not winner:
+                        yield from _sent(self.note(record, end.attempt("fallback")))
+                response = self._response(winner, record, stream)
+                yield from _sent(self.note(record, winner.attempt("done"), response.usage))
+                return response.answered_by(winner.name, winner.provider, tuple(record.attempts))
             error = ran[-1].error
             assert error is not None
             last = error
@@ -290,7 +330,9 @@ class RouterCore:
                     following = None
                     ran[-1].reason = "the retry budget is spent"
             decision = "fallback" if following is not None else "give_up"
-            record.attempts.extend(end.attempt(decision) for end in ran if not end.recorded)
+            for end in ran:
+                if not end.recorded:
+                    yield from _sent(self.note(record, end.attempt(decision)))
             if record.committed:
                 error.partial_text = record.text
             if following is None:
@@ -321,7 +363,7 @@ class RouterCore:
             self.targets[name].policy,
             limits=limits,
             streaming=stream,
-            history=record.attempts,
+            note=lambda attempt: self.note(record, attempt),
             max_wait=self.max_retry_wait,
             can_fall_back=can_fall_back,
             rng=self.rng,
@@ -333,7 +375,7 @@ class RouterCore:
         record.provider = end.provider
         result = end.result if not stream else record.response()
         assert isinstance(result, ChatResponse)
-        return result.answered_by(end.name, end.provider, tuple(record.attempts))
+        return result
 
     def _no_healthy(
         self,
@@ -389,6 +431,12 @@ def _clock_time(when: float) -> str:
     return time.strftime("%H:%M:%S UTC", time.gmtime(when))
 
 
+def _sent(command: Notify | None) -> Flow[None]:
+    """Yield `command` if there is one (so a note costs nothing when nobody listens)."""
+    if command is not None:
+        yield command
+
+
 def _won(end: Tried) -> bool:
     return end.admitted and end.error is None
 
@@ -428,10 +476,12 @@ class _Seat:
         core, name, record = self.core, self.name, self.record
         config, clock = core.breaker, core.clock
         provider = self.target.provider.name
-        admitted, state = yield UpdateState(name, _admitter(core.wall(), config))
+        admitted, old, state = yield UpdateState(name, admitting(core.wall(), config))
         if not admitted:
             self.state = state  # what set it aside, for the retry layer's wait
             return Tried(name, provider, admitted=False, state=state)
+        if old.status != state.status and core.observers.wanted(BreakerEvent):
+            yield from self._changed(old, state)
         started = clock()
         try:
             try:
@@ -447,18 +497,33 @@ class _Seat:
                 attribute_error(
                     error, provider=provider, deployment=name, secret=self.target.deployment.key()
                 )
-                state = yield UpdateState(name, _failure(error, core.wall(), config, core.rng, elapsed))
+                old, state = yield UpdateState(name, failing(error, core.wall(), config, core.rng, elapsed))
                 self.state = state
+                if core.observers.wanted(BreakerEvent):
+                    yield from self._changed(old, state)
                 return Tried(name, provider, error=error, elapsed=elapsed, waited=waited, state=state)
             first = record.first_chunk_at if self.stream else None
-            yield UpdateState(name, _success((first or clock()) - started, config))
-        except (CallAbandoned, Exception):
-            # Abandoned (or lost a race) before its outcome was recorded, or a mistake
-            # that is nobody's health (a body that cannot be serialized, a bug in a
-            # plugin): give back its place, and let it go on.
-            yield UpdateState(name, _released)
+            old, state = yield UpdateState(name, succeeding((first or clock()) - started, config))
+            if old.status != state.status and core.observers.wanted(BreakerEvent):
+                yield from self._changed(old, state)
+        except CallAbandoned as abandoned:
+            # The caller went away (or a hedged leg lost its race) before the outcome:
+            # give back the place, and say so in the call's record.
+            yield UpdateState(name, released)
+            why = str(abandoned) or "abandoned"
+            attempt = Attempt(name, provider, None, clock() - started, waited, "abandoned", why)
+            yield from _sent(core.note(record, attempt))
+            raise
+        except Exception:
+            # A mistake that is nobody's health (a body that cannot be serialized, a bug
+            # in a plugin): give back the place, and let it go on.
+            yield UpdateState(name, released)
             raise
         return Tried(name, provider, result=result, elapsed=clock() - started, waited=waited)
+
+    def _changed(self, old: DeploymentState, new: DeploymentState) -> Flow[None]:
+        for event in breaker_events(self.name, self.target.provider.name, old, new, self.core.wall()):
+            yield Notify(event)
 
     def _seen(self, command: Any) -> None:
         if type(command) is Emit:
@@ -477,41 +542,4 @@ class _Seat:
         """A success that used up the quota: steer the next calls away before they hit
         a 429. (On an error, its retry_after and cooldown already decide.)"""
         if _RATE_HEADERS.intersection(headers):
-            yield UpdateState(self.name, _rate_limited(headers, self.core.wall()))
-
-
-# The store applies these to the current record; each returns (new state, result).
-def _admitter(
-    now: float, config: BreakerConfig
-) -> Callable[[DeploymentState], tuple[DeploymentState, tuple[bool, DeploymentState]]]:
-    def apply(state: DeploymentState) -> tuple[DeploymentState, tuple[bool, DeploymentState]]:
-        new, admitted = admit(state, now, config)
-        return new, (admitted, new)
-
-    return apply
-
-
-def _failure(
-    error: ProviderError, now: float, config: BreakerConfig, rng: random.Random, latency: float
-) -> Callable[[DeploymentState], tuple[DeploymentState, DeploymentState]]:
-    def apply(state: DeploymentState) -> tuple[DeploymentState, DeploymentState]:
-        new = on_failure(state, error, now, config, rng, latency)
-        return new, new
-
-    return apply
-
-
-def _success(
-    latency: float, config: BreakerConfig
-) -> Callable[[DeploymentState], tuple[DeploymentState, None]]:
-    return lambda state: (on_success(state, latency, config), None)
-
-
-def _released(state: DeploymentState) -> tuple[DeploymentState, None]:
-    return release(state), None
-
-
-def _rate_limited(
-    headers: Mapping[str, str], now: float
-) -> Callable[[DeploymentState], tuple[DeploymentState, None]]:
-    return lambda state: (on_rate_limit_headers(state, headers, now), None)
+            yield UpdateState(self.name, rate_limited(headers, self.core.wall()))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from ._errors import Attempt, ProviderError
-from ._flow import Emit, Flow, Sleep
+from ._flow import Emit, Flow, Notify, Sleep
 from ._limits import CallLimits
 from ._pump import relay
 from ._retry import GiveUp, Retry, RetryPolicy
@@ -132,16 +132,17 @@ def retry_loop(
     *,
     limits: CallLimits,
     streaming: bool,
-    history: list[Attempt],
+    note: Callable[[Attempt], Notify | None],
     max_wait: float = float("inf"),
     can_fall_back: Callable[[ProviderError], bool] = lambda error: False,
     rng: random.Random | None = None,
     waited: float = 0.0,
 ) -> Flow[Tried]:
     """Attempts on one seat until one succeeds, is not admitted, or is not to be
-    repeated; each retry goes into `history` with its reason, and the last
-    attempt comes back for the caller (the fallback layer) to decide on.
-    `waited`: what the call slept before the first attempt (for its record)."""
+    repeated; each retry is `note`d with its reason (a `Notify` it returns is
+    yielded, for observers), and the last attempt comes back for the caller
+    (the fallback layer) to decide on. `waited`: what the call slept before the
+    first attempt (for its record)."""
     retries = 0
     previous: Tried | None = None
     while True:
@@ -177,7 +178,9 @@ def retry_loop(
         if isinstance(decision, GiveUp):
             tried.reason = decision.reason
             return tried
-        history.append(tried.attempt("retry", wait_reason(error, decision.delay)))
+        notify = note(tried.attempt("retry", wait_reason(error, decision.delay)))
+        if notify is not None:
+            yield notify
         yield Sleep(decision.delay)
         waited = decision.delay
         retries += 1
@@ -240,7 +243,11 @@ def retrying(
     attempt in `attempts`, each with its decision and reason."""
     seat = _Plain(make, name, provider, limits.clock)
     history: list[Attempt] = []
-    tried = yield from retry_loop(seat, policy, limits=limits, streaming=streaming, history=history, rng=rng)
+
+    def note(attempt: Attempt) -> None:
+        history.append(attempt)
+
+    tried = yield from retry_loop(seat, policy, limits=limits, streaming=streaming, note=note, rng=rng)
     error = tried.error
     if error is None:
         return tried.result  # type: ignore[no-any-return]

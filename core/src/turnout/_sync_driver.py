@@ -13,7 +13,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from ._driving import DRAIN_READS, DriverBase, is_cleanup
+from ._driving import DRAIN_READS, DriverBase, abandon_reason, is_cleanup
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
@@ -21,6 +21,7 @@ from ._flow import (
     Flow,
     HTTPResponse,
     LoadState,
+    Notify,
     OpenStream,
     Race,
     ReadBody,
@@ -32,6 +33,7 @@ from ._flow import (
 )
 from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
+from ._observe import Observers
 from ._pump import DONE, Pump, capture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
@@ -41,7 +43,7 @@ from ._transport import SCOPE, Mounts, Scope
 __all__ = ["SyncDriver", "run_flow", "stream_flow"]
 
 
-_STATE = frozenset({LoadState, UpdateState, UpdateBudget})
+_STATE = frozenset({LoadState, UpdateState, UpdateBudget, Notify})
 
 
 class _Lost(Exception):
@@ -60,8 +62,9 @@ class SyncDriver(DriverBase):
         client: httpx.Client | None = None,
         executor: concurrent.futures.Executor | None = None,
         headers: Mapping[str, str] | None = None,
+        observers: Observers | None = None,
     ) -> None:
-        super().__init__(limits, store, client=client, headers=headers)
+        super().__init__(limits, store, client=client, headers=headers, observers=observers)
         self.sync_client = client
         self.transports = transports
         self.executor = executor
@@ -79,6 +82,7 @@ class SyncDriver(DriverBase):
             LoadState: lambda c: self.store.load(c.names),
             UpdateState: lambda c: self.store.update(c.name, c.fn),
             UpdateBudget: lambda c: self.store.update_budget(c.fn),
+            Notify: lambda c: self.observers.notify(c.event),
         }
 
     def run(self, flow: Flow[Any]) -> Generator[ChatChunk, None, Any]:
@@ -131,7 +135,7 @@ class SyncDriver(DriverBase):
         """Let the flow send its cleanup requests, bounded, then drop it."""
         self.close_stream()
         try:
-            command = pump.throw(CallAbandoned(repr(reason)))
+            command = pump.throw(CallAbandoned(abandon_reason(reason)))
             while is_cleanup(command):
                 command = pump.resume(capture(self.cleanup, command, ProviderError))
         except BaseException:  # noqa: S110 - cleanup is best effort by contract
@@ -296,6 +300,7 @@ class SyncDriver(DriverBase):
             client=self.sync_client,
             executor=self.executor,
             headers=self.headers,
+            observers=self.observers,
         )
 
 
