@@ -49,6 +49,37 @@ def test_providers_lists_the_five_plugins() -> None:
         assert "0.1.0" in line
 
 
+def test_providers_shows_who_supplied_each_normalizer_and_policy(tmp_path: Path) -> None:
+    """An installed distribution (a real dist-info) that reads meshapi's errors its own
+    way and ships a named policy: both are shown with their distribution."""
+    (tmp_path / "turnout_proxy.py").write_text(
+        "import turnout\n"
+        "class Proxy:\n"
+        "    def normalize(self, *, status, headers=None, body=None):\n"
+        "        return turnout.error_for(turnout.ErrorKind.UNAVAILABLE, 'proxy', status=status)\n"
+        "@turnout.hookimpl\n"
+        "def turnout_register_normalizers(register):\n"
+        "    register('meshapi', Proxy())\n"
+        "@turnout.hookimpl\n"
+        "def turnout_register_retry_policies(register):\n"
+        "    register('patient', turnout.RetryPolicy(max_retries=6, base=1.0, cap=30.0))\n"
+    )
+    info = tmp_path / "turnout_proxy-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: turnout-proxy\nVersion: 2.0\n")
+    (info / "entry_points.txt").write_text("[turnout]\nproxy = turnout_proxy\n")
+    result = run_cli("providers", env={"PYTHONPATH": str(tmp_path), "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    mesh = next(line for line in lines if line.split()[:1] == ["meshapi"])
+    assert mesh.split()[1:4] == ["turnout-meshapi", "0.1.0", "turnout-proxy"]
+    mume = next(line for line in lines if line.split()[:1] == ["mume"])
+    assert mume.split()[1:5] == ["turnout-mume", "0.1.0", "its", "own"]
+    patient = next(line for line in lines if line.split()[:1] == ["patient"])
+    assert patient.split()[1:4] == ["turnout-proxy", "2.0", "6"]
+    assert "1 s x2, at most 30 s, full jitter" in patient
+
+
 EXPLAIN = [
     (
         "meshapi",

@@ -158,6 +158,7 @@ class ConfigError(TurnoutError):
         value: Any = None,
         choices: Sequence[str] | None = None,
         show_value: bool = True,
+        choices_are: str = "installed",
     ) -> None:
         self.path = path
         self.choices = tuple(choices) if choices is not None else None
@@ -168,7 +169,7 @@ class ConfigError(TurnoutError):
         if show_value and value is not None:
             text += f" (got {_HIDDEN if secret else _short_repr(value)})"
         if self.choices is not None:
-            text += f"; installed: {', '.join(self.choices) or 'none'}"
+            text += f"; {choices_are}: {', '.join(self.choices) or 'none'}"
         super().__init__(text)
 
 
