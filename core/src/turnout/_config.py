@@ -87,7 +87,7 @@ class RouterConfig:
                 base_url=d.base_url,
                 weight=d.weight,
                 options=d.options,
-                retry_policy=self._deployment_policy(i, d),
+                retry_policy=_named(d.retry_policy, d.retry, f"deployments[{i}].retry_policy"),
                 input_cost=d.input_cost,
                 output_cost=d.output_cost,
             )
@@ -102,6 +102,7 @@ class RouterConfig:
                 tuple(r.content_policy_fallbacks),
                 tuple(r.context_window_fallbacks),
                 r.hedge_after,
+                _named(r.retry_policy, None, f"routes.{name}.retry_policy"),
             )
             for name, r in self.routes.items()
         }
@@ -129,30 +130,6 @@ class RouterConfig:
                     path=f"routes.{name}.retry_policy",
                     value=route.retry_policy,
                 )
-
-    def _deployment_policy(self, index: int, deployment: DeploymentConfig) -> PolicyLayer:
-        """The deployment's retry settings, its routes' named policy folded in: the
-        deployment's own name wins over its routes', its `[retry]` adjusts either.
-
-        A router looks a deployment's policy up by the deployment alone, so a
-        deployment in two routes that name different policies is refused here
-        rather than given one of them silently.
-        """
-        named = [(n, r.retry_policy) for n, r in self.routes.items() if deployment.name in r.deployments]
-        distinct = list(dict.fromkeys(policy for _, policy in named))
-        if len(distinct) > 1 and deployment.retry_policy is None:
-            first, second = (next(item for item in named if item[1] == p) for p in distinct[:2])
-            culprit = second if second[1] is not None else first
-            raise ConfigError(
-                f"deployment {deployment.name!r} is in route {first[0]!r} (retry_policy {first[1]!r}) "
-                f"and route {second[0]!r} (retry_policy {second[1]!r}); a deployment has one retry "
-                "policy: set retry_policy on the deployment, or configure it twice under two names",
-                path=f"routes.{culprit[0]}.retry_policy",
-            )
-        if deployment.retry_policy is not None:
-            return _named(deployment.retry_policy, deployment.retry, f"deployments[{index}].retry_policy")
-        route, policy = next(((n, p) for n, p in named if p is not None), ("", None))
-        return _named(policy, deployment.retry, f"routes.{route}.retry_policy")
 
 
 def _named(name: str | None, overrides: RetryOverrides | None, path: str) -> PolicyLayer:
