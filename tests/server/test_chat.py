@@ -194,7 +194,7 @@ def test_a_failing_lead_falls_back_and_the_attempts_are_counted(
 def test_a_gateway_error_is_the_envelope_with_its_kind_and_no_sdk_retry(
     server: ServeProcess, client: openai.OpenAI, fake: FakeGateways
 ) -> None:
-    fake.script("mythicdot", *[Fault(error="unavailable")] * 10)
+    fake.script("mythicdot", *[Fault(error="unavailable", retry_after=0)] * 10)
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="solo", messages=HELLO)
     error = caught.value
