@@ -10,6 +10,7 @@ final chunk with no choices and the usage of the whole answer.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from .errors import Reply
 
-__all__ = ["SSE_HEADERS", "StreamPump"]
+__all__ = ["SSE_HEADERS", "Coalescer", "StreamPump"]
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -75,29 +76,69 @@ class StreamPump:
                 # A stream that ended with no chunk at all: the role, and how it ended.
                 response = stream.response
                 first = ChatChunk("", response.finish_reason if response is not None else None)
+            out = Coalescer(send)
             try:
-                await self._event(first)
-                async for chunk in stream:
-                    await self._event(chunk)
-            except (ProviderError, NoHealthyDeploymentError) as error:
-                self.failed = error
-                await self.frame(self.on_error(error))
-                return
-            if writer.include_usage:
-                response = stream.response
-                await self._body(writer.usage_event(response.usage if response is not None else None))
-            await send({"type": "http.response.body", "body": DONE})
+                try:
+                    out.add(writer.event(first))
+                    async for chunk in stream:
+                        out.add(writer.event(chunk))
+                except (ProviderError, NoHealthyDeploymentError) as error:
+                    self.failed = error
+                    await out.end(self.on_error(error).frame())
+                    return
+                last = DONE
+                if writer.include_usage:
+                    response = stream.response
+                    last = writer.usage_event(response.usage if response is not None else None) + DONE
+                await out.end(last)
+            finally:
+                await out.close()
         finally:
             await stream.aclose()
-
-    async def _event(self, chunk: ChatChunk) -> None:
-        event = self.writer.event(chunk)
-        if event is not None:
-            await self._body(event)
-
-    async def _body(self, data: bytes) -> None:
-        await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def frame(self, reply: Reply) -> None:
         """One error frame, and the end of the response (no `[DONE]`)."""
         await self.send({"type": "http.response.body", "body": reply.frame()})
+
+
+class Coalescer:
+    """The events bound for the client, written together whenever the stream pauses: the
+    chunks of one network read from the gateway leave in one write, not one each (a
+    write on loopback costs about as much as turning a chunk around)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.pending: list[bytes] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, data: bytes | None) -> None:
+        """Queue `data` (None: nothing); it is written once the stream awaits the gateway."""
+        if data is None:
+            return
+        self.pending.append(data)
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        # The one writer: what is added while a write is under way goes in the next.
+        while self.pending:
+            data = b"".join(self.pending)
+            self.pending.clear()
+            await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        self.task = None
+
+    async def end(self, last: bytes) -> None:
+        """Everything queued, then `last`, which ends the response."""
+        if self.task is not None:
+            await self.task
+        data = b"".join([*self.pending, last])
+        self.pending.clear()
+        await self.send({"type": "http.response.body", "body": data})
+
+    async def close(self) -> None:
+        """Stop writing (the stream was cancelled or failed): a write still queued is dropped."""
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
