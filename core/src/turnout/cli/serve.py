@@ -42,6 +42,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--no-auth", action="store_true", help="serve without API keys: anyone who can connect may call"
     )
+    parser.add_argument(
+        "--transport",
+        choices=("aiohttp", "httpx"),
+        help="the router's connections to the gateways: aiohttp (httpx-aiohttp, the default) or httpx "
+        "(the router's own; the default when the environment sets a proxy, which it follows)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     parser.add_argument(
         "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="default info"
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers}: at least one")
     try:
+        from turnout.server.app import aiohttp_transport, default_transport
         from turnout.server.running import ServeOptions, bind, serve
         from turnout.server.settings import Settings
     except ImportError as exc:
@@ -63,6 +70,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
         ) from None
     # Every mistake in the configuration is found here, before any worker starts.
     settings = Settings.load(args.config, no_auth=args.no_auth, grace_period=args.grace_period)
+    transport = args.transport or default_transport()
+    if transport == "aiohttp":
+        aiohttp_transport()  # installed?
     _check_router(args.config)
     options = ServeOptions(
         config=args.config,
@@ -73,12 +83,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         grace_period=settings.grace_period,
         access_log=args.access_log,
         log_level=args.log_level,
+        transport=transport,
     )
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     auth = "no API key needed (--no-auth)" if args.no_auth else "API keys required"
-    out.line(f"turnout serve: http://{shown}:{port}/v1 ({args.workers} worker(s), {auth})")
+    out.line(
+        f"turnout serve: http://{shown}:{port}/v1 ({args.workers} worker(s), {auth}, {transport} transport)"
+    )
     try:
         return serve(options, sock)
     finally:

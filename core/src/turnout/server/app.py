@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import logging
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from turnout._errors import ErrorKind
+from turnout._errors import ConfigError, ErrorKind
 
 from . import errors
 from .chat import ChatEndpoint
@@ -40,22 +42,51 @@ if TYPE_CHECKING:
     from turnout._health import Health
     from turnout._router import AsyncRouter
 
-__all__ = ["ServerApp", "create_app"]
+__all__ = ["TRANSPORTS", "ServerApp", "aiohttp_transport", "create_app", "default_transport"]
 
 log = logging.getLogger("turnout.server")
+# The router's connections to the gateways: httpx-aiohttp's transport (a fraction of the
+# CPU of httpcore's pool at high concurrency: see docs/benchmarks.md), or the router's own.
+TRANSPORTS = ("aiohttp", "httpx")
+# Connections to the gateways, all hosts together (as the OpenAI SDK allows).
+_MAX_CONNECTIONS = 1000
+
+
+def default_transport() -> str:
+    """aiohttp, unless the environment names a proxy: the aiohttp transport does not read
+    `HTTPS_PROXY` and the like, the router's own transport does (as httpx does)."""
+    proxies = urllib.request.getproxies()
+    return "httpx" if any(proxies.get(scheme) for scheme in ("http", "https", "all")) else "aiohttp"
+
+
+def aiohttp_transport() -> httpx.AsyncBaseTransport:
+    try:
+        import httpx_aiohttp
+    except ImportError:
+        raise ConfigError(
+            "the aiohttp transport needs httpx-aiohttp: pip install 'turnout[server]' "
+            "(or start with --transport httpx)",
+            path="--transport",
+        ) from None
+    transport: httpx.AsyncBaseTransport = httpx_aiohttp.AiohttpTransport(
+        limits=httpx.Limits(max_connections=_MAX_CONNECTIONS)
+    )
+    return transport
 
 
 class ServerApp:
     """The server's state (router, keys, gate, metrics) and its ASGI application, `asgi`.
 
-    `router_options` go to `AsyncRouter.from_config` (a transport, say)."""
+    `transport`: how the router reaches the gateways (see `transports`)."""
 
-    def __init__(self, settings: Settings, **router_options: Any) -> None:
+    def __init__(self, settings: Settings, *, transport: str = "aiohttp") -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
         self.settings = settings
         self.keys = settings.keys
         self.gate = Gate(settings.grace_period)
         self.metrics = Metrics()
-        self.router_options = router_options
+        self.transport = transport
         self._router: AsyncRouter | None = None
         self.scrub = errors.Scrubber(())
         chat = ChatEndpoint(self)
@@ -87,7 +118,8 @@ class ServerApp:
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
         from turnout._router import AsyncRouter
 
-        router = AsyncRouter.from_config(self.settings.config, **self.router_options)
+        options = {} if self.transport == "httpx" else {"transport": aiohttp_transport()}
+        router = AsyncRouter.from_config(self.settings.config, **options)
         self._router = router
         self.scrub = errors.Scrubber(d.key() for d in router.deployments.values())
         self.gate.expired  # noqa: B018 - made now, in the server's loop
@@ -238,8 +270,9 @@ def readiness(router: AsyncRouter, health: Mapping[str, Health], now: float) -> 
 
 
 def create_app(
-    config: str, *, no_auth: bool = False, grace_period: float | None = None, **router_options: Any
+    config: str, *, no_auth: bool = False, grace_period: float | None = None, transport: str | None = None
 ) -> Starlette:
     """The ASGI application for a configuration file, to run under any ASGI server
     (`turnout serve` runs it under uvicorn, with graceful shutdown)."""
-    return ServerApp(Settings.load(config, no_auth=no_auth, grace_period=grace_period), **router_options).asgi
+    settings = Settings.load(config, no_auth=no_auth, grace_period=grace_period)
+    return ServerApp(settings, transport=transport or default_transport()).asgi

@@ -57,6 +57,7 @@ class ServeOptions:
     grace_period: float | None = None
     access_log: bool = False
     log_level: str = "info"
+    transport: str = "aiohttp"
 
 
 class DrainingServer(uvicorn.Server):
@@ -102,7 +103,8 @@ def _worker(options: ServeOptions, sock: socket.socket) -> None:
     from .settings import Settings
 
     _logging(options.log_level)
-    app = ServerApp(Settings.load(options.config, no_auth=options.no_auth, grace_period=options.grace_period))
+    settings = Settings.load(options.config, no_auth=options.no_auth, grace_period=options.grace_period)
+    app = ServerApp(settings, transport=options.transport)
     config = uvicorn.Config(
         app.asgi,
         log_config=None,
