@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
     from turnout._errors import Attempt
-    from turnout._models import ChatResponse
 
     from .app import ServerApp
 
@@ -196,6 +195,7 @@ class ChatEndpoint:
         app = self.app
         app.metrics.attempts_of(pump.stream.attempts)
         elapsed = time.monotonic() - began
+        app.metrics.answered(ENDPOINT, 200)
         if isinstance(exc, ClientGone):
             app.metrics.call(route, stream=True, outcome="abandoned", elapsed=elapsed)
             return
@@ -285,7 +285,3 @@ def _outcome(error: Exception) -> str:
     if isinstance(error, ProviderError):
         return error.kind.value
     return "no_healthy_deployment"
-
-
-def _response_of(pump: StreamPump) -> ChatResponse | None:
-    return pump.stream.response

@@ -154,8 +154,10 @@ def from_router(error: Exception, *, request_id: str, scrub: Scrubber) -> Reply:
             extra["provider_code"] = scrub(str(error.code))
         if error.request_id:
             extra["upstream_request_id"] = scrub(error.request_id)
+        # `str(error)` names the provider and deployment, the gateway's status and code, the
+        # wait and the request id: a 401 from a gateway must not read as the caller's key.
         return reply(
-            scrub(error.message),
+            scrub(str(error)),
             error.kind,
             request_id=request_id,
             retry_after=error.retry_after,

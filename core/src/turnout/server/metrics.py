@@ -20,7 +20,7 @@ which with `[state] backend = "redis"` every worker sees alike.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -186,7 +186,3 @@ class Metrics:
         breakers = CollectorRegistry()
         breakers.register(_Breakers(health))
         return generate_latest(scraped) + generate_latest(breakers)
-
-
-def deployments_of(attempts: Sequence[Attempt]) -> list[str]:
-    return [a.deployment for a in attempts]
