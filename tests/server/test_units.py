@@ -4,6 +4,7 @@ shapes, the drain gate; and `import turnout` not loading any of it."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,28 @@ def test_no_healthy_deployment_is_a_503_with_the_reasons() -> None:
     assert reply.status == 503
     assert dict(reply.headers)["retry-after"] == "10"
     assert json.loads(reply.body)["error"]["turnout"]["reasons"] == {"a": "breaker open"}
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "serving.md"
+
+
+def test_the_docs_table_of_codes_is_the_servers() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| (\d{3}) \| `(\w+)` \|$", DOCS.read_text(), re.MULTILINE)
+    assert {code: (int(status), kind) for code, status, kind in rows} == {
+        str(code): (reply.status, reply.type) for code, reply in KIND_REPLIES.items()
+    }
+
+
+def test_the_docs_configuration_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    block = re.search(r"```toml\n(deadline = 120.0.*?)```", DOCS.read_text(), re.DOTALL)
+    assert block is not None
+    for name in ("TURNOUT_SERVER_KEY", "MESHAPI_API_KEY", "MUME_API_KEY"):
+        monkeypatch.setenv(name, f"sk-{name.lower()}")
+    path = tmp_path / "turnout.toml"
+    path.write_text(block.group(1))
+    settings = Settings.load(path)
+    assert (settings.max_body, settings.grace_period) == (4194304, 30.0)
+    assert settings.keys.check(b"Bearer sk-turnout_server_key") is None
 
 
 # -- keys and settings --------------------------------------------------------------------
