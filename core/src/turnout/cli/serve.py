@@ -61,9 +61,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers}: at least one")
     try:
-        from turnout.server.app import aiohttp_transport, default_transport
         from turnout.server.running import ServeOptions, bind, serve
         from turnout.server.settings import Settings
+        from turnout.server.state import aiohttp_transport, default_transport
     except ImportError as exc:
         raise UsageError(
             f"turnout serve needs the server extra: pip install 'turnout[server]' ({exc})"

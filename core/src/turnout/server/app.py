@@ -16,80 +16,43 @@ from __future__ import annotations
 
 import logging
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from turnout._errors import ConfigError, ErrorKind
+from turnout._errors import ErrorKind
 
-from . import errors
 from .chat import ChatEndpoint
+from .errors import Reply, error_reply
 from .gate import Gate
-from .metrics import CONTENT_TYPE, Metrics
+from .metrics import CONTENT_TYPE
 from .settings import Settings
 from .shapes import dumps
+from .state import ServerState, default_transport
 from .wire import request_id
 
 if TYPE_CHECKING:
     from turnout._health import Health
     from turnout._router import AsyncRouter
 
-__all__ = ["TRANSPORTS", "ServerApp", "aiohttp_transport", "create_app", "default_transport"]
+__all__ = ["ServerApp", "create_app", "readiness"]
 
 log = logging.getLogger("turnout.server")
-# The router's connections to the gateways: httpx-aiohttp's transport (a fraction of the
-# CPU of httpcore's pool at high concurrency: see docs/benchmarks.md), or the router's own.
-TRANSPORTS = ("aiohttp", "httpx")
-# Connections to the gateways, all hosts together (as the OpenAI SDK allows).
-_MAX_CONNECTIONS = 1000
-
-
-def default_transport() -> str:
-    """aiohttp, unless the environment names a proxy: the aiohttp transport does not read
-    `HTTPS_PROXY` and the like, the router's own transport does (as httpx does)."""
-    proxies = urllib.request.getproxies()
-    return "httpx" if any(proxies.get(scheme) for scheme in ("http", "https", "all")) else "aiohttp"
-
-
-def aiohttp_transport() -> httpx.AsyncBaseTransport:
-    try:
-        import httpx_aiohttp
-    except ImportError:
-        raise ConfigError(
-            "the aiohttp transport needs httpx-aiohttp: pip install 'turnout[server]' "
-            "(or start with --transport httpx)",
-            path="--transport",
-        ) from None
-    transport: httpx.AsyncBaseTransport = httpx_aiohttp.AiohttpTransport(
-        limits=httpx.Limits(max_connections=_MAX_CONNECTIONS)
-    )
-    return transport
 
 
 class ServerApp:
-    """The server's state (router, keys, gate, metrics) and its ASGI application, `asgi`.
-
-    `transport`: how the router reaches the gateways (see `transports`)."""
+    """The ASGI application (`asgi`) of one worker, around its `ServerState`."""
 
     def __init__(self, settings: Settings, *, transport: str = "aiohttp") -> None:
-        if transport not in TRANSPORTS:
-            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
-        self.settings = settings
-        self.keys = settings.keys
-        self.gate = Gate(settings.grace_period)
-        self.metrics = Metrics()
-        self.transport = transport
-        self._router: AsyncRouter | None = None
-        self.scrub = errors.Scrubber(())
-        chat = ChatEndpoint(self)
+        state = self.state = ServerState(settings, transport=transport)
+        self.metrics = state.metrics
+        chat = ChatEndpoint(state)
         routes = []
         for prefix in ("/v1", ""):
             routes += [
@@ -109,36 +72,24 @@ class ServerApp:
         )
 
     @property
-    def router(self) -> AsyncRouter:
-        if self._router is None:
-            raise RuntimeError("the server has not started: its router is built at startup")
-        return self._router
+    def gate(self) -> Gate:
+        return self.state.gate
 
     @asynccontextmanager
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
-        from turnout._router import AsyncRouter
-
-        options = {} if self.transport == "httpx" else {"transport": aiohttp_transport()}
-        router = AsyncRouter.from_config(self.settings.config, **options)
-        self._router = router
-        self.scrub = errors.Scrubber(d.key() for d in router.deployments.values())
-        self.gate.expired  # noqa: B018 - made now, in the server's loop
+        await self.state.start()
         try:
             yield
         finally:
-            await router.aclose()
+            await self.state.close()
 
     # -- replies -----------------------------------------------------------------------
-
-    def shutting_down(self, rid: str, message: str = "the server is shutting down") -> errors.Reply:
-        """503 while draining: another worker or instance can take the call."""
-        return errors.reply(f"{message}; try again", "shutting_down", request_id=rid, should_retry=True)
 
     def _json(self, status: int, body: Any, rid: str, endpoint: str) -> Response:
         self.metrics.answered(endpoint, status)
         return Response(dumps(body), status, {"x-request-id": rid}, media_type="application/json")
 
-    def _reply(self, reply: errors.Reply, endpoint: str) -> Response:
+    def _reply(self, reply: Reply, endpoint: str) -> Response:
         self.metrics.refused(reply.code)
         self.metrics.answered(endpoint, reply.status)
         return Response(reply.body, reply.status, dict(reply.headers), media_type="application/json")
@@ -149,29 +100,24 @@ class ServerApp:
         rid = request_id()
         kind = ErrorKind.NOT_FOUND if exc.status_code == 404 else ErrorKind.BAD_REQUEST
         message = f"{request.method} {request.url.path}: {exc.detail}"
-        reply = errors.reply(message, kind, request_id=rid)
+        reply = error_reply(message, kind, request_id=rid)
         response = Response(reply.body, exc.status_code, dict(reply.headers), media_type="application/json")
         self.metrics.answered("other", exc.status_code)
         return response
 
-    def _authorized(self, request: Request, rid: str) -> errors.Reply | None:
+    def _authorized(self, request: Request, rid: str) -> Reply | None:
         raw = request.headers.get("authorization")
-        denied = self.keys.check(raw.encode("latin-1") if raw is not None else None)
+        denied = self.state.keys.check(raw.encode("latin-1") if raw is not None else None)
         if denied is not None:
-            return errors.reply(denied, ErrorKind.AUTHENTICATION, request_id=rid)
-        if self.gate.draining:
-            return self.shutting_down(rid)
+            return error_reply(denied, ErrorKind.AUTHENTICATION, request_id=rid)
+        if self.state.gate.draining:
+            return self.state.shutting_down(rid)
         return None
 
     # -- models ------------------------------------------------------------------------
 
-    def model_names(self) -> list[str]:
-        """Every name a call's `model` may be: the routes, then the deployments."""
-        router = self.router
-        return list(dict.fromkeys([*router.routes, *router.deployments]))
-
     def _model_object(self, name: str) -> dict[str, Any]:
-        router = self.router
+        router = self.state.router
         routes = router.routes
         if name in routes:
             members = list(routes[name].deployments)
@@ -190,7 +136,7 @@ class ServerApp:
         refused = self._authorized(request, rid)
         if refused is not None:
             return self._reply(refused, "models")
-        data = [self._model_object(name) for name in self.model_names()]
+        data = [self._model_object(name) for name in self.state.model_names()]
         return self._json(200, {"object": "list", "data": data}, rid, "models")
 
     async def model(self, request: Request) -> Response:
@@ -199,9 +145,9 @@ class ServerApp:
         if refused is not None:
             return self._reply(refused, "models")
         name = request.path_params["model"]
-        if name not in self.model_names():
+        if name not in self.state.model_names():
             message = f"no route or deployment named {name!r}"
-            return self._reply(errors.reply(message, ErrorKind.MODEL_NOT_FOUND, request_id=rid), "models")
+            return self._reply(error_reply(message, ErrorKind.MODEL_NOT_FOUND, request_id=rid), "models")
         return self._json(200, self._model_object(name), rid, "models")
 
     # -- health ------------------------------------------------------------------------
@@ -211,16 +157,16 @@ class ServerApp:
 
     async def readyz(self, request: Request) -> Response:
         rid = request_id()
-        if self.gate.draining:
+        if self.state.gate.draining:
             return self._json(503, {"status": "shutting_down"}, rid, "readyz")
-        health = await self.router.health()
-        routes = readiness(self.router, health, time.time())
+        health = await self.state.router.health()
+        routes = readiness(self.state.router, health, time.time())
         ready = all(route["ready"] for route in routes.values())
         body = {"status": "ready" if ready else "not_ready", "routes": routes}
         return self._json(200 if ready else 503, body, rid, "readyz")
 
     async def metrics_text(self, request: Request) -> Response:
-        health = await self.router.health()
+        health = await self.state.router.health()
         self.metrics.answered("metrics", 200)
         return Response(self.metrics.render(health), 200, media_type=CONTENT_TYPE)
 

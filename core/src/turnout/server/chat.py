@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from turnout._errors import ConfigError, ErrorKind, NoHealthyDeploymentError, ProviderError
 
-from . import errors
+from .errors import Reply, bad_request, error_reply, from_router
 from .shapes import BadInput, CallArgs, ChunkWriter, completion, dumps
 from .streaming import SSE_HEADERS, StreamPump
 from .wire import TooLarge, disconnected, encode_headers, header, read_body, request_id, send_whole
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from turnout._errors import Attempt
 
-    from .app import ServerApp
+    from .state import ServerState
 
 __all__ = ["ChatEndpoint"]
 
@@ -49,45 +49,46 @@ class GraceOver(Exception):
 class ChatEndpoint:
     """The ASGI callable behind `/v1/chat/completions`."""
 
-    def __init__(self, app: ServerApp) -> None:
-        self.app = app
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id()
-        problem = await self._admit(scope, receive, rid)
-        if isinstance(problem, errors.Reply):
-            await self._refuse(send, problem)
-            return
-        if problem is None:
-            return  # the client left while sending its body
-        args, route = problem
-        app = self.app
+        app = self.state
+        # Counted from its first byte: a drain that begins while the body is read waits for it.
         app.gate.inflight += 1
-        app.metrics.inflight.inc()
         try:
-            if args.stream:
-                await self._stream(args, route, rid, receive, send)
-            else:
-                await self._chat(args, route, rid, receive, send)
+            problem = await self._admit(scope, receive, rid)
+            if isinstance(problem, Reply):
+                await self._refuse(send, problem)
+                return
+            if problem is None:
+                return  # the client left while sending its body
+            args, route = problem
+            app.metrics.inflight.inc()
+            try:
+                if args.stream:
+                    await self._stream(args, route, rid, receive, send)
+                else:
+                    await self._chat(args, route, rid, receive, send)
+            finally:
+                app.metrics.inflight.dec()
         finally:
             app.gate.inflight -= 1
-            app.metrics.inflight.dec()
 
-    async def _admit(
-        self, scope: Scope, receive: Receive, rid: str
-    ) -> errors.Reply | tuple[CallArgs, str] | None:
+    async def _admit(self, scope: Scope, receive: Receive, rid: str) -> Reply | tuple[CallArgs, str] | None:
         """The call a request asks for, or the reply refusing it."""
-        app = self.app
+        app = self.state
         denied = app.keys.check(header(scope, b"authorization"))
         if denied is not None:
-            return errors.reply(denied, ErrorKind.AUTHENTICATION, request_id=rid)
+            return error_reply(denied, ErrorKind.AUTHENTICATION, request_id=rid)
         if app.gate.draining:
             return app.shutting_down(rid)
         try:
             body = await read_body(scope, receive, app.settings.max_body)
         except TooLarge:
             limit = app.settings.max_body
-            return errors.reply(
+            return error_reply(
                 f"the request body is larger than this server takes ({limit} bytes)",
                 "request_too_large",
                 request_id=rid,
@@ -98,13 +99,13 @@ class ChatEndpoint:
             args = CallArgs.parse(json.loads(body))
         except (ValueError, RecursionError) as exc:
             if isinstance(exc, BadInput):
-                return errors.bad_request(str(exc), request_id=rid, param=exc.param)
-            return errors.bad_request("the request body is not valid JSON", request_id=rid)
+                return bad_request(str(exc), request_id=rid, param=exc.param)
+            return bad_request("the request body is not valid JSON", request_id=rid)
         try:
             route = app.router.route(args.model).name
         except ConfigError:
             known = ", ".join(app.model_names())
-            return errors.reply(
+            return error_reply(
                 f"no route or deployment named {args.model!r}; this server has: {known}",
                 ErrorKind.MODEL_NOT_FOUND,
                 request_id=rid,
@@ -112,12 +113,12 @@ class ChatEndpoint:
             )
         return args, route
 
-    async def _refuse(self, send: Send, reply: errors.Reply) -> None:
-        self.app.metrics.refused(reply.code)
+    async def _refuse(self, send: Send, reply: Reply) -> None:
+        self.state.metrics.refused(reply.code)
         await self._send_reply(send, reply)
 
-    async def _send_reply(self, send: Send, reply: errors.Reply) -> None:
-        self.app.metrics.answered(ENDPOINT, reply.status)
+    async def _send_reply(self, send: Send, reply: Reply) -> None:
+        self.state.metrics.answered(ENDPOINT, reply.status)
         close = reply.code in ("shutting_down", "request_too_large")
         await send_whole(send, reply.status, reply.body, encode_headers(reply.headers), close=close)
 
@@ -132,7 +133,7 @@ class ChatEndpoint:
     # -- a whole answer ---------------------------------------------------------------
 
     async def _chat(self, args: CallArgs, route: str, rid: str, receive: Receive, send: Send) -> None:
-        app, began = self.app, time.monotonic()
+        app, began = self.state, time.monotonic()
         try:
             response = await self._guard(app.router.chat(args.messages, **self._keywords(args, rid)), receive)
         except BaseException as exc:
@@ -154,7 +155,7 @@ class ChatEndpoint:
     # -- a stream ----------------------------------------------------------------------
 
     async def _stream(self, args: CallArgs, route: str, rid: str, receive: Receive, send: Send) -> None:
-        app, began = self.app, time.monotonic()
+        app, began = self.state, time.monotonic()
         writer = ChunkWriter(
             fallback_id=f"chatcmpl-{rid}",
             model=args.model,
@@ -192,7 +193,7 @@ class ChatEndpoint:
 
     async def _broken(self, exc: BaseException, pump: StreamPump, route: str, rid: str, began: float) -> None:
         """A stream already begun ended otherwise than by an error the router raised."""
-        app = self.app
+        app = self.state
         app.metrics.attempts_of(pump.stream.attempts)
         elapsed = time.monotonic() - began
         app.metrics.answered(ENDPOINT, 200)
@@ -203,7 +204,7 @@ class ChatEndpoint:
             reply = app.shutting_down(rid, "the server stopped before the stream finished")
         elif isinstance(exc, Exception):
             log.exception("a stream failed inside the server [request_id=%s]", rid)
-            reply = errors.reply("the server failed while streaming", "internal_error", request_id=rid)
+            reply = error_reply("the server failed while streaming", "internal_error", request_id=rid)
         else:
             return
         app.metrics.call(route, stream=True, outcome=reply.code, elapsed=elapsed)
@@ -211,8 +212,8 @@ class ChatEndpoint:
 
     # -- failures ----------------------------------------------------------------------
 
-    def _error(self, error: Exception, rid: str) -> errors.Reply:
-        return errors.from_router(error, request_id=rid, scrub=self.app.scrub)
+    def _error(self, error: Exception, rid: str) -> Reply:
+        return from_router(error, request_id=rid, scrub=self.state.scrub)
 
     async def _failed(
         self,
@@ -227,7 +228,7 @@ class ChatEndpoint:
     ) -> BaseException | None:
         """Answer a call that failed before anything was sent. Returns `exc` when it is
         not the call's to answer (a cancellation of the server's own)."""
-        app = self.app
+        app = self.state
         elapsed = time.monotonic() - began
         if isinstance(exc, ProviderError | NoHealthyDeploymentError):
             app.metrics.attempts_of(exc.attempts)
@@ -243,11 +244,11 @@ class ChatEndpoint:
             app.metrics.call(route, stream=stream, outcome=reply.code, elapsed=elapsed)
         elif isinstance(exc, TypeError | ValueError):
             # The caller's mistake, raised by the router before anything was sent.
-            reply = errors.bad_request(app.scrub(str(exc)), request_id=rid)
+            reply = bad_request(app.scrub(str(exc)), request_id=rid)
             app.metrics.refused(reply.code)
         elif isinstance(exc, Exception):
             log.exception("a call failed inside the server [request_id=%s]", rid)
-            reply = errors.reply("the server failed on this call", "internal_error", request_id=rid)
+            reply = error_reply("the server failed on this call", "internal_error", request_id=rid)
             app.metrics.refused(reply.code)
         else:
             return exc
@@ -259,7 +260,7 @@ class ChatEndpoint:
         period ends first (GraceOver): then `work` is cancelled and waited for."""
         task = asyncio.ensure_future(work)
         watch = asyncio.ensure_future(disconnected(receive))
-        expired = self.app.gate.expired
+        expired = self.state.gate.expired
         try:
             await asyncio.wait((task, watch, expired), return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:

@@ -31,8 +31,8 @@ __all__ = [
     "Scrubber",
     "bad_request",
     "envelope",
+    "error_reply",
     "from_router",
-    "reply",
 ]
 
 
@@ -102,7 +102,7 @@ def envelope(message: str, kind: str, param: str | None = None) -> dict[str, Any
     return {"error": {"message": message, "type": KIND_REPLIES[kind].type, "code": kind, "param": param}}
 
 
-def reply(
+def error_reply(
     message: str,
     kind: str,
     *,
@@ -128,7 +128,7 @@ def reply(
 
 def bad_request(message: str, *, request_id: str, param: str | None = None) -> Reply:
     """The caller's mistake (malformed JSON, no messages, an unknown parameter form)."""
-    return reply(message, ErrorKind.BAD_REQUEST, request_id=request_id, param=param)
+    return error_reply(message, ErrorKind.BAD_REQUEST, request_id=request_id, param=param)
 
 
 def _attempts(error: ProviderError | NoHealthyDeploymentError) -> list[dict[str, Any]]:
@@ -156,7 +156,7 @@ def from_router(error: Exception, *, request_id: str, scrub: Scrubber) -> Reply:
             extra["upstream_request_id"] = scrub(error.request_id)
         # `str(error)` names the provider and deployment, the gateway's status and code, the
         # wait and the request id: a 401 from a gateway must not read as the caller's key.
-        return reply(
+        return error_reply(
             scrub(str(error)),
             error.kind,
             request_id=request_id,
@@ -164,7 +164,7 @@ def from_router(error: Exception, *, request_id: str, scrub: Scrubber) -> Reply:
             extra=extra,
         )
     if isinstance(error, NoHealthyDeploymentError):
-        return reply(
+        return error_reply(
             scrub(str(error)),
             "no_healthy_deployment",
             request_id=request_id,
