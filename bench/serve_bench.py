@@ -389,7 +389,7 @@ def report(
         "",
         f"Machine: {host['CPU']}, {host['cores']}, {host['Python']}; load average at the start "
         f"{host['load average when the run started (1 / 5 / 15 min)']}. Started {args.started}, took "
-        f"{args.took:.0f} s. Versions: {args.versions}.",
+        f"{args.took:.0f} s; load average at the end {args.load_after}. Versions: {args.versions}.",
         "",
     ]
     lines += [*[f"- {note}" for note in notes], ""] if notes else []
@@ -453,13 +453,10 @@ def write_section(path: Path, section: str) -> None:
 def versions(litellm: str | None) -> str:
     from importlib.metadata import version
 
-    found = [
-        f"turnout {version('turnout')}",
-        f"uvicorn {version('uvicorn')}",
-        f"starlette {version('starlette')}",
-    ]
-    with contextlib.suppress(Exception):
-        found.append(f"httpx-aiohttp {version('httpx-aiohttp')}")
+    found = []
+    for name in ("turnout", "uvicorn", "starlette", "httpx-aiohttp", "httptools", "uvloop"):
+        with contextlib.suppress(Exception):
+            found.append(f"{name} {version(name)}")
     if litellm:
         python = Path(litellm).parent / "python"
         with contextlib.suppress(Exception):
@@ -556,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
             upstream.stop()
     args.took = time.perf_counter() - began
+    args.load_after = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     args.versions = versions(litellm)
     section = report(cells, args, host, notes)
     if args.no_write:
