@@ -117,6 +117,19 @@ class ServeProcess:
     def metrics(self) -> str:
         return httpx.get(f"{self.root}/metrics", timeout=5.0).text
 
+    def events(self, body: dict[str, Any], timeout: float = 30.0) -> tuple[int, list[str]]:
+        """A stream asked for over plain HTTP: its status and the data of each SSE event."""
+        with httpx.stream(
+            "POST",
+            f"{self.base_url}/chat/completions",
+            json={**body, "stream": True},
+            headers={"authorization": f"Bearer {KEY}"},
+            timeout=timeout,
+        ) as response:
+            return response.status_code, [
+                line[6:] for line in response.iter_lines() if line.startswith("data: ")
+            ]
+
 
 _SAMPLE = re.compile(r"^(\w+)(\{[^}]*\})? (\S+)$")
 

@@ -87,14 +87,8 @@ def test_a_stream_sends_chunks_then_the_usage_then_done(server: ServeProcess, cl
     assert last.usage is not None
     assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (5, 3)
     # Without include_usage, no usage at all; and the SSE ends with [DONE].
-    with httpx.stream(
-        "POST",
-        f"{server.base_url}/chat/completions",
-        json={"model": "chat", "messages": HELLO, "stream": True},
-        headers={"authorization": f"Bearer {KEY}"},
-    ) as response:
-        events = [line for line in response.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "data: [DONE]"
+    _, events = server.events({"model": "chat", "messages": HELLO})
+    assert events[-1] == "[DONE]"
     assert all('"usage"' not in event for event in events)
 
 
@@ -344,14 +338,8 @@ def test_a_stream_failing_after_its_first_chunk_ends_with_one_error_frame(
     assert caught.value.code == "stream_interrupted"
     # On the wire: the chunks, one error frame, and no [DONE].
     fake.script("meshapi", Fault(stream_error="upstream_error", stream_error_after=1))
-    with httpx.stream(
-        "POST",
-        f"{server.base_url}/chat/completions",
-        json={"model": "chat", "messages": HELLO, "stream": True},
-        headers={"authorization": f"Bearer {KEY}"},
-    ) as response:
-        assert response.status_code == 200
-        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    status, events = server.events({"model": "chat", "messages": HELLO})
+    assert status == 200
     assert "[DONE]" not in events
     error = json.loads(events[-1])["error"]
     assert error["code"] == "upstream_error"

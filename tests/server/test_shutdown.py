@@ -45,14 +45,6 @@ def wait_inflight(server: ServeProcess, count: int) -> None:
     raise AssertionError(f"never {count} calls in flight")
 
 
-def stream_events(server: ServeProcess, model: str) -> tuple[int, list[str]]:
-    body = {"model": model, "messages": WORDS, "stream": True}
-    with httpx.stream(
-        "POST", f"{server.base_url}/chat/completions", json=body, headers=AUTH, timeout=30
-    ) as response:
-        return response.status_code, [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
-
-
 def test_calls_in_flight_finish_and_new_ones_get_503(
     fake: FakeGateways, tmp_path: Path, pool: concurrent.futures.ThreadPoolExecutor
 ) -> None:
@@ -62,7 +54,7 @@ def test_calls_in_flight_finish_and_new_ones_get_503(
         fake.set_faults("mume", {"chunk_delay": 0.2})
         with openai.OpenAI(base_url=server.base_url, api_key=KEY) as sdk:
             plain = pool.submit(sdk.chat.completions.create, model="chat", messages=WORDS)
-            streamed = pool.submit(stream_events, server, "mume")
+            streamed = pool.submit(server.events, {"model": "mume", "messages": WORDS})
             wait_inflight(server, 2)
             server.signal()
             refused = httpx.post(
@@ -103,7 +95,7 @@ def test_past_the_grace_period_the_calls_left_are_answered_and_the_server_exits(
             headers=AUTH,
             timeout=30,
         )
-        streamed = pool.submit(stream_events, server, "mume")
+        streamed = pool.submit(server.events, {"model": "mume", "messages": WORDS})
         wait_inflight(server, 2)
         began = time.monotonic()
         server.signal()

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import turnout
+from tests.core.test_import import probe
 from turnout import ChatChunk, ChatResponse, ErrorKind, ToolCall, ToolCallDelta, Usage
 from turnout._errors import KIND_RULES, error_for
 from turnout.server.auth import Keys
@@ -24,13 +23,10 @@ DEPLOYMENT = '[[deployments]]\nname = "a"\nprovider = "meshapi"\nmodel = "m"\nap
 
 
 def test_import_turnout_loads_no_server() -> None:
-    code = (
-        "import json, sys, turnout; turnout.Router; "
-        "print(json.dumps(sorted(m for m in ('turnout.server', 'starlette', 'prometheus_client', 'uvicorn') "
-        "if m in sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == []
+    heavy = ("turnout.server", "starlette", "prometheus_client", "uvicorn")
+    found = f"[m for m in {heavy!r} if m in sys.modules]"
+    code = f"import json, sys, turnout; turnout.Router; print(json.dumps({found}))"
+    assert probe(code) == []
 
 
 # -- the envelope ------------------------------------------------------------------------
