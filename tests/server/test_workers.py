@@ -4,8 +4,12 @@ deployment (a rate limit) the other knows too."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -48,11 +52,12 @@ def worker_of(response: httpx.Response) -> str:
 def from_both(ask: Callable[[], httpx.Response]) -> list[httpx.Response]:
     """Answers to `ask` (a new connection each time) until both workers have answered."""
     answers: list[httpx.Response] = []
-    for _ in range(200):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
         answers.append(ask())
         if len({worker_of(a) for a in answers}) == 2:
             return answers
-    raise AssertionError("one worker answered every request")
+    raise AssertionError(f"one worker answered all {len(answers)} requests")
 
 
 def test_both_workers_answer_and_the_metrics_add_up(server: ServeProcess, fake: FakeGateways) -> None:
@@ -94,3 +99,28 @@ def test_a_rate_limit_one_worker_meets_sets_the_deployment_aside_for_both(
         assert answer.json()["error"]["code"] == "no_healthy_deployment"
         assert 80 <= int(answer.headers["retry-after"]) <= 90
     assert fake.counts()["mythicdot"] == 1
+
+
+def workers(server: ServeProcess) -> set[int]:
+    """The worker processes (children of the parent started by multiprocessing's spawn)."""
+    assert server.process is not None
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()}
+
+
+def test_a_worker_that_dies_is_replaced(server: ServeProcess) -> None:
+    before = workers(server)
+    assert len(before) == 2
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    for _ in range(200):
+        now = workers(server)
+        if len(now) == 2 and victim not in now:
+            break
+        time.sleep(0.05)
+    assert len(now) == 2
+    assert victim not in now
+    # Both answer again (the new one once it has started).
+    answers = from_both(lambda: httpx.get(f"{server.base_url}/models", headers=AUTH))
+    assert all(a.status_code == 200 for a in answers)

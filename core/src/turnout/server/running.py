@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -38,8 +39,11 @@ from .metrics import MULTIPROCESS_ENV
 __all__ = ["DrainingServer", "ServeOptions", "bind", "serve"]
 
 log = logging.getLogger("turnout.server")
-# A worker that dies sooner than this after starting is broken, not unlucky: stop.
-_STARTUP_GRACE = 5.0
+# A worker's exit code when it could not start (its router could not be built, say):
+# every other would fail alike, so the server stops (uvicorn's own code for it).
+STARTUP_FAILURE = 3
+# A worker that died otherwise is replaced, at most this often.
+_RESTART_EVERY = 1.0
 # Seconds uvicorn gives connections to close once the drain is over (the answers of
 # calls cancelled at the end of the grace period are being written).
 _CLOSE_TIMEOUT = 3.0
@@ -116,7 +120,10 @@ def _worker(options: ServeOptions, sock: socket.socket) -> None:
         server_header=False,
         timeout_graceful_shutdown=int(_CLOSE_TIMEOUT),
     )
-    DrainingServer(config, app.gate).run(sockets=[sock])
+    server = DrainingServer(config, app.gate)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def _logging(level: str) -> None:
@@ -179,10 +186,12 @@ class _Supervisor:
         for i, (process, started) in enumerate(self.workers):
             if process.is_alive():
                 continue
-            _forget(process.pid)
-            if time.monotonic() - started < _STARTUP_GRACE:
-                log.error("worker %s exited at startup (code %s): stopping", process.pid, process.exitcode)
+            if process.exitcode == STARTUP_FAILURE:
+                log.error("worker %s could not start: stopping", process.pid)
                 return 1
+            if time.monotonic() - started < _RESTART_EVERY:
+                continue  # not again at once: a worker that crashes at every start
+            _forget(process.pid)
             log.warning("worker %s died (code %s): starting another", process.pid, process.exitcode)
             self.workers[i] = self._start()
         return 0
