@@ -346,28 +346,52 @@ def test_a_stream_failing_after_its_first_chunk_ends_with_one_error_frame(
     assert [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1]] == ["echo: "]
 
 
+def abandoned(server: ServeProcess, stream: str) -> float:
+    return metric(server.metrics(), "turnout_calls_total", route="mume", stream=stream, outcome="abandoned")
+
+
+def wait_abandoned(server: ServeProcess, stream: str, before: float) -> str:
+    """The metrics once the server has counted the call abandoned (it notices, closes the
+    router's call, and the deployment's place is given back)."""
+    for _ in range(100):
+        if abandoned(server, stream) > before:
+            break
+        time.sleep(0.05)
+    return server.metrics()
+
+
 def test_a_client_that_leaves_mid_stream_abandons_the_call(server: ServeProcess, fake: FakeGateways) -> None:
     fake.set_faults("mume", {"chunk_delay": 0.3})
-    before = metric(server.metrics(), "turnout_calls_total", route="mume", outcome="abandoned")
+    before = abandoned(server, "true")
     with httpx.stream(
         "POST",
         f"{server.base_url}/chat/completions",
-        json={
-            "model": "mume",
-            "messages": [{"role": "user", "content": "a b c d e f g h i j"}],
-            "stream": True,
-        },
+        json={"model": "mume", "messages": [{"role": "user", "content": "a b c d e f g"}], "stream": True},
         headers={"authorization": f"Bearer {KEY}"},
     ) as response:
         first = next(response.iter_lines())
         assert first.startswith("data: ")
-    # The server notices, closes the router's stream, and the deployment's place is given back.
-    for _ in range(100):
-        text = server.metrics()
-        if metric(text, "turnout_calls_total", route="mume", outcome="abandoned") > before:
-            break
-        time.sleep(0.05)
-    assert metric(text, "turnout_calls_total", route="mume", outcome="abandoned") == before + 1
+    text = wait_abandoned(server, "true", before)
+    assert abandoned(server, "true") == before + 1
+    assert metric(text, "turnout_deployment_inflight", deployment="mume") == 0
+
+
+def test_a_client_that_leaves_before_the_answer_abandons_the_call(
+    server: ServeProcess, fake: FakeGateways
+) -> None:
+    fake.script("mume", Fault(latency=3.0))
+    before = abandoned(server, "false")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{server.base_url}/chat/completions",
+            json={"model": "mume", "messages": HELLO},
+            headers={"authorization": f"Bearer {KEY}"},
+            timeout=httpx.Timeout(5.0, read=0.3),
+        )
+    text = wait_abandoned(server, "false", before)
+    assert (
+        metric(text, "turnout_calls_total", route="mume", stream="false", outcome="abandoned") == before + 1
+    )
     assert metric(text, "turnout_deployment_inflight", deployment="mume") == 0
 
 
