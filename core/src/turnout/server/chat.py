@@ -171,8 +171,8 @@ class ChatEndpoint:
         except BaseException as exc:
             if pump is not None and pump.started:
                 await self._broken(exc, pump, route, rid, began)
-                if not isinstance(exc, ClientGone | GraceOver | Exception):
-                    raise
+                if not isinstance(exc, Exception):
+                    raise  # a cancellation of the server's own
                 return
             if await self._failed(exc, route, rid, send, began, stream=True, attempts=_attempts(pump)):
                 raise
