@@ -11,11 +11,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cattrs
 from attrs import field, frozen
 
+from ._checks import Check
 from ._errors import ConfigError
 from ._health import BreakerConfig
 from ._models import Deployment, Secret
@@ -24,7 +25,7 @@ from ._routing import Route
 from ._state import RetryBudget, StateStore
 from ._structure import make_converter, structure
 
-__all__ = ["RouterConfig", "load_config"]
+__all__ = ["RouterConfig", "ServerConfig", "load_config", "resolve_secret"]
 
 ENV_PREFIX = "env:"
 
@@ -63,6 +64,18 @@ class StateConfig:
 
 
 @frozen
+class ServerConfig:
+    """`[server]`: read by `turnout serve` only; a router built from the same file
+    ignores it. `api_keys` may be `env:NAME` (see `resolve_secret`)."""
+
+    api_keys: list[str] = field(factory=list)
+    # Bytes of one request body; a larger one is refused (413) before it is parsed.
+    max_body: Annotated[int, Check(lambda n: n > 0, "must be a positive number of bytes")] = 4 * 1024 * 1024
+    # Seconds in-flight calls have to finish once the server is told to stop.
+    grace_period: Annotated[float, Check(lambda s: s >= 0, "must be zero or more seconds")] = 30.0
+
+
+@frozen
 class RouterConfig:
     deployments: list[DeploymentConfig]
     deadline: float = 600.0
@@ -75,6 +88,7 @@ class RouterConfig:
     budget: RetryBudget | None = None
     wait_for_healthy: bool = True
     state: StateConfig | None = None
+    server: ServerConfig | None = None
 
     def router_kwargs(self) -> dict[str, Any]:
         self._check_route_policies()
@@ -165,6 +179,14 @@ def _store(state: StateConfig | None) -> StateStore | None:
         path="state.backend",
         value=state.backend,
     )
+
+
+def resolve_secret(value: str, path: str) -> Secret:
+    """A secret from the configuration: `env:NAME` reads the environment; a ConfigError
+    naming `path` (never the value) when the variable is not set."""
+    found = _resolve_key(value, path)
+    assert found is not None
+    return found
 
 
 def _resolve_key(value: str | None, path: str) -> Secret | None:
