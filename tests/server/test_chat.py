@@ -381,6 +381,7 @@ def test_a_client_that_leaves_before_the_answer_abandons_the_call(
 ) -> None:
     fake.script("mume", Fault(latency=3.0))
     before = abandoned(server, "false")
+    left = metric(server.metrics(), "turnout_attempts_total", deployment="mume", decision="abandoned")
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
             f"{server.base_url}/chat/completions",
@@ -392,6 +393,8 @@ def test_a_client_that_leaves_before_the_answer_abandons_the_call(
     assert (
         metric(text, "turnout_calls_total", route="mume", stream="false", outcome="abandoned") == before + 1
     )
+    # Its attempt too, as the router's observer reported it.
+    assert metric(text, "turnout_attempts_total", deployment="mume", decision="abandoned") == left + 1
     assert metric(text, "turnout_deployment_inflight", deployment="mume") == 0
 
 

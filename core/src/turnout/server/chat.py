@@ -27,8 +27,6 @@ from .wire import TooLarge, disconnected, encode_headers, header, read_body, req
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
-    from turnout._errors import Attempt
-
     from .state import ServerState
 
 __all__ = ["ChatEndpoint"]
@@ -141,7 +139,6 @@ class ChatEndpoint:
             if outcome is not None:
                 raise
             return
-        app.metrics.attempts_of(response.attempts)
         app.metrics.call(
             route, stream=False, outcome="ok", elapsed=time.monotonic() - began, usage=response.usage
         )
@@ -174,12 +171,11 @@ class ChatEndpoint:
                 if not isinstance(exc, Exception):
                     raise  # a cancellation of the server's own
                 return
-            if await self._failed(exc, route, rid, send, began, stream=True, attempts=_attempts(pump)):
+            if await self._failed(exc, route, rid, send, began, stream=True):
                 raise
             return
         assert pump is not None
         elapsed = time.monotonic() - began
-        app.metrics.attempts_of(pump.stream.attempts)
         response = pump.stream.response
         if pump.failed is not None:
             app.metrics.call(route, stream=True, outcome=_outcome(pump.failed), elapsed=elapsed)
@@ -194,7 +190,6 @@ class ChatEndpoint:
     async def _broken(self, exc: BaseException, pump: StreamPump, route: str, rid: str, began: float) -> None:
         """A stream already begun ended otherwise than by an error the router raised."""
         app = self.state
-        app.metrics.attempts_of(pump.stream.attempts)
         elapsed = time.monotonic() - began
         app.metrics.answered(ENDPOINT, 200)
         if isinstance(exc, ClientGone):
@@ -224,22 +219,18 @@ class ChatEndpoint:
         began: float,
         *,
         stream: bool,
-        attempts: tuple[Attempt, ...] | None = None,
     ) -> BaseException | None:
         """Answer a call that failed before anything was sent. Returns `exc` when it is
         not the call's to answer (a cancellation of the server's own)."""
         app = self.state
         elapsed = time.monotonic() - began
         if isinstance(exc, ProviderError | NoHealthyDeploymentError):
-            app.metrics.attempts_of(exc.attempts)
             reply = self._error(exc, rid)
             app.metrics.call(route, stream=stream, outcome=_outcome(exc), elapsed=elapsed)
         elif isinstance(exc, ClientGone):
-            app.metrics.attempts_of(attempts or ())
             app.metrics.call(route, stream=stream, outcome="abandoned", elapsed=elapsed)
             return None
         elif isinstance(exc, GraceOver):
-            app.metrics.attempts_of(attempts or ())
             reply = app.shutting_down(rid, "the server stopped before the call finished")
             app.metrics.call(route, stream=stream, outcome=reply.code, elapsed=elapsed)
         elif isinstance(exc, TypeError | ValueError):
@@ -276,10 +267,6 @@ class ChatEndpoint:
             raise ClientGone
         watch.cancel()
         raise GraceOver
-
-
-def _attempts(pump: StreamPump | None) -> tuple[Attempt, ...]:
-    return pump.stream.attempts if pump is not None else ()
 
 
 def _outcome(error: Exception) -> str:

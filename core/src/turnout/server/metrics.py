@@ -20,7 +20,7 @@ which with `[state] backend = "redis"` every worker sees alike.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -29,9 +29,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from turnout._errors import Attempt
     from turnout._health import Health
     from turnout._models import Usage
+    from turnout._observe import AttemptEvent
 
 __all__ = ["CONTENT_TYPE", "MULTIPROCESS_ENV", "Metrics"]
 
@@ -161,10 +161,10 @@ class Metrics:
             if usage.completion_tokens:
                 self.tokens.labels(route, "completion").inc(usage.completion_tokens)
 
-    def attempts_of(self, attempts: Iterable[Attempt]) -> None:
-        """The attempts a call's result lists (until the router's observers report them)."""
-        for each in attempts:
-            self.attempt(each.deployment, each.decision, each.elapsed)
+    def on_attempt(self, event: AttemptEvent) -> None:
+        """The router's observer hook: every attempt as the router decides after it,
+        abandoned ones included (a client that left, a hedged leg that lost)."""
+        self.attempt(event.deployment, event.decision, event.elapsed)
 
     # -- what the server does -----------------------------------------------------------
 

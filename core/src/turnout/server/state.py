@@ -75,7 +75,8 @@ class ServerState:
         from turnout._router import AsyncRouter
 
         options = {} if self.transport == "httpx" else {"transport": aiohttp_transport()}
-        router = AsyncRouter.from_config(self.settings.config, **options)
+        # The metrics observe every attempt as the router decides after it.
+        router = AsyncRouter.from_config(self.settings.config, observers=[self.metrics], **options)
         self._router = router
         self.scrub = Scrubber(d.key() for d in router.deployments.values())
         self.gate.expired  # noqa: B018 - made now, in the server's loop
