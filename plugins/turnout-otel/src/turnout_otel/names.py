@@ -9,6 +9,7 @@ are the OpenTelemetry GenAI semantic conventions' (status: development);
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from attrs import frozen
@@ -54,6 +55,18 @@ REASON: Final = "turnout.reason"
 WAITED: Final = "turnout.waited"
 BREAKER_FROM: Final = "turnout.breaker.from"
 BREAKER_TO: Final = "turnout.breaker.to"
+
+# Chat parameters the conventions name (`gen_ai.request.*`), and the types recorded.
+REQUEST_PARAMS: Final[Mapping[str, tuple[str, type | tuple[type, ...]]]] = {
+    "temperature": ("gen_ai.request.temperature", (int, float)),
+    "top_p": ("gen_ai.request.top_p", (int, float)),
+    "max_tokens": ("gen_ai.request.max_tokens", int),
+    "max_completion_tokens": ("gen_ai.request.max_tokens", int),
+    "frequency_penalty": ("gen_ai.request.frequency_penalty", (int, float)),
+    "presence_penalty": ("gen_ai.request.presence_penalty", (int, float)),
+    "seed": ("gen_ai.request.seed", int),
+    "stop": ("gen_ai.request.stop_sequences", (str, list, tuple)),
+}
 
 # -- spans and metrics -----------------------------------------------------------------
 CALL_SPAN: Final = "turnout.chat {route}"  # INTERNAL, one per call
@@ -134,6 +147,17 @@ SPAN_ATTRIBUTES: Final = (
     ),
     Attribute(REASON, "attempt", "when there is one", "Why, in a few words (`429, retry after 2.0 s`)."),
     Attribute(WAITED, "attempt", "when it waited", "Seconds the router waited before the attempt."),
+    *(
+        Attribute(
+            attribute,
+            "attempt",
+            "when the request sets "
+            + " or ".join(f"`{p}`" for p, (a, _) in REQUEST_PARAMS.items() if a == attribute),
+            "The parameter, as sent"
+            + (" (one string: a list of one)." if attribute.endswith("stop_sequences") else "."),
+        )
+        for attribute in dict.fromkeys(a for a, _ in REQUEST_PARAMS.values())
+    ),
 )
 
 METRICS: Final = (

@@ -40,17 +40,6 @@ log = logging.getLogger("turnout.otel")
 _ERROR: Final = Status(StatusCode.ERROR)
 _NS: Final = 1_000_000_000
 _CACHE_MAX: Final = 1024  # attribute dicts kept per kind; the keys are bounded by configuration
-# Chat parameters the conventions name (`gen_ai.request.*`), and how each is recorded.
-REQUEST_PARAMS: Final[Mapping[str, tuple[str, type | tuple[type, ...]]]] = {
-    "temperature": ("gen_ai.request.temperature", (int, float)),
-    "top_p": ("gen_ai.request.top_p", (int, float)),
-    "max_tokens": ("gen_ai.request.max_tokens", int),
-    "max_completion_tokens": ("gen_ai.request.max_tokens", int),
-    "frequency_penalty": ("gen_ai.request.frequency_penalty", (int, float)),
-    "presence_penalty": ("gen_ai.request.presence_penalty", (int, float)),
-    "seed": ("gen_ai.request.seed", int),
-    "stop": ("gen_ai.request.stop_sequences", (str, list, tuple)),
-}
 _METRIC: Final = {metric.name: metric for metric in n.METRICS}
 
 
@@ -152,7 +141,8 @@ class OpenTelemetryObserver:
         )
         if failed is not None:
             call.set_status(_ERROR)
-        if told:
+        # A call span not recorded (no SDK, or sampled out): its attempts' would not be either.
+        if told and call.is_recording():
             inside = trace.set_span_in_context(call)
             request = _request(event)
             shared = self._shared(event, request)
@@ -225,7 +215,7 @@ class OpenTelemetryObserver:
         shared: dict[str, Any] = {n.REQUEST_STREAM: True} if event.stream else {}
         if request is not None:
             for param, value in request.params.items():
-                found = REQUEST_PARAMS.get(param)
+                found = n.REQUEST_PARAMS.get(param)
                 if found is not None and _fits(value, found[1]):
                     shared[found[0]] = [value] if isinstance(value, str) else value
             if self.capture_content:
