@@ -25,7 +25,9 @@ __all__ = ["OpenTelemetryObserver", "turnout_register_observers"]
 __version__ = "0.1.0"
 
 
-@turnout.hookimpl
+# optionalhook: a core from before the observer hook ignores this one rather than fail
+# `Plugins.check_pending()` (pluggy's way for a plugin to implement a newer hook).
+@turnout.hookimpl(optionalhook=True)
 def turnout_register_observers(register: Callable[[object], None]) -> None:
     from .observer import OpenTelemetryObserver
 
