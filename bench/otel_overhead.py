@@ -73,6 +73,51 @@ def configure_sdk() -> None:
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
 
+class Floor:
+    """The least the SDK can be asked for what turnout-otel records for a one-attempt
+    call: two spans (a call span, an attempt span inside it) with the same attributes,
+    prebuilt, and three histogram measurements. What it costs is the SDK's, not the
+    plugin's: the difference between the two is what the plugin could still save."""
+
+    def __init__(self) -> None:
+        from opentelemetry import metrics, trace
+
+        self.trace = trace
+        self.tracer = trace.get_tracer("bench-floor")
+        meter = metrics.get_meter("bench-floor")
+        self.duration = meter.create_histogram("floor.duration", unit="s")
+        self.tokens = meter.create_histogram("floor.tokens", unit="{token}")
+        operation = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "loopback"}
+        self.operation = {**operation, "gen_ai.request.model": MODEL}
+        self.inputs = {**self.operation, "gen_ai.token.type": "input"}
+        self.outputs = {**self.operation, "gen_ai.token.type": "output"}
+        self.call = {"turnout.call_id": "c", "turnout.route": "default", "turnout.attempts": 1}
+        self.attempt = {
+            **self.operation,
+            "turnout.deployment": "primary",
+            "turnout.attempt": 1,
+            "turnout.decision": "done",
+            "gen_ai.usage.input_tokens": 9,
+            "gen_ai.usage.output_tokens": 7,
+        }
+
+    def on_attempt(self, event: turnout.AttemptEvent) -> None:
+        self.duration.record(event.elapsed, self.operation)
+        self.tokens.record(9, self.inputs)
+        self.tokens.record(7, self.outputs)
+
+    def on_call(self, event: turnout.CallEvent) -> None:
+        from opentelemetry.trace import SpanKind
+
+        now = time.time_ns()
+        call = self.tracer.start_span("turnout.chat default", attributes=self.call, start_time=now - 1000)
+        inside = self.trace.set_span_in_context(call)
+        self.tracer.start_span(
+            "chat m", inside, SpanKind.CLIENT, attributes=self.attempt, start_time=now - 900
+        ).end(end_time=now)
+        call.end(end_time=now)
+
+
 # -- the cells --------------------------------------------------------------------
 
 
@@ -186,18 +231,18 @@ def main(argv: list[str] | None = None) -> None:
 
     # In one process: the cheapest call there is, so the largest share for the observer.
     mock = httpx.MockTransport(lambda request: httpx.Response(200, json=json.loads(body())))
+    variants: list[tuple[str, list[Any]]] = [("plain", []), ("otel", [observer])]
+    if not args.no_sdk:
+        variants.append(("floor", [Floor()]))
     routers = {
         name: turnout.Router(
             deployments("http://127.0.0.1:9", False), plugins=plugins, transport=mock, observers=observers
         )
-        for name, observers in (("plain", []), ("otel", [observer]))
+        for name, observers in variants
     }
-    passed.append(
-        report(
-            "in process (MockTransport), plain, sync",
-            measure(sync_cell(routers, False), rounds, count * 4, run_sync),
-        )
-    )
+    found = measure(sync_cell(routers, False), rounds, count * 4, run_sync)
+    passed.append(report("in process (MockTransport), plain, sync", found))
+    floor = found.get("floor")
 
     upstream = Upstream(placement, max_seconds=1800)
     try:
@@ -222,6 +267,13 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         upstream.stop()
     print(f"\n{sum(passed)} of {len(passed)} cells within {TARGET}x")
+    if floor is not None:
+        extra = statistics.median(f - p for f, p in zip(floor, found["plain"], strict=True))
+        print(
+            f"In process, the SDK floor (the same two spans and three measurements, made inline "
+            f"with prebuilt attributes: class Floor) costs {extra:+,.0f} µs per call; "
+            f"turnout-otel {statistics.median(found['otel']) - statistics.median(found['plain']):+,.0f} µs."
+        )
 
 
 def async_cell(base_url: str, plugins: Any, observer: Any, rounds: int, count: int) -> dict[str, list[float]]:

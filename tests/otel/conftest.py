@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, ObservableCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader, Metric
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -51,10 +51,13 @@ class Telemetry:
     @staticmethod
     def points_of(metric: Metric) -> list[tuple[dict[str, Any], Any]]:
         """(attributes, value) of each data point: a counter's sum, a histogram's
-        (count, sum)."""
+        (count, sum). An asynchronous counter reports every attribute set it ever saw
+        (the tally is the process's): those that did not grow since the last read are
+        left out."""
         return [
             (dict(p.attributes or {}), (p.count, p.sum) if hasattr(p, "count") else p.value)
             for p in metric.data.data_points
+            if hasattr(p, "count") or p.value != 0
         ]
 
 
@@ -64,7 +67,7 @@ def _sdk() -> Telemetry:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(tracer_provider)
-    delta = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA}
+    delta = dict.fromkeys((Counter, ObservableCounter, Histogram), AggregationTemporality.DELTA)
     reader = InMemoryMetricReader(preferred_temporality=delta)
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
     return Telemetry(exporter, reader)

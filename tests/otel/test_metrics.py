@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import Histogram, Sum
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader, Sum
 
 import turnout
 from tests.core.calls import HI, emulated, per_host
@@ -155,3 +156,35 @@ def test_one_observer_on_several_routers_adds_their_counts_up(
     [(attrs, value)] = telemetry.points("turnout.router.attempts")
     assert attrs["turnout.decision"] == "done"
     assert value == 3
+
+
+def test_two_observers_count_into_one_counter_and_another_provider_has_its_own(
+    plugins: turnout.Plugins, telemetry: Telemetry
+) -> None:
+    """The SDK keeps the first callback of an instrument registered twice: a second
+    observer on the same provider must still be counted; one on another provider is
+    counted there only."""
+    reader = InMemoryMetricReader()
+    own = MeterProvider(metric_readers=[reader])
+    for observer in (
+        OpenTelemetryObserver(),
+        OpenTelemetryObserver(),
+        OpenTelemetryObserver(meter_provider=own),
+    ):
+        with turnout.Router(
+            [deployment("a")], plugins=plugins, transport=emulated(), observers=[observer]
+        ) as router:
+            router.chat(HI)
+    [(_, value)] = telemetry.points("turnout.router.attempts")
+    assert value == 2
+    data = reader.get_metrics_data()
+    assert data is not None
+    [metric] = [
+        m
+        for r in data.resource_metrics
+        for s in r.scope_metrics
+        for m in s.metrics
+        if m.name == "turnout.router.attempts"
+    ]
+    assert [p.value for p in metric.data.data_points] == [1]
+    own.shutdown()

@@ -193,7 +193,7 @@ METRICS: Final = (
     ),
     Metric(
         ROUTER_ATTEMPTS,
-        "counter",
+        "counter (asynchronous)",
         "{attempt}",
         "Attempts, by what the router decided after each.",
         (DECISION, DEPLOYMENT, PROVIDER_NAME, ERROR_TYPE),

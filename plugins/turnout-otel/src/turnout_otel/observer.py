@@ -21,11 +21,13 @@ deployment are made once and shared (never mutated: the SDK may keep them).
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import turnout
@@ -81,8 +83,14 @@ class OpenTelemetryObserver:
             description=_METRIC[n.TOKEN_USAGE].description,
             explicit_bucket_boundaries_advisory=n.TOKEN_BUCKETS,
         )
-        self._attempts = meter.create_counter(
-            n.ROUTER_ATTEMPTS, unit="{attempt}", description=_METRIC[n.ROUTER_ATTEMPTS].description
+        # Attempts are counted here and reported when the SDK collects (an asynchronous
+        # counter): an attempt costs a dict update instead of one more SDK measurement.
+        self._attempts = tally_for(meter_provider)
+        meter.create_observable_counter(
+            n.ROUTER_ATTEMPTS,
+            [self._attempts.observe],
+            unit="{attempt}",
+            description=_METRIC[n.ROUTER_ATTEMPTS].description,
         )
         self._transitions = meter.create_counter(
             n.BREAKER_TRANSITIONS,
@@ -103,9 +111,7 @@ class OpenTelemetryObserver:
         if len(pending) > self._max_pending:
             self._forget_oldest()
         kind = None if event.error is None else event.error.kind.value
-        self._attempts.add(
-            1, self._measure((n.ROUTER_ATTEMPTS, event.decision, event.deployment, event.provider, kind))
-        )
+        self._attempts.add((event.decision, event.deployment, event.provider, kind))
         if event.decision == "abandoned":  # cut short, not ended: counted, never timed
             return
         address, port = _server(event)
@@ -309,11 +315,45 @@ def _breaker_measure(deployment: str, provider: str, old: str, new: str) -> dict
 
 
 _MEASURES: Final[Mapping[str, Any]] = {
-    n.ROUTER_ATTEMPTS: _attempts_measure,
     n.OPERATION_DURATION: _duration_measure,
     n.TOKEN_USAGE: _tokens_measure,
     n.BREAKER_TRANSITIONS: _breaker_measure,
 }
+
+
+class Tally:
+    """Attempts counted by their attributes, reported to `turnout.router.attempts` when
+    the SDK collects. One per meter provider, shared by every observer that uses it: the
+    SDK keeps the first callback of an instrument registered twice, so a second
+    observer's counts must reach it through the same tally."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str, str, str | None], list[Any]] = {}
+
+    def add(self, key: tuple[str, str, str, str | None]) -> None:
+        with self._lock:
+            found = self._counts.get(key)
+            if found is None:
+                self._counts[key] = [_attempts_measure(*key), 1]
+            else:
+                found[1] += 1
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            return [Observation(count, attributes) for attributes, count in self._counts.values()]
+
+
+_TALLIES: dict[object, Tally] = {}  # by meter provider; None: the global one
+_TALLIES_LOCK = threading.Lock()
+
+
+def tally_for(meter_provider: metrics.MeterProvider | None) -> Tally:
+    with _TALLIES_LOCK:
+        found = _TALLIES.get(meter_provider)
+        if found is None:
+            found = _TALLIES[meter_provider] = Tally()
+        return found
 
 
 # -- what the events do not carry yet ----------------------------------------------------
