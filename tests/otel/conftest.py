@@ -16,7 +16,24 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import turnout
 from tests.core.acme import Acme
-from tests.core.calls import Calls
+from tests.core.calls import Calls, emulated, per_host
+from tests.core.conftest import deployment
+from turnout.emulation import Fault
+from turnout_otel import OpenTelemetryObserver
+
+# Rate-limited on `a`, retried there and answered 503, then answered by `b`.
+ONE_RETRY = turnout.RetryPolicy(max_retries=1, base=0.001, cap=0.001, jitter="none")
+RETRY_THEN_FALLBACK = {"a": [Fault(error="slow_down", retry_after=0.001), Fault(error="overloaded")]}
+
+
+async def retried_then_fell_back(calls: Calls) -> Any:
+    """The answer of one call that made three attempts (retry, fallback, done), observed."""
+    return await calls.chat(
+        [deployment("a"), deployment("b")],
+        emulated(per_host(RETRY_THEN_FALLBACK)),
+        retry_policy=ONE_RETRY,
+        observers=[OpenTelemetryObserver()],
+    )
 
 
 class Telemetry:

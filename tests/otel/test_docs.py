@@ -4,14 +4,13 @@ table), and its logging and console examples run as written."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
+from tests.core.test_docs_tables import gen_tables
 from turnout_otel import OpenTelemetryObserver
 from turnout_otel.names import METRICS, SPAN_ATTRIBUTES
 
@@ -26,15 +25,6 @@ BLOCKS = re.findall(r"```python\n(.*?)```", PAGE, re.DOTALL)
 def block(starting: str) -> str:
     (found,) = [b for b in BLOCKS if b.startswith(starting)]
     return found
-
-
-def gen_tables() -> Any:
-    spec = importlib.util.spec_from_file_location("gen_tables", ROOT / "docs" / "gen_tables.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_page_includes_the_generated_tables() -> None:
@@ -74,22 +64,15 @@ def run(code: str) -> subprocess.CompletedProcess[str]:
 
 
 ONE_CALL = """
+import asyncio
+from tests.core.calls import Calls
+from tests.otel.conftest import retried_then_fell_back
 import turnout
 from tests.core.acme import Acme
-from tests.core.calls import HI, emulated, per_host
-from tests.core.conftest import deployment
-from turnout.emulation import Fault
-from turnout_otel import OpenTelemetryObserver
 
 plugins = turnout.Plugins(entry_points=False)
 plugins.add_provider(Acme())
-script = per_host({"a": [Fault(error="slow_down", retry_after=0.001), Fault(error="overloaded")]})
-policy = turnout.RetryPolicy(max_retries=1, base=0.001, cap=0.001, jitter="none")
-with turnout.Router(
-    [deployment("a"), deployment("b")], plugins=plugins, transport=emulated(script),
-    retry_policy=policy, observers=[OpenTelemetryObserver()],
-) as router:
-    router.chat(HI)
+asyncio.run(retried_then_fell_back(Calls("sync", plugins)))
 """
 
 

@@ -15,9 +15,7 @@ from turnout.emulation import Fault
 from turnout_otel import OpenTelemetryObserver
 from turnout_otel.names import DURATION_BUCKETS, TOKEN_BUCKETS
 
-from .conftest import Telemetry
-
-FAST = turnout.RetryPolicy(max_retries=1, base=0.001, cap=0.001, jitter="none")
+from .conftest import Telemetry, retried_then_fell_back
 
 
 def operation(deployment: str, **more: str) -> dict[str, Any]:
@@ -30,13 +28,7 @@ def operation(deployment: str, **more: str) -> dict[str, Any]:
 
 
 async def test_the_two_genai_metrics_and_the_attempt_counter(calls: Any, telemetry: Telemetry) -> None:
-    script = per_host({"a": [Fault(error="slow_down", retry_after=0.001), Fault(error="overloaded")]})
-    response = await calls.chat(
-        [deployment("a"), deployment("b")],
-        emulated(script),
-        retry_policy=FAST,
-        observers=[OpenTelemetryObserver()],
-    )
+    response = await retried_then_fell_back(calls)
     found = telemetry.metrics()
     duration, tokens = found["gen_ai.client.operation.duration"], found["gen_ai.client.token.usage"]
     assert (duration.unit, tokens.unit) == ("s", "{token}")
@@ -91,22 +83,6 @@ async def test_the_two_genai_metrics_and_the_attempt_counter(calls: Any, telemet
             1,
         ),
     ]
-
-
-async def test_an_abandoned_attempt_is_counted_not_timed(calls: Any, telemetry: Telemetry) -> None:
-    router = calls._build([deployment("a")], emulated(), {"observers": [OpenTelemetryObserver()]})
-    if calls.mode == "sync":
-        with router, router.stream(HI) as stream:
-            next(stream)
-    else:
-        async with router, router.stream(HI) as astream:
-            await anext(astream)
-    found = telemetry.metrics()
-    assert "gen_ai.client.operation.duration" not in found
-    assert "gen_ai.client.token.usage" not in found
-    assert [
-        attrs["turnout.decision"] for attrs, _ in telemetry.points_of(found["turnout.router.attempts"])
-    ] == ["abandoned"]
 
 
 async def test_breaker_transitions_and_cooldowns_are_counted(calls: Any, telemetry: Telemetry) -> None:

@@ -21,9 +21,8 @@ from tests.loopback import EmulatorServer
 from turnout.emulation import Fault
 from turnout_otel import OpenTelemetryObserver
 
-from .conftest import Telemetry
+from .conftest import Telemetry, retried_then_fell_back
 
-FAST = turnout.RetryPolicy(max_retries=1, base=0.001, cap=0.001, jitter="none")
 ANSWER = "echo: hello there world"
 
 
@@ -51,13 +50,7 @@ def genai(deployment: str) -> dict[str, Any]:
 async def test_a_retry_and_a_fallback_are_attempt_spans_under_the_call_span(
     calls: Any, telemetry: Telemetry
 ) -> None:
-    script = per_host({"a": [Fault(error="slow_down", retry_after=0.001), Fault(error="overloaded")]})
-    response = await calls.chat(
-        [deployment("a"), deployment("b")],
-        emulated(script),
-        retry_policy=FAST,
-        observers=[OpenTelemetryObserver()],
-    )
+    response = await retried_then_fell_back(calls)
     assert response.content == ANSWER
     call, attempts = by_kind(telemetry.spans())
     assert call.name == "turnout.chat default"
@@ -175,7 +168,7 @@ async def test_a_plain_call_has_no_stream_attributes(calls: Any, telemetry: Tele
     assert "gen_ai.response.time_to_first_chunk" not in attributes(attempt)
 
 
-async def test_a_stream_closed_early_is_an_abandoned_attempt_not_an_error(
+async def test_a_stream_closed_early_is_an_abandoned_attempt_not_an_error_counted_not_timed(
     calls: Any, telemetry: Telemetry
 ) -> None:
     router = calls._build([deployment("a")], emulated(), {"observers": [OpenTelemetryObserver()]})
@@ -192,6 +185,12 @@ async def test_a_stream_closed_early_is_an_abandoned_attempt_not_an_error(
     assert attempt.status.status_code is StatusCode.UNSET
     assert call.status.status_code is StatusCode.UNSET
     assert "gen_ai.response.time_to_first_chunk" in attributes(attempt)
+    # It did not end on its own: counted, but not timed (nor its tokens).
+    found = telemetry.metrics()
+    assert "gen_ai.client.operation.duration" not in found
+    assert "gen_ai.client.token.usage" not in found
+    counted = telemetry.points_of(found["turnout.router.attempts"])
+    assert [attrs["turnout.decision"] for attrs, _ in counted] == ["abandoned"]
 
 
 def test_a_hedged_call_has_both_legs_under_its_span(plugins: turnout.Plugins, telemetry: Telemetry) -> None:
