@@ -143,7 +143,10 @@ class OpenTelemetryObserver:
         if failed is not None:
             attributes[n.ERROR_TYPE] = failed
         call = self._tracer.start_span(
-            f"turnout.chat {event.route}", kind=SpanKind.INTERNAL, attributes=attributes, start_time=start
+            n.CALL_SPAN.format(route=event.route),
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=start,
         )
         if failed is not None:
             call.set_status(_ERROR)
@@ -162,7 +165,7 @@ class OpenTelemetryObserver:
                 if first_chunk is not None and attempt is last:
                     span_attributes[n.TIME_TO_FIRST_CHUNK] = max(first_chunk - began, 0) / _NS
                 span = self._tracer.start_span(
-                    f"chat {attempt.model}",
+                    n.ATTEMPT_SPAN.format(model=attempt.model),
                     context=inside,
                     kind=SpanKind.CLIENT,
                     attributes=span_attributes,
