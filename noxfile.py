@@ -89,6 +89,18 @@ def plugin(session: nox.Session, plugin: str) -> None:
 
 
 @nox.session
+def example(session: nox.Session) -> None:
+    """The example third-party plugin, examples/turnout-acme, as its author ships it:
+    installed non-editable beside nothing but the core and its testing extra; its
+    tests (the conformance kit included) run from its own folder, then mypy."""
+    session.install("./core[testing]", "./examples/turnout-acme", "mypy>=1.11")
+    session.chdir(ROOT / "examples" / "turnout-acme")
+    session.run("pytest", *session.posargs)
+    session.run("mypy", "--strict", "-p", "turnout_acme")
+    session.run("mypy", "--strict", "tests")
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install(*LINT_DEPS)
     session.run("ruff", "check", ".")

@@ -101,6 +101,7 @@ def simulate(
     deadline: float = 10.0,
     breaker: BreakerConfig | None = None,
     budget: RetryBudget | None = None,
+    wait_for_healthy: bool = True,
     seed: int = 7,
 ) -> Outcome:
     """`calls` calls, one every 1/rate seconds, each through the router's decisions."""
@@ -123,6 +124,7 @@ def simulate(
         clock=clock,
         wall_clock=clock,
         rng=random.Random(seed + 1),
+        wait_for_healthy=wait_for_healthy,
     )
     result = Outcome(requests=dict.fromkeys(names, 0))
     began = clock.now
@@ -202,7 +204,10 @@ def trip_probability(
     return tripped / runs
 
 
-OLD = BreakerConfig(consecutive_failures=5, failure_rate=0.5, window=20, min_calls=10)
+# The first wave's defaults, every field that has changed since.
+OLD = BreakerConfig(
+    consecutive_failures=5, failure_rate=0.5, window=20, min_calls=10, open_for=30.0, max_open=300.0
+)
 OLD_BUDGET = RetryBudget(ratio=0.2, burst=10.0)
 NEW = BreakerConfig()
 
@@ -234,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios: dict[str, Upstream] = {
         "degraded 30 %": degraded(0.3),
         "degraded 40 %": degraded(0.4),
+        "flapping (10 s dead every 30 s)": flapping(30.0, 10.0),
         "flapping (20 s dead every 60 s)": flapping(),
         "one dead, one healthy": dead_beside_healthy("a"),
     }
@@ -242,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     for label, upstream in scenarios.items():
         for config_label, config in (("old", OLD), ("new", NEW)):
             budget = OLD_BUDGET if config_label == "old" else RetryBudget()
-            outcomes = [simulate(upstream, breaker=config, budget=budget, seed=s) for s in seeds]
+            waits = config_label == "new"
+            outcomes = [
+                simulate(upstream, breaker=config, budget=budget, wait_for_healthy=waits, seed=seed)
+                for seed in seeds
+            ]
             shares = [o.share for o in outcomes]
             per_call = statistics.median(o.attempts / o.calls for o in outcomes)
             dead = (

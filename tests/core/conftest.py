@@ -14,6 +14,7 @@ from turnout._plugins import _reset_default_plugins
 
 from .acme import Acme, AcmeEmulator
 from .calls import Calls
+from .distributions import install  # noqa: F401  (a fixture: real installed distributions)
 from .scripted import FakeClock
 
 

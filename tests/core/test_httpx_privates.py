@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import turnout
-from tests.loopback import EmulatorServer
+from turnout.testing.server import EmulatorServer
 
 from .acme import AcmeEmulator
 from .conftest import deployment

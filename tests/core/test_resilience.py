@@ -140,6 +140,30 @@ def test_the_call_that_got_the_429_may_still_retry_there_after_waiting(make_core
     assert script.sleeps == [3.0]
 
 
+def test_a_retry_does_not_wait_out_a_breaker_when_a_fallback_can_answer_now(make_core, clock):
+    """The retry layer never waits on a deployment the router has set aside (here the
+    failure itself trips the breaker) while another can be tried at once."""
+    config = BreakerConfig(consecutive_failures=1, open_for=30.0, jitter=0.0)
+    policy = turnout.RetryPolicy(max_retries=2, base=0.1, cap=0.1, jitter="none")
+    core = make_core([deployment("a"), deployment("b")], retry_policy=policy, breaker=config)
+    script = Script(clock, {"a.test": [fail(503, "overloaded")], "b.test": [ok()]})
+    response, _ = call(core, script, deadline=60.0)
+    assert kinds(response.attempts) == [("a", "unavailable"), ("b", None)]
+    assert script.sleeps == []
+    assert response.attempts[0].decision == "fallback"
+    assert response.attempts[0].reason == "set aside for 30.0 s, longer than a fallback"
+
+
+def test_a_retry_waits_out_a_breaker_when_nothing_else_can_answer(make_core, clock):
+    config = BreakerConfig(consecutive_failures=1, open_for=30.0, jitter=0.0)
+    policy = turnout.RetryPolicy(max_retries=2, base=0.1, cap=0.1, jitter="none")
+    core = make_core([deployment("a")], retry_policy=policy, breaker=config)
+    script = Script(clock, {"a.test": [fail(503, "overloaded"), ok()]})
+    response, _ = call(core, script, deadline=60.0)
+    assert kinds(response.attempts) == [("a", "unavailable"), ("a", None)]
+    assert script.sleeps == [pytest.approx(30.0, abs=0.1)]
+
+
 def test_everything_open_raises_no_healthy_deployment_with_retry_after(make_core, clock):
     config = BreakerConfig(consecutive_failures=1, open_for=30.0, jitter=0.0)
     core = make_core([deployment("a"), deployment("b")], retry_policy=NO_RETRY, breaker=config)

@@ -234,28 +234,19 @@ def test_plain_text_500_is_classified_by_status():
     assert error.message == "Internal Server Error"
 
 
+# Hostile bodies in general (every status, HTML, empty, binary, truncated, huge) and the
+# forms of Retry-After: the conformance kit (test_conformance.py). Here, `detail` gone wrong.
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [
-        (
-            502,
-            b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
-            "upstream_error",
-        ),
-        (503, b"", "unavailable"),
-        (500, b"\x00\xff\xfe\x80binary\x9c", "server_error"),
-        (400, b"[1, 2, 3]", "bad_request"),
-        (429, b'"just a string"', "rate_limited"),
-        (500, b"{not json", "server_error"),
         (404, b'{"detail": null}', "not_found"),
         (403, b'{"detail": 12}', "permission_denied"),
         (401, b'{"detail": true}', "authentication"),
         (500, b'{"detail": {"nested": {"deep": []}}}', "server_error"),
         (500, b'{"something": "else"}', "server_error"),
-        (504, b"Gateway Timeout", "timeout"),
     ],
 )
-def test_hostile_bodies_never_crash(status, body, kind):
+def test_odd_details_never_crash(status, body, kind):
     error = norm(status, body)
     assert error.kind == kind
     assert error.status == status
@@ -268,27 +259,10 @@ def test_deeply_nested_json_body():
     assert len(error.message) <= 500
 
 
-def test_html_page_message_is_its_title():
-    error = norm(502, b"<html><head><title>502 Bad Gateway</title></head><body>x</body></html>")
-    assert error.message == "502 Bad Gateway"
-
-
-def test_five_megabyte_body():
-    body = b'{"detail": "' + b"x" * (5 * 1024 * 1024) + b'"}'
-    error = norm(500, body)
-    assert error.kind == "server_error"
-    assert len(error.message) <= 500
-
-
 def test_detail_object_from_a_custom_exception():
     error = norm(403, {"detail": {"error": "insufficient_credits", "message": "Out of credits"}})
     assert error.kind == "insufficient_credits"
     assert error.message == "Out of credits"
-
-
-def test_retry_after_header_is_kept():
-    error = norm(429, detail("Rate limit exceeded"), {"Retry-After": "7"})
-    assert error.retry_after == 7.0
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 
 import turnout
-from tests.loopback import EmulatorServer
 from turnout.emulation import mock_transport
+from turnout.testing.server import EmulatorServer
 from turnout_mume.emulator import MumeEmulator
 from turnout_mume.provider import Mume
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import turnout
-from tests.loopback import EmulatorServer
 from turnout import ErrorKind
 from turnout.emulation import Fault, FaultScript
+from turnout.testing.server import EmulatorServer
 from turnout_mume.emulator import DOCUMENTED_STATUSES
 from turnout_mume.provider import MUME_CODES
 

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 import turnout
 from tests.chat_tools import CLOCK, WEATHER
-from tests.loopback import EmulatorServer
 from turnout import HTTPResponse, ToolCall
+from turnout.testing.server import EmulatorServer
 from turnout_mume.emulator import MumeEmulator
 
 from .helpers import FAST, KEY, MODEL, MUME

@@ -64,17 +64,6 @@ def test_every_error_is_raised_as_its_kind(make_router: Callable[..., turnout.Ro
     assert all(a.error is not None and a.error.kind is kind for a in err.attempts)
 
 
-@pytest.mark.parametrize("name", ALL_ERRORS)
-async def test_every_error_is_raised_as_its_kind_async(
-    make_async_router: Callable[..., turnout.AsyncRouter], name: str
-) -> None:
-    kind = documented_kind(name)
-    with pytest.raises(turnout.ProviderError) as info:
-        await make_async_router(Fault(error=name)).chat(HI)
-    assert info.value.kind is kind
-    assert len(info.value.attempts) == (3 if kind in RETRIED else 1)
-
-
 def sse_transport(frames: list[bytes], headers: dict[str, str] | None = None) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
         all_headers = {"content-type": "text/event-stream", **(headers or {})}

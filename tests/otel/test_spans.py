@@ -17,8 +17,8 @@ import turnout
 from tests.core.acme import AcmeEmulator
 from tests.core.calls import HI, emulated, per_host
 from tests.core.conftest import deployment
-from tests.loopback import EmulatorServer
 from turnout.emulation import Fault
+from turnout.testing.server import EmulatorServer
 from turnout_otel import OpenTelemetryObserver
 
 from .conftest import Telemetry, retried_then_fell_back

@@ -158,6 +158,7 @@ class ConfigError(TurnoutError):
         value: Any = None,
         choices: Sequence[str] | None = None,
         show_value: bool = True,
+        choices_are: str = "installed",
     ) -> None:
         self.path = path
         self.choices = tuple(choices) if choices is not None else None
@@ -168,7 +169,7 @@ class ConfigError(TurnoutError):
         if show_value and value is not None:
             text += f" (got {_HIDDEN if secret else _short_repr(value)})"
         if self.choices is not None:
-            text += f"; installed: {', '.join(self.choices) or 'none'}"
+            text += f"; {choices_are}: {', '.join(self.choices) or 'none'}"
         super().__init__(text)
 
 
@@ -341,7 +342,7 @@ class NoHealthyDeploymentError(TurnoutError):
         self.route = route
         self.retry_after = retry_after
         self.attempts = attempts
-        # Each deployment set aside: why, and until when ("breaker open until 12:03:04 (in 25.1 s)").
+        # Each deployment set aside: why and until when ("breaker open for 25.1 s more (until 12:03:04 UTC)").
         self.reasons: Mapping[str, str] = dict(reasons or {})
 
 

@@ -12,7 +12,7 @@ from attrs import field, frozen
 
 if TYPE_CHECKING:
     from ._errors import Attempt
-    from ._retry import RetryOverrides, RetryPolicy
+    from ._retry import NamedPolicy, RetryOverrides, RetryPolicy
 
 __all__ = [
     "ChatChunk",
@@ -239,9 +239,9 @@ class Deployment:
     base_url: str | None = None
     weight: float = 1.0
     options: Mapping[str, Any] = field(factory=dict, converter=_to_mapping)
-    # Replaces (a RetryPolicy) or adjusts (RetryOverrides) the provider's documented
-    # policy, and the router's, for this deployment.
-    retry_policy: RetryPolicy | RetryOverrides | None = None
+    # Replaces (a RetryPolicy, or a named one: "patient" or NamedPolicy) or adjusts
+    # (RetryOverrides) the provider's documented policy, and the router's, for this deployment.
+    retry_policy: RetryPolicy | RetryOverrides | NamedPolicy | str | None = None
     # Prices per million input and output tokens, for the `lowest_cost` strategy.
     input_cost: float = 0.0
     output_cost: float = 0.0

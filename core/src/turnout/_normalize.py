@@ -17,7 +17,7 @@ import http
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from attrs import field, frozen
 
@@ -30,9 +30,11 @@ __all__ = [
     "STATUS_KINDS",
     "CodeRule",
     "ErrorFields",
+    "ErrorNormalizer",
     "ErrorTable",
     "Extractor",
     "MessageRule",
+    "TableNormalizer",
     "decode_body",
     "extract_openai",
     "kind_for_status",
@@ -147,6 +149,28 @@ class ErrorFields:
 
 
 Extractor = Callable[[Any], ErrorFields]
+
+
+@runtime_checkable
+class ErrorNormalizer(Protocol):
+    """What turns one failed response into a `ProviderError`: every `Provider` is one,
+    and a plugin may put another in front of an installed provider
+    (`turnout_register_normalizers`).
+
+    `status` is the HTTP status, or None for an error reported in-band (a stream's
+    error frame, a 2xx body that is an error envelope, a failed job); `headers`
+    have lower-case names; `body` is bytes, str or already-parsed JSON, and never
+    to be trusted (HTML, empty, not UTF-8, truncated, huge). It returns the error,
+    an instance of the class for its kind (`turnout.error_for`), and never raises.
+    """
+
+    def normalize(
+        self,
+        *,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> ProviderError: ...
 
 
 @frozen
@@ -326,6 +350,36 @@ def normalize(
         details=fields.details,
         extra=fields.extra,
     )
+
+
+@frozen
+class TableNormalizer:
+    """An `ErrorNormalizer` made of data: the provider it reads for, its error table,
+    the extractor of its envelope and the headers that carry a request id. What
+    every `Provider.normalize` is; a plugin that reads another gateway's errors
+    (`turnout_register_normalizers`) can be one too."""
+
+    provider: str
+    table: ErrorTable
+    extract: Extractor = extract_openai
+    request_id_headers: Sequence[str] = ("x-request-id",)
+
+    def normalize(
+        self,
+        *,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> ProviderError:
+        return normalize(
+            self.provider,
+            self.table,
+            status=status,
+            headers=headers,
+            body=body,
+            extract=self.extract,
+            request_id_headers=self.request_id_headers,
+        )
 
 
 # Phrases Python 3.13 renamed (RFC 9110), kept as every earlier Python and most

@@ -71,7 +71,7 @@ class OpenAICompatible(Provider):
 
     A gateway plugin subclasses it, sets `name`, `default_base_url`,
     `error_table` and `retry_policy`, and overrides the few hooks where its
-    gateway differs (`stream_error`, `extract_error`, `payload`).
+    gateway differs (`extract_error`, `is_error_envelope`, `stream_error`, `payload`).
     """
 
     chat_path: ClassVar[str] = "/chat/completions"
@@ -131,7 +131,7 @@ class OpenAICompatible(Provider):
 
     def parse_completion(self, response: HTTPResponse) -> ChatResponse:
         payload = self.json_body(response)
-        if isinstance(payload, Mapping) and "error" in payload and "choices" not in payload:
+        if isinstance(payload, Mapping) and "choices" not in payload and self.is_error_envelope(payload):
             # A gateway that reports an error with a 2xx status.
             raise self.normalize(status=None, headers=response.headers, body=payload)
         choices = payload.get("choices") if isinstance(payload, Mapping) else None
@@ -215,9 +215,17 @@ class OpenAICompatible(Provider):
             model if type(model) is str else None,
         )
 
+    def is_error_envelope(self, payload: Mapping[str, Any]) -> bool:
+        """Whether a JSON object the gateway sent with a 2xx status (a whole body, or
+        one stream event) is its error envelope rather than an answer. Default:
+        OpenAI's, an `error` key (a whole body with `choices` is an answer anyway).
+        Such a body is raised as `normalize(status=None, headers=..., body=payload)`."""
+        return "error" in payload
+
     def stream_error(self, payload: Mapping[str, Any], response: HTTPResponse) -> ProviderError | None:
-        """The error an in-band frame reports, if it is an error frame."""
-        if "error" not in payload:
+        """The error an in-band frame reports, or None when the frame is not an error
+        (it is then read as a chunk). The router raises what it returns."""
+        if not self.is_error_envelope(payload):
             return None
         return self.normalize(status=None, headers=response.headers, body=payload)
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 from ._errors import ErrorKind, ProviderError, error_for
 from ._flow import Emit, Flow, HTTPResponse
 from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, ToolCallDelta
-from ._normalize import ErrorFields, ErrorTable, extract_openai, normalize
+from ._normalize import ErrorFields, ErrorTable, TableNormalizer, extract_openai
 from ._retry import RetryPolicy
 
 __all__ = ["Provider", "needed_features", "whole_chunk"]
@@ -156,15 +156,11 @@ class Provider:
         headers: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> ProviderError:
-        return normalize(
-            self.name,
-            self.error_table,
-            status=status,
-            headers=headers,
-            body=body,
-            extract=self.extract_error,
-            request_id_headers=self.request_id_headers,
-        )
+        """The error a failed response (or, with `status=None`, an in-band error: a
+        stream frame, a 2xx error envelope) means: `error_table` read through
+        `extract_error`. Never raises."""
+        reader = TableNormalizer(self.name, self.error_table, self.extract_error, self.request_id_headers)
+        return reader.normalize(status=status, headers=headers, body=body)
 
     def error_from(self, response: HTTPResponse) -> ProviderError:
         return self.normalize(status=response.status, headers=response.headers, body=response.body)

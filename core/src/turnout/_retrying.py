@@ -102,6 +102,10 @@ def retry_decision(
     if isinstance(decision, GiveUp):
         return decision
     delay = ready_in(decision.delay)
+    if delay > decision.delay and can_fall_back:
+        # Set aside for longer than this error asks (a breaker that just opened, another
+        # call's 429): every other call skips it now, and so does this one.
+        return GiveUp(f"set aside for {delay:.1f} s, longer than a fallback")
     if delay >= left:
         return GiveUp(f"{wait_reason(error, delay)} would pass the deadline")
     if delay > max_wait and can_fall_back:

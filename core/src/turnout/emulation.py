@@ -36,6 +36,8 @@ __all__ = [
     "Fault",
     "FaultScript",
     "WireLog",
+    "answer_text",
+    "echo_of",
     "html_page",
     "mock_transport",
     "sse",
@@ -240,7 +242,21 @@ class Emulator(abc.ABC):
         messages = payload.get("messages") if isinstance(payload, Mapping) else None
         if isinstance(payload, Mapping) and not messages and isinstance(payload.get("input"), Mapping):
             messages = payload["input"].get("messages")
-        return f"echo: {last_text(messages)}"
+        return echo_of(messages)
+
+
+def echo_of(messages: Any) -> str:
+    """The echo of a message list: `echo: TEXT`, TEXT being the last message's text
+    (content parts joined by spaces, a part other than text written `[TYPE]`)."""
+    return f"echo: {last_text(messages)}"
+
+
+def answer_text(body: Mapping[str, Any]) -> str:
+    """What the emulated model answers to a chat request body (`messages` a list), as
+    text, by `OpenAIEmulator`'s rules: structured output as its JSON, else the echo.
+    For gateways whose answers are text only. Raises `ValueError` (its `param`
+    naming the field) for a request OpenAI would refuse."""
+    return answer(body, "text").content or ""
 
 
 FaultSource = Fault | Callable[[EmulatedRequest], Fault | None] | None

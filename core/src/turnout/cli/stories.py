@@ -90,6 +90,8 @@ class Stage:
                 self.view.chunk(value)
             elif kind == "call":
                 self.view.call(value)
+            elif kind == "decision" and wire:
+                self.view.decision(value)
         thread.join()
         if "error" in box:
             raise box["error"]

@@ -58,6 +58,7 @@ from turnout.emulation import (
     EmulatedResponse,
     Emulator,
     Fault,
+    echo_of,
 )
 
 from . import emulator_wire as wire
@@ -796,13 +797,8 @@ def _check_types(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _echo(body: Mapping[str, Any]) -> str:
-    """The deterministic answer: the last user message with text content, echoed."""
-    last = ""
-    messages = body.get("messages")
-    for message in messages if isinstance(messages, list) else ():
-        if isinstance(message, Mapping) and isinstance(message.get("content"), str):
-            last = message["content"]
-    return f"echo: {last}"
+    """The deterministic answer: the last message's text (content parts included), echoed."""
+    return echo_of(body.get("messages"))
 
 
 def _all_names() -> list[str]:

@@ -485,6 +485,10 @@ class ModelRoute(Provider):
             raise self.parse_error(f"the {what} body is not JSON", response) from None
         if not isinstance(payload, Mapping):
             raise self.parse_error(f"the {what} body is not a JSON object", response)
+        if isinstance(payload.get("error"), Mapping) and not _ANSWER_KEYS & payload.keys():
+            # ModelRoute's error envelope under a 2xx (a proxy's rewrite, a gateway bug):
+            # the error it names, not a parse error (a FAILED execution has a status).
+            raise self.normalize(status=None, headers=response.headers, body=payload)
         return payload
 
     def _execution(self, response: HTTPResponse, execution_id: str | None = None) -> dict[str, Any]:
@@ -501,6 +505,10 @@ class ModelRoute(Provider):
             raise self.parse_error("the execution has no status", response)
         # Statuses ModelRoute may add later are treated as still running.
         return payload
+
+
+# What an execution or a result carries, and an error envelope does not.
+_ANSWER_KEYS = frozenset({"id", "status", "output"})
 
 
 def _positive(value: Any) -> bool:
