@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -78,6 +79,22 @@ async def test_retry_fallback_and_done_are_told_as_they_happen(calls: Any) -> No
     assert call.usage == response.usage
     assert call.elapsed > 0
     assert call.metadata == {"user": "u-1"}
+    # What observers that record answers and addresses need (turnout-otel's).
+    assert third.response is not None
+    assert (third.response.content, third.response.raw) == (response.content, response.raw)
+    assert first.response is None
+    assert second.response is None
+    assert (first.server_address, first.server_port) == ("a.test", 443)
+    assert (third.server_address, third.server_port) == ("b.test", 443)
+    assert all(e.started is not None and e.started <= time.time() for e in seen.attempts)
+    assert first.started is not None
+    assert third.started is not None
+    assert first.started <= third.started
+    assert call.request is not None
+    assert [m.content for m in call.request.messages] == ["hello there world"]
+    # The content rides along, but stays out of the events' text.
+    assert "hello there" not in repr(call)
+    assert response.content not in repr(third)
     assert call.time_to_first_chunk is None
 
 

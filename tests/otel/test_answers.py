@@ -2,9 +2,9 @@
 model, id and finish reason, `server.address` / `server.port`, the request's parameters
 and (opted in) its content.
 
-The core's events do not carry these yet. The plugin reads them by name as soon as they
-do (AttemptEvent.response, .server_address, .server_port; CallEvent.request): the first
-tests hand it such events directly, the last (xfail) asks the real routers for them."""
+The core's events carry them (AttemptEvent.response, .server_address, .server_port,
+.started; CallEvent.request): the first tests hand the plugin such events directly, the
+last asks the real routers for them."""
 
 from __future__ import annotations
 
@@ -107,10 +107,6 @@ def test_content_when_opted_in(telemetry: Telemetry) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs AttemptEvent.response, .server_address, .server_port, CallEvent.request (issue 18 report)",
-)
 async def test_a_real_call_gives_the_answer_the_server_the_parameters_and_content(
     calls: Any, telemetry: Telemetry
 ) -> None:

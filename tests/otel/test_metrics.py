@@ -18,13 +18,20 @@ from turnout_otel.names import DURATION_BUCKETS, TOKEN_BUCKETS
 from .conftest import Telemetry, retried_then_fell_back
 
 
-def operation(deployment: str, **more: str) -> dict[str, Any]:
-    return {
+def operation(deployment: str, *, answered: bool = False, **more: str) -> dict[str, Any]:
+    """A measurement's attributes for an attempt on an acme deployment (the answered one
+    also names the model that answered)."""
+    found: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "acme",
         "gen_ai.request.model": f"model-{deployment}",
+        "server.address": f"{deployment}.test",
+        "server.port": 443,
         **more,
     }
+    if answered:
+        found["gen_ai.response.model"] = f"model-{deployment}"
+    return found
 
 
 async def test_the_two_genai_metrics_and_the_attempt_counter(calls: Any, telemetry: Telemetry) -> None:
@@ -41,14 +48,17 @@ async def test_the_two_genai_metrics_and_the_attempt_counter(calls: Any, telemet
     assert set(durations) == {
         tuple(sorted(operation("a", **{"error.type": "rate_limited"}).items())),
         tuple(sorted(operation("a", **{"error.type": "unavailable"}).items())),
-        tuple(sorted(operation("b").items())),
+        tuple(sorted(operation("b", answered=True).items())),
     }
     for count, seconds in durations.values():
         assert count == 1
         assert 0 < seconds < 5
     assert sorted(telemetry.points_of(tokens), key=lambda p: p[0]["gen_ai.token.type"]) == [
-        (operation("b", **{"gen_ai.token.type": "input"}), (1, response.usage.prompt_tokens)),
-        (operation("b", **{"gen_ai.token.type": "output"}), (1, response.usage.completion_tokens)),
+        (operation("b", answered=True, **{"gen_ai.token.type": "input"}), (1, response.usage.prompt_tokens)),
+        (
+            operation("b", answered=True, **{"gen_ai.token.type": "output"}),
+            (1, response.usage.completion_tokens),
+        ),
     ]
 
     attempts = found["turnout.router.attempts"]

@@ -69,7 +69,6 @@ def test_the_installed_plugin_gives_one_observer_unless_disabled(monkeypatch: py
     assert not any(isinstance(o, OpenTelemetryObserver) for o in turnout.Plugins().observers())
 
 
-@pytest.mark.xfail(strict=True, reason="needs routers to take their plugins' observers (issue 19 wiring)")
 def test_installed_is_on_and_disabling_the_plugin_turns_it_off(
     telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
 ) -> None:

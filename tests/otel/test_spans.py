@@ -44,6 +44,8 @@ def genai(deployment: str) -> dict[str, Any]:
         "gen_ai.provider.name": "acme",
         "gen_ai.request.model": f"model-{deployment}",
         "turnout.deployment": deployment,
+        "server.address": f"{deployment}.test",  # host and port only: never the path
+        "server.port": 443,
     }
 
 
@@ -93,6 +95,10 @@ async def test_a_retry_and_a_fallback_are_attempt_spans_under_the_call_span(
         "turnout.decision": "done",
         "gen_ai.usage.input_tokens": response.usage.prompt_tokens,
         "gen_ai.usage.output_tokens": response.usage.completion_tokens,
+        # From the answer the done attempt carries.
+        "gen_ai.response.model": "model-b",
+        "gen_ai.response.id": response.raw["id"],
+        "gen_ai.response.finish_reasons": ["stop"],
     }
     assert [s.status.status_code for s in attempts] == [StatusCode.ERROR, StatusCode.ERROR, StatusCode.UNSET]
     # The retry waited between the first two: their spans do not overlap.

@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._binding import Target
 from ._errors import (
@@ -112,6 +113,8 @@ class RouterCore:
         self.table = RouteTable(routes, deployments, self.breaker, self.rng)
         self.make_flow = make_flow
         self.observers = observers or Observers()
+        # Where each deployment's requests go, as events name it: host and port only.
+        self.servers = {name: _server(target) for name, target in self.targets.items()}
         # Whether a provider decides for itself what it cannot carry (not only by capabilities).
         self._custom_unsupported = any(
             type(target.provider).unsupported is not Provider.unsupported for target in self.targets.values()
@@ -199,14 +202,18 @@ class RouterCore:
             # (Not on GeneratorExit: a flow being closed may not yield.)
             if self.observers.wanted(CallEvent):
                 error = ended if isinstance(ended, TurnoutError) else None
-                yield Notify(self._call_event(record, None, error))
+                yield Notify(self._call_event(record, request, None, error))
             raise
         if self.observers.wanted(CallEvent):
-            yield Notify(self._call_event(record, response, None))
+            yield Notify(self._call_event(record, request, response, None))
         return response
 
     def _call_event(
-        self, record: CallRecord, response: ChatResponse | None, error: TurnoutError | None
+        self,
+        record: CallRecord,
+        request: ChatRequest,
+        response: ChatResponse | None,
+        error: TurnoutError | None,
     ) -> CallEvent:
         first = record.first_chunk_at
         return CallEvent(
@@ -220,16 +227,27 @@ class RouterCore:
             record.stream,
             None if first is None else first - record.started,
             record.metadata,
+            request,
         )
 
-    def note(self, record: CallRecord, attempt: Attempt, usage: Usage | None = None) -> Notify | None:
+    def note(
+        self,
+        record: CallRecord,
+        attempt: Attempt,
+        usage: Usage | None = None,
+        *,
+        response: ChatResponse | None = None,
+        started: float | None = None,
+    ) -> Notify | None:
         """Add an attempt, decided, to the call's record; the `Notify` to yield when an
-        observer or a logger wants to know."""
+        observer or a logger wants to know. `started`: when it was sent (wall clock),
+        when that is not just `elapsed` ago (a hedged leg told after its race)."""
         record.attempts.append(attempt)
         if not self.observers.wanted(AttemptEvent):
             return None
         target = self.targets.get(attempt.deployment)
         model = target.deployment.model if target is not None else ""
+        address, port = self.servers.get(attempt.deployment, ("", None))
         return Notify(
             AttemptEvent(
                 record.call_id,
@@ -245,6 +263,10 @@ class RouterCore:
                 attempt.reason,
                 usage,
                 record.metadata,
+                response,
+                address,
+                port,
+                self.wall() - attempt.elapsed if started is None else started,
             )
         )
 
@@ -315,9 +337,12 @@ class RouterCore:
                 # Legs of a race that failed before the winner answered: the call moved on.
                 for end in ran:
                     if end is not winner:
-                        yield from _sent(self.note(record, end.attempt("fallback")))
+                        yield from _sent(self.note(record, end.attempt("fallback"), started=end.started))
                 response = self._response(winner, record, stream)
-                yield from _sent(self.note(record, winner.attempt("done"), response.usage))
+                done = winner.attempt("done")
+                yield from _sent(
+                    self.note(record, done, response.usage, response=response, started=winner.started)
+                )
                 return response.answered_by(winner.name, winner.provider, tuple(record.attempts))
             error = ran[-1].error
             assert error is not None
@@ -333,7 +358,7 @@ class RouterCore:
             decision = "fallback" if following is not None else "give_up"
             for end in ran:
                 if not end.recorded:
-                    yield from _sent(self.note(record, end.attempt(decision)))
+                    yield from _sent(self.note(record, end.attempt(decision), started=end.started))
             if record.committed:
                 error.partial_text = record.text
             if following is None:
@@ -432,6 +457,18 @@ def _clock_time(when: float) -> str:
     return time.strftime("%H:%M:%S UTC", time.gmtime(when))
 
 
+def _server(target: Target) -> tuple[str, int | None]:
+    parts = urlsplit(target.deployment.base_url or target.provider.default_base_url or "")
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        port = None
+    return parts.hostname or "", port
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
 def _sent(command: Notify | None) -> Flow[None]:
     """Yield `command` if there is one (so a note costs nothing when nobody listens)."""
     if command is not None:
@@ -484,6 +521,7 @@ class _Seat:
         if old.status != state.status and core.observers.wanted(BreakerEvent):
             yield from self._changed(old, state)
         started = clock()
+        sent_at = core.wall()
         try:
             try:
                 inner = core.make_flow(self.target, self.request, self.stream)
@@ -502,7 +540,9 @@ class _Seat:
                 self.state = state
                 if core.observers.wanted(BreakerEvent):
                     yield from self._changed(old, state)
-                return Tried(name, provider, error=error, elapsed=elapsed, waited=waited, state=state)
+                return Tried(
+                    name, provider, error=error, elapsed=elapsed, waited=waited, state=state, started=sent_at
+                )
             first = record.first_chunk_at if self.stream else None
             old, state = yield UpdateState(name, succeeding((first or clock()) - started, config))
             if old.status != state.status and core.observers.wanted(BreakerEvent):
@@ -520,7 +560,7 @@ class _Seat:
             # in a plugin): give back the place, and let it go on.
             yield UpdateState(name, released)
             raise
-        return Tried(name, provider, result=result, elapsed=clock() - started, waited=waited)
+        return Tried(name, provider, result=result, elapsed=clock() - started, waited=waited, started=sent_at)
 
     def _changed(self, old: DeploymentState, new: DeploymentState) -> Flow[None]:
         for event in breaker_events(self.name, self.target.provider.name, old, new, self.core.wall()):

@@ -9,8 +9,10 @@ INFO pays nothing: the flow does not even make the events.
 Observers are per router (`Router(..., observers=[...])`), any objects with
 any of `on_attempt(AttemptEvent)`, `on_call(CallEvent)`,
 `on_breaker(BreakerEvent)`. One that raises is logged and ignored: it never
-breaks a call. No key and no message content is ever in an event's text or
-a log record.
+breaks a call. No key is ever in an event, and no message content in an
+event's text (its repr) or a log record: the call's request and a done
+attempt's answer ride along for observers that record content on purpose
+(turnout-otel's opt-in capture), and are left out of the repr.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from attrs import field, frozen
 
 from ._errors import Attempt, ProviderError, TurnoutError
 from ._health import DeploymentState
-from ._models import Usage
+from ._models import ChatRequest, ChatResponse, Usage
 
 __all__ = ["AttemptEvent", "BreakerEvent", "CallEvent", "Event", "Observers", "breaker_events"]
 
@@ -51,6 +53,13 @@ class AttemptEvent:
     reason: str
     usage: Usage | None = None
     metadata: Mapping[str, Any] = field(factory=dict)
+    # The answer of a "done" attempt (a stream's, assembled).
+    response: ChatResponse | None = field(default=None, repr=False)
+    # Where it was sent: host and port only (never a path or a query, which may hold a key).
+    server_address: str = ""
+    server_port: int | None = None
+    # When it was sent (wall clock, seconds): a hedged leg is told when its race ends.
+    started: float | None = None
 
 
 @frozen
@@ -67,6 +76,8 @@ class CallEvent:
     stream: bool
     time_to_first_chunk: float | None = None
     metadata: Mapping[str, Any] = field(factory=dict)
+    # What the caller asked (messages and parameters, after the call's checks).
+    request: ChatRequest | None = field(default=None, repr=False)
 
 
 @frozen
@@ -128,20 +139,26 @@ def _kind(error: BaseException | None) -> str | None:
 
 
 def _log_attempt(event: AttemptEvent) -> None:
+    # Nothing is built for a record no logger would keep (an observer alone pays nothing).
+    debug = router_log.isEnabledFor(logging.DEBUG)
+    told = event.decision in ("retry", "fallback") and router_log.isEnabledFor(logging.INFO)
+    if not (debug or told):
+        return
     extra = {"call_id": event.call_id, "deployment": event.deployment, "kind": _kind(event.error)}
     outcome = "answered" if event.error is None else f"{_wire(event.error)} {event.error.kind.value}"
-    router_log.debug(
-        "attempt %d on %s (%s): %s in %.3f s -> %s%s",
-        event.number,
-        event.deployment,
-        event.provider,
-        outcome,
-        event.elapsed,
-        event.decision,
-        f": {event.reason}" if event.reason else "",
-        extra=extra,
-    )
-    if event.decision in ("retry", "fallback"):
+    if debug:
+        router_log.debug(
+            "attempt %d on %s (%s): %s in %.3f s -> %s%s",
+            event.number,
+            event.deployment,
+            event.provider,
+            outcome,
+            event.elapsed,
+            event.decision,
+            f": {event.reason}" if event.reason else "",
+            extra=extra,
+        )
+    if told:
         router_log.info(
             "%s %s: %s",
             "retrying on" if event.decision == "retry" else "falling back from",
@@ -152,6 +169,8 @@ def _log_attempt(event: AttemptEvent) -> None:
 
 
 def _log_call(event: CallEvent) -> None:
+    if not router_log.isEnabledFor(logging.DEBUG):
+        return
     router_log.debug(
         "call %s on route %s: %s after %d attempt(s) in %.3f s",
         event.call_id,

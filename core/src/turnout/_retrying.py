@@ -38,6 +38,7 @@ class Tried:
         "reason",
         "recorded",
         "result",
+        "started",
         "state",
         "waited",
     )
@@ -53,6 +54,7 @@ class Tried:
         elapsed: float = 0.0,
         waited: float = 0.0,
         state: Any = None,
+        started: float | None = None,
     ) -> None:
         self.name = name
         self.provider = provider
@@ -62,6 +64,8 @@ class Tried:
         self.elapsed = elapsed
         self.waited = waited
         self.state = state
+        # When it was sent (wall clock), for observers.
+        self.started = started
         self.reason = ""
         # Already in the call's history (a retry that could not take place).
         self.recorded = False

@@ -115,7 +115,7 @@ class OpenTelemetryObserver:
         if event.decision == "abandoned":  # cut short, not ended: counted, never timed
             return
         address, port = _server(event)
-        response = _response(event)
+        response = event.response
         model = None if response is None else response.model
         self._duration.record(
             event.elapsed,
@@ -153,14 +153,19 @@ class OpenTelemetryObserver:
         # A call span not recorded (no SDK, or sampled out): its attempts' would not be either.
         if told and call.is_recording():
             inside = trace.set_span_in_context(call)
-            request = _request(event)
+            request = event.request
             shared = self._shared(event, request)
             first_chunk = (
                 None if event.time_to_first_chunk is None else start + event.time_to_first_chunk * _NS
             )
             last = told[-1][0]
             for attempt, at in told:
-                began = at - int(attempt.elapsed * _NS)
+                # When it was sent, as the router says (a hedged leg is told after its race).
+                if attempt.started is not None:
+                    began = int(attempt.started * _NS)
+                    at = began + int(attempt.elapsed * _NS)
+                else:
+                    began = at - int(attempt.elapsed * _NS)
                 span_attributes = self._attempt_attributes(attempt, shared)
                 if first_chunk is not None and attempt is last:
                     span_attributes[n.TIME_TO_FIRST_CHUNK] = max(first_chunk - began, 0) / _NS
@@ -200,7 +205,7 @@ class OpenTelemetryObserver:
                 attributes[n.INPUT_TOKENS] = usage.prompt_tokens
             if usage.completion_tokens is not None:
                 attributes[n.OUTPUT_TOKENS] = usage.completion_tokens
-        response = _response(attempt)
+        response = attempt.response
         if response is not None:
             _answer_attributes(attributes, response, self.capture_content)
         return attributes
@@ -359,25 +364,6 @@ def tally_for(meter_provider: metrics.MeterProvider | None) -> Tally:
         return found
 
 
-# -- what the events do not carry yet ----------------------------------------------------
-# Read by name so they take effect the moment the core's events carry them:
-# AttemptEvent.response (the answer of a "done" attempt), AttemptEvent.server_address
-# and .server_port (the host and port the attempt was sent to), CallEvent.request.
-
-
-def _response(event: turnout.AttemptEvent) -> turnout.ChatResponse | None:
-    found = getattr(event, "response", None)
-    return found if isinstance(found, turnout.ChatResponse) else None
-
-
 def _server(event: turnout.AttemptEvent) -> tuple[str | None, int | None]:
-    address = getattr(event, "server_address", None)
-    port = getattr(event, "server_port", None)
-    return (address if isinstance(address, str) and address else None), (
-        port if isinstance(port, int) else None
-    )
-
-
-def _request(event: turnout.CallEvent) -> turnout.ChatRequest | None:
-    found = getattr(event, "request", None)
-    return found if isinstance(found, turnout.ChatRequest) else None
+    """`server.address` and `server.port` (host and port only, as the router gives them)."""
+    return event.server_address or None, event.server_port
