@@ -99,7 +99,12 @@ def test_200_concurrent_calls_with_a_failing_upstream(upstreams):
             plugins=plugins,
             retry_policy=policy,
             budget=budget,
-            breaker=turnout.BreakerConfig(open_for=60.0),
+            # A breaker that trips at half the answers failing (the defaults spare an
+            # upstream that fails half the time: docs/resilience.md): this test is about
+            # what comes after the trip, under concurrency.
+            breaker=turnout.BreakerConfig(
+                consecutive_failures=5, failure_rate=0.4, window=20, min_calls=10, open_for=60.0
+            ),
         ) as router:
             first = await asyncio.gather(*(one(router) for _ in range(200)))
             hits_before = dict(app.hits)
