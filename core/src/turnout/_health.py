@@ -18,6 +18,7 @@ from attrs import evolve, field, frozen
 
 from ._errors import KIND_RULES, ErrorKind, ProviderError
 from ._hints import bounded, quota_exhausted, reset_in
+from ._ranges import COUNT, FRACTION, POSITIVE, SHARE
 from ._retry import backoff
 
 __all__ = [
@@ -41,21 +42,22 @@ class BreakerConfig:
     """When a deployment is set aside, and for how long. Defaults follow the design."""
 
     # Open after this many consecutive health failures...
-    consecutive_failures: int = 5
-    # ...or when this share of the last `window` calls failed (with at least `min_calls`).
-    failure_rate: float = 0.5
-    window: int = 20
-    min_calls: int = 10
+    consecutive_failures: int = field(default=5, validator=COUNT)
+    # ...or when this share of the last `window` calls failed (with at least `min_calls`;
+    # above 1: never).
+    failure_rate: float = field(default=0.5, validator=POSITIVE)
+    window: int = field(default=20, validator=COUNT)
+    min_calls: int = field(default=10, validator=COUNT)
     # Open for this long, doubling on each re-trip up to `max_open`, ± `jitter`.
-    open_for: float = 30.0
-    max_open: float = 300.0
-    jitter: float = 0.1
+    open_for: float = field(default=30.0, validator=POSITIVE)
+    max_open: float = field(default=300.0, validator=POSITIVE)
+    jitter: float = field(default=0.1, validator=FRACTION)
     # Calls let through at once while half-open, and how long a probe may hold its
     # slot (a process that died mid-probe must not keep the breaker half-open forever).
-    probes: int = 1
-    probe_timeout: float = 120.0
+    probes: int = field(default=1, validator=COUNT)
+    probe_timeout: float = field(default=120.0, validator=POSITIVE)
     # Weight of the newest latency sample in the moving average.
-    ewma_alpha: float = 0.3
+    ewma_alpha: float = field(default=0.3, validator=SHARE)
 
 
 @frozen

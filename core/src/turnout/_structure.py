@@ -30,6 +30,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, make_mapping_structure_fn
 
 from ._errors import ConfigError
+from ._ranges import OutOfRange
 
 __all__ = ["BadValue", "Check", "ChoiceError", "make_converter", "structure", "suggestion"]
 
@@ -269,6 +270,8 @@ def _config_error(leaf: BaseException, steps: tuple[Step, ...], root: str, data:
             f"unknown key{suggestion(extra, known)}", path=_join(root, _join(where, extra)), show_value=False
         )
     path = _join(root, where)
+    if isinstance(leaf, OutOfRange):  # an attrs validator's refusal, naming its field
+        return ConfigError(leaf.reason, path=_join(path, leaf.field), value=leaf.value)
     if isinstance(leaf, KeyError):
         return ConfigError("required field missing", path=path)
     value = _lookup(data, steps)
