@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from attrs import frozen
 
 from ._errors import ConfigError
+from ._logmask import hide_in_logs
 from ._models import Deployment
 from ._ranges import Range
 from ._retry import RetryOverrides, RetryPolicy, effective_policy
@@ -124,7 +125,8 @@ def bind(
             )
         check_url(base, f"{path}.base_url")
         effective = effective_policy(provider.retry_policy, policy, deployment.retry_policy)
-        targets[deployment.name] = Target(deployment, provider, effective)
+        target = targets[deployment.name] = Target(deployment, provider, effective)
+        hide_in_logs(key, target)
     return targets
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "UpstreamError",
     "ValidationError",
     "DECISIONS",
+    "MIN_SECRET",
     "attribute_error",
     "deadline_error",
     "mask_secret",
@@ -382,9 +383,13 @@ KIND_CLASSES: Mapping[ErrorKind, type[ProviderError]] = {
 }
 
 
+# Shorter secrets are not masked: "***" in place of every "abc" would garble messages.
+MIN_SECRET = 6
+
+
 def redact(text: str, secret: str | None) -> str:
     """`text` with `secret` masked: gateways sometimes echo the key they rejected."""
-    if not secret or len(secret) < 6 or secret not in text:
+    if not secret or len(secret) < MIN_SECRET or secret not in text:
         return text
     return text.replace(secret, "***")
 
@@ -413,7 +418,7 @@ _MASKED_FIELDS = ("message", "code", "request_id", "partial_text", "details", "e
 def mask_secret(error: ProviderError, secret: str | None) -> ProviderError:
     """Mask `secret` in every field of `error` a user can reach: message, code,
     request id, details, extra fields and the text already streamed."""
-    if not secret or len(secret) < 6:
+    if not secret or len(secret) < MIN_SECRET:
         return error
     for name in _MASKED_FIELDS:
         value = getattr(error, name)
