@@ -18,6 +18,7 @@ from attrs import field, frozen
 
 from ._errors import ConfigError
 from ._health import BreakerConfig
+from ._limits import DEFAULT_MAX_BODY, DEFAULT_MAX_EVENT, DEFAULT_MAX_STREAM
 from ._models import Deployment, Secret
 from ._retry import RetryOverrides
 from ._routing import Route
@@ -66,6 +67,9 @@ class RouterConfig:
     deadline: float = 600.0
     timeout: float = 60.0
     max_retry_wait: float = 30.0
+    max_body: int = DEFAULT_MAX_BODY
+    max_event: int = DEFAULT_MAX_EVENT
+    max_stream: int = DEFAULT_MAX_STREAM
     routes: dict[str, RouteConfig] = field(factory=dict)
     retry: RetryOverrides | None = None
     breaker: BreakerConfig | None = None
@@ -107,6 +111,9 @@ class RouterConfig:
             "deadline": self.deadline,
             "timeout": self.timeout,
             "max_retry_wait": self.max_retry_wait,
+            "max_body": self.max_body,
+            "max_event": self.max_event,
+            "max_stream": self.max_stream,
             "retry_policy": self.retry,
             "breaker": self.breaker,
             "budget": self.budget,

@@ -292,9 +292,10 @@ class EventReader:
     """The events of an open stream: `next()` is an event, None at the end, or
     `PENDING` when the driver must read more (and `feed` it: bytes, or None at
     the end of the body). The deadline is checked on every read, so a stream of
-    comments, blank lines or one endless line cannot outlive the call."""
+    comments, blank lines or one endless line cannot outlive the call; one
+    event is capped by `max_event` and the whole stream by `max_stream`."""
 
-    __slots__ = ("_decoder", "_ended", "_events", "_inflater", "_limits")
+    __slots__ = ("_decoder", "_ended", "_events", "_inflater", "_limits", "_size")
 
     def __init__(self, encoding: str | None, limits: CallLimits) -> None:
         self._inflater = Inflater(encoding)
@@ -302,6 +303,7 @@ class EventReader:
         self._limits = limits
         self._events: deque[Event] = deque()
         self._ended = False
+        self._size = 0
 
     def next(self) -> Event | Pending | None:
         if self._events:
@@ -311,10 +313,16 @@ class EventReader:
     def feed(self, raw: bytes | None) -> None:
         if raw is None:
             for piece in self._inflater.flush():
-                self._events.extend(self._decoder.feed(piece))
+                self._decode(piece)
             self._events.extend(self._decoder.close())
             self._ended = True
             return
         for piece in self._inflater.feed(raw):
-            self._events.extend(self._decoder.feed(piece))
+            self._decode(piece)
         self._limits.check()
+
+    def _decode(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._size > self._limits.max_stream:
+            raise too_large("the stream", self._limits.max_stream)
+        self._events.extend(self._decoder.feed(piece))
