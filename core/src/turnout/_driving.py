@@ -22,7 +22,7 @@ from ._reading import BodyReader
 from ._state import MemoryStore, StateStore, UpdateBudget, UpdateState
 from ._transport import transport_error
 
-__all__ = ["USER_AGENT", "DriverBase", "is_cleanup"]
+__all__ = ["USER_AGENT", "DriverBase", "is_cleanup", "is_cleanup_send"]
 
 USER_AGENT = "turnout/0.1"
 # What every request carries besides the provider's own headers. Only encodings the
@@ -32,10 +32,17 @@ _BASE_HEADERS = {"user-agent": USER_AGENT, "accept-encoding": "gzip, deflate"}
 DRAIN_READS = 16
 
 
+def is_cleanup_send(command: Any) -> bool:
+    """A best-effort cleanup request: bounded by the cleanup budget (a short timeout,
+    ending by the deadline plus `CLEANUP_GRACE`), not by the time left in the call, so
+    a cancel sent just before the deadline still gets a chance to arrive."""
+    return type(command) is Send and command.cleanup
+
+
 def is_cleanup(command: Any) -> bool:
     """What a flow may still do once its caller has gone: cleanup requests, state upkeep."""
     kind = type(command)
-    return (kind is Send and command.cleanup) or kind is UpdateState or kind is UpdateBudget
+    return is_cleanup_send(command) or kind is UpdateState or kind is UpdateBudget
 
 
 @functools.lru_cache(maxsize=512)

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from ._driving import DRAIN_READS, DriverBase, is_cleanup
+from ._driving import DRAIN_READS, DriverBase, is_cleanup, is_cleanup_send
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
@@ -113,6 +113,7 @@ class SyncDriver(DriverBase):
         if type(command) in _STATE:  # state upkeep: the store bounds its own operations
             return self.handlers[type(command)](command)
         # A cleanup request gets its own short bound, past the call's deadline if need be.
+        cleanup = cleanup or is_cleanup_send(command)
         scope = self.cleanup_scope() if cleanup else self.scope
         token = SCOPE.set(scope)
         try:
