@@ -23,7 +23,7 @@ import struct
 import threading
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["LIFETIME", "SCENARIOS", "Hostile", "Request"]
@@ -81,7 +81,7 @@ class Conn:
         await self.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
     async def answer(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
-        base = [("content-type", "application/json")]
+        base = JSON_HEAD
         await self.head(status, (headers if headers is not None else base), length=len(body))
         await self.send(body)
 
@@ -99,6 +99,7 @@ class Conn:
 
 
 Scenario = Callable[[Conn, Request], Awaitable[None]]
+Headers = Sequence[tuple[str, str]]
 SCENARIOS: dict[str, Scenario] = {}
 
 
@@ -124,6 +125,35 @@ def sse_success(text: str = "ok") -> bytes:
 
 
 SSE_HEAD = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+JSON_HEAD = [("content-type", "application/json")]
+
+
+async def either(conn: Conn, request: Request, stream: bytes, chat: bytes, headers: Headers = ()) -> None:
+    """`stream` as an event stream to a stream request, else `chat` as JSON; status 200."""
+    if request.streaming:
+        await conn.answer(200, stream, [*SSE_HEAD, *headers])
+    else:
+        await conn.answer(200, chat, [*JSON_HEAD, *headers])
+
+
+async def open_head(conn: Conn, request: Request) -> None:
+    """A 200 head: an event stream's, or a JSON body's promising 1000 bytes."""
+    if request.streaming:
+        await conn.head(200, SSE_HEAD)
+    else:
+        await conn.head(200, JSON_HEAD, length=1000)
+
+
+async def begin(conn: Conn, request: Request, chat_part: bytes) -> None:
+    """The start of an answer: a head and the first event of a chunked stream, or a
+    head promising 1000 bytes and `chat_part` of them."""
+    if request.streaming:
+        await conn.head(200, [*SSE_HEAD, ("transfer-encoding", "chunked")])
+        frame = sse_success().split(b"\n\n")[0] + b"\n\n"
+        await conn.send(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
+    else:
+        await conn.head(200, JSON_HEAD, length=1000)
+        await conn.send(chat_part)
 
 
 # -- answers that are fine --------------------------------------------------------
@@ -131,10 +161,7 @@ SSE_HEAD = [("content-type", "text/event-stream"), ("cache-control", "no-cache")
 
 @scenario("ok")
 async def ok(conn: Conn, request: Request) -> None:
-    if request.streaming:
-        await conn.answer(200, sse_success(), SSE_HEAD)
-    else:
-        await conn.answer(200, completion())
+    await either(conn, request, sse_success(), completion())
 
 
 # -- rows 1 and 2: streams that never complete an event ----------------------------
@@ -210,10 +237,7 @@ async def head_drip(conn: Conn, request: Request) -> None:
 @scenario("body-drip")
 async def body_drip(conn: Conn, request: Request) -> None:
     """A head at once, then the body a byte every 2.5 s."""
-    if request.streaming:
-        await conn.head(200, SSE_HEAD)
-    else:
-        await conn.head(200, [("content-type", "application/json")], length=1000)
+    await open_head(conn, request)
     for _ in range(1000):
         await conn.send(b"d" if request.streaming else b" ")
         await asyncio.sleep(2.5)
@@ -227,10 +251,7 @@ async def stall(conn: Conn, request: Request) -> None:
 
 @scenario("stall-after-head")
 async def stall_after_head(conn: Conn, request: Request) -> None:
-    if request.streaming:
-        await conn.head(200, SSE_HEAD)
-    else:
-        await conn.head(200, [("content-type", "application/json")], length=100)
+    await open_head(conn, request)
     await conn.until_closed()
 
 
@@ -256,30 +277,20 @@ async def empty(conn: Conn, request: Request) -> None:
 
 @scenario("non-utf8")
 async def non_utf8(conn: Conn, request: Request) -> None:
-    if request.streaming:
-        await conn.answer(200, b"data: \xff\xfe\xfd{\x80}\n\n", SSE_HEAD)
-    else:
-        await conn.answer(200, b'{"choices": [{"message": {"content": "\xff\xfe\xc3"}}]}')
+    chat = b'{"choices": [{"message": {"content": "\xff\xfe\xc3"}}]}'
+    await either(conn, request, b"data: \xff\xfe\xfd{\x80}\n\n", chat)
 
 
 @scenario("wrong-shape")
 async def wrong_shape(conn: Conn, request: Request) -> None:
-    if request.streaming:
-        await conn.answer(200, b'data: {"choices": "none"}\n\ndata: [1, 2]\n\n', SSE_HEAD)
-    else:
-        await conn.answer(200, b'{"choices": [{"message": 7}], "usage": "lots"}')
+    stream = b'data: {"choices": "none"}\n\ndata: [1, 2]\n\n'
+    await either(conn, request, stream, b'{"choices": [{"message": 7}], "usage": "lots"}')
 
 
 @scenario("truncated")
 async def truncated(conn: Conn, request: Request) -> None:
-    """A head promising 1000 bytes, ten of them, and a clean close."""
-    if request.streaming:
-        await conn.head(200, [*SSE_HEAD, ("transfer-encoding", "chunked")])
-        frame = sse_success().split(b"\n\n")[0] + b"\n\n"
-        await conn.send(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
-    else:
-        await conn.head(200, [("content-type", "application/json")], length=1000)
-        await conn.send(b'{"choices"')
+    """The start of an answer, and a clean close."""
+    await begin(conn, request, b'{"choices"')
 
 
 @scenario("reset")
@@ -289,14 +300,8 @@ async def reset(conn: Conn, request: Request) -> None:
 
 @scenario("reset-mid-body")
 async def reset_mid_body(conn: Conn, request: Request) -> None:
-    """A stream dropped mid-body: one chunk of text, then a TCP reset."""
-    if request.streaming:
-        await conn.head(200, [*SSE_HEAD, ("transfer-encoding", "chunked")])
-        frame = sse_success().split(b"\n\n")[0] + b"\n\n"
-        await conn.send(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
-    else:
-        await conn.head(200, [("content-type", "application/json")], length=1000)
-        await conn.send(b'{"choices": [')
+    """A stream dropped mid-body: one chunk of text (or part of a body), then a TCP reset."""
+    await begin(conn, request, b'{"choices": [')
     await asyncio.sleep(0.05)
     conn.reset()
 
@@ -350,20 +355,15 @@ async def redirect(conn: Conn, request: Request) -> None:
 @scenario("deep-json")
 async def deep_json(conn: Conn, request: Request) -> None:
     body = b"[" * 500_000 + b"]" * 500_000
-    if request.streaming:
-        await conn.answer(200, b"data: " + body + b"\n\n", SSE_HEAD)
-    else:
-        await conn.answer(200, body)
+    await either(conn, request, b"data: " + body + b"\n\n", body)
 
 
 @scenario("huge-number")
 async def huge_number(conn: Conn, request: Request) -> None:
     number = b"9" * 100_000
     usage = b'"usage": {"prompt_tokens": ' + number + b"}"
-    if request.streaming:
-        await conn.answer(200, b'data: {"choices": [], ' + usage + b"}\n\n", SSE_HEAD)
-    else:
-        await conn.answer(200, b'{"choices": [{"message": {"content": "x"}}], ' + usage + b"}")
+    stream = b'data: {"choices": [], ' + usage + b"}\n\n"
+    await either(conn, request, stream, b'{"choices": [{"message": {"content": "x"}}], ' + usage + b"}")
 
 
 @scenario("status-999")
@@ -431,19 +431,13 @@ for _name, _headers in HINTS.items():
 async def reset_inf(conn: Conn, request: Request) -> None:
     """A success saying the quota is used up and resets at infinity."""
     headers = [("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "inf")]
-    if request.streaming:
-        await conn.answer(200, sse_success(), [*SSE_HEAD, *headers])
-    else:
-        await conn.answer(200, completion(), [("content-type", "application/json"), *headers])
+    await either(conn, request, sse_success(), completion(), headers)
 
 
 @scenario("remaining-nan")
 async def remaining_nan(conn: Conn, request: Request) -> None:
     headers = [("x-ratelimit-remaining", "nan"), ("x-ratelimit-reset", "60")]
-    if request.streaming:
-        await conn.answer(200, sse_success(), [*SSE_HEAD, *headers])
-    else:
-        await conn.answer(200, completion(), [("content-type", "application/json"), *headers])
+    await either(conn, request, sse_success(), completion(), headers)
 
 
 # -- row 14: ModelRoute, polling, with a cancel endpoint that never answers ----------------
