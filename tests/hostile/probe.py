@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import json
 import logging
@@ -25,25 +26,29 @@ import os
 import pickle
 import resource
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .rows import CONFIG_CASES, ROWS, ROWS_LIST, ConfigCase, Row, base_config, with_value
 
-__all__ = ["MODES", "leaks", "run_rows", "table"]
+__all__ = ["MODES", "leaks", "run_rows", "table", "upstreams"]
 
 ROOT = Path(__file__).resolve().parents[2]
 MODES = ("sync", "async")
 HI = [{"role": "user", "content": "hello"}]
 # Children running at once: most of a row is waiting on the upstream.
 WORKERS = 6
+# The Redis URL children use for rows whose state is on Redis (no Redis: those rows skip).
+REDIS_ENV = "TURNOUT_HOSTILE_REDIS"
 
 
 # -- where a key may hide --------------------------------------------------------------
@@ -162,6 +167,10 @@ def _router(mode: str, row: Row, deployments: list[Any], **kw: Any) -> Any:
     cls = turnout.Router if mode == "sync" else turnout.AsyncRouter
     if row.options.get("client"):
         kw["http_client"] = httpx.Client(trust_env=False) if mode == "sync" else httpx.AsyncClient()
+    if row.options.get("store") == "redis":
+        from turnout.state import RedisStore
+
+        kw["store"] = RedisStore(os.environ[REDIS_ENV], prefix=f"hostile:{secrets.token_hex(6)}:")
     return cls(deployments, plugins=_plugins(row.provider), deadline=row.deadline, **kw)
 
 
@@ -208,17 +217,18 @@ def _timed(mode: str, call: Callable[[], Any]) -> tuple[float, Any, BaseExceptio
     return time.monotonic() - started, result, None
 
 
-def _close(mode: str, router: Any) -> None:
+def _close(mode: str, router: Any, row: Row) -> None:
     if mode == "sync":
         router.close()
     else:
         _await(router.aclose())
-    client = router._client  # the user's client of a "client" row: the user closes it
-    if client is not None:
-        if mode == "sync":
-            client.close()
-        else:
-            _await(client.aclose())
+    # What the user handed in, the user closes: an httpx client, a Redis store.
+    for owned in (router._client, router.store if row.options.get("store") else None):
+        if owned is not None:
+            if mode == "sync":
+                owned.close()
+            else:
+                _await(owned.aclose())
 
 
 def _one(mode: str, router: Any, op: str) -> Callable[[], Any]:
@@ -235,7 +245,7 @@ def run_call(row: Row, mode: str, url: Callable[[str], str], key: str) -> dict[s
     try:
         elapsed, result, error = _timed(mode, _one(mode, router, row.op))
     finally:
-        _close(mode, router)
+        _close(mode, router, row)
     return {"elapsed": elapsed, "result": result, "error": error}
 
 
@@ -243,8 +253,8 @@ def run_closed(row: Row, mode: str, url: Callable[[str], str], key: str) -> dict
     """A call that works, `close()` twice, then calls that must fail and open nothing."""
     router = _router(mode, row, [_deployment("up", row, key, url("ok"))])
     first = _timed(mode, _one(mode, router, row.op))
-    _close(mode, router)
-    _close(mode, router)
+    _close(mode, router, row)
+    _close(mode, router, row)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         elapsed, result, error = _timed(mode, _one(mode, router, row.op))
@@ -265,7 +275,7 @@ def run_hints(row: Row, mode: str, url: Callable[[str], str], key: str) -> dict[
         elapsed, result, error = _timed(mode, _one(mode, router, row.op))
         health = router.health() if mode == "sync" else _await(router.health())
     finally:
-        _close(mode, router)
+        _close(mode, router, row)
     now = time.time()
     report = health["up"]
     until = [t for t in (report.cooldown_until, report.exhausted_until, report.available_at) if t]
@@ -294,7 +304,7 @@ def run_hedge(row: Row, mode: str, url: Callable[[str], str], key: str) -> dict[
             if error is not None:
                 errors.append(error)
     finally:
-        _close(mode, router)
+        _close(mode, router, row)
     extra = {"calls": len(times), "failed": len(errors), "mean": sum(times) / len(times)}
     return {"elapsed": max(times), "result": result, "error": errors[-1] if errors else None, "extra": extra}
 
@@ -390,6 +400,8 @@ def child(row_id: str, mode: str, port: int) -> dict[str, Any]:
     import turnout  # noqa: F401 - loaded before the baseline is taken
 
     row = ROWS[row_id]
+    if row.options.get("store") == "redis" and not os.environ.get(REDIS_ENV):
+        return {"row": row_id, "mode": mode, "skipped": "no redis-server on PATH"}
     token = f"{row_id}.{mode}.{secrets.token_hex(4)}"
     key = _key(row.provider)
     handler = _Records()
@@ -432,9 +444,29 @@ def child(row_id: str, mode: str, port: int) -> dict[str, Any]:
 # -- the parent: children, a few at a time -----------------------------------------------
 
 
-def _spawn(row_id: str, mode: str, port: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def upstreams() -> Iterator[tuple[int, str | None]]:
+    """The hostile server's port, and the URL of a Redis for the rows that keep their
+    state there (None when redis-server is not installed)."""
+    from .upstream import Hostile
+
+    server = Hostile().start()
+    redis = None
+    try:
+        if shutil.which("redis-server"):
+            from tests.state.conftest import RedisServer
+
+            redis = RedisServer(Path(tempfile.mkdtemp(prefix="hostile-redis-"))).start()
+        yield server.port, redis.url if redis is not None else None
+    finally:
+        server.close()
+        if redis is not None:
+            redis.stop()
+
+
+def _spawn(row_id: str, mode: str, port: int, redis: str | None) -> dict[str, Any]:
     command = [sys.executable, "-m", "tests.hostile.probe", "--child", row_id, mode, str(port)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning", REDIS_ENV: redis or ""}
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -444,12 +476,16 @@ def _spawn(row_id: str, mode: str, port: int) -> dict[str, Any]:
 
 
 def run_rows(
-    rows: Iterable[Row], port: int, modes: Iterable[str] = MODES, workers: int = WORKERS
+    rows: Iterable[Row],
+    port: int,
+    redis: str | None = None,
+    modes: Iterable[str] = MODES,
+    workers: int = WORKERS,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """Every (row, mode) in its own child, `workers` at a time; the longest first."""
     jobs = sorted(((r, m) for r in rows for m in modes), key=lambda job: -job[0].deadline)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        futures = {(r.id, m): pool.submit(_spawn, r.id, m, port) for r, m in jobs}
+        futures = {(r.id, m): pool.submit(_spawn, r.id, m, port, redis) for r, m in jobs}
         return {job: future.result() for job, future in futures.items()}
 
 
@@ -461,6 +497,8 @@ def table(outcomes: dict[tuple[str, str], dict[str, Any]], rows: Iterable[Row]) 
             return "-"
         if "crashed" in outcome:
             return "crashed"
+        if "skipped" in outcome:
+            return f"skipped ({outcome['skipped']})"
         error = outcome["error"] or "ok"
         leaked = f", **key in {len(outcome['leaks'])} places**" if outcome["leaks"] else ""
         return f"{outcome['elapsed']:.2f} s, +{outcome['rss_mb']:.0f} MB, {error}{leaked}"
@@ -486,16 +524,11 @@ def main(argv: list[str] | None = None) -> int:
         row_id, mode, port = args.child
         print(json.dumps(child(row_id, mode, int(port)), default=str))
         return 0
-    from .upstream import Hostile
-
     rows = [ROWS[r] for r in args.rows] if args.rows else ROWS_LIST
-    server = Hostile().start()
-    try:
+    with upstreams() as (port, redis):
         started = time.monotonic()
-        outcomes = run_rows(rows, server.port)
+        outcomes = run_rows(rows, port, redis)
         took = time.monotonic() - started
-    finally:
-        server.close()
     if args.json:
         print(json.dumps([outcomes[k] for k in sorted(outcomes)], indent=1, default=str))
     else:

@@ -97,6 +97,13 @@ ROWS_LIST: list[Row] = [
             ("nan", "Retry-After: nan"),
         )
     ],
+    *[
+        Row(f"hint-{name}-redis", f"a 429 with {label}, state on Redis", 12, run="hints",
+            scenario=f"hint-{name}", expect=("RateLimitError",), options={"store": "redis"})
+        for name, label in (("retry-after", "Retry-After: 1e308"), ("year-9999", "a date in 9999"))
+    ],
+    Row("reset-inf-redis", "a success with reset inf, state on Redis", 12, run="hints",
+        scenario="reset-inf", expect=("",), options={"store": "redis"}),
     Row("reset-inf", "a success with X-RateLimit-Remaining 0, reset inf", 12, run="hints",
         scenario="reset-inf", expect=("",)),
     Row("remaining-nan", "a success with X-RateLimit-Remaining nan", 12, run="hints",

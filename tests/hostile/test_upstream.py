@@ -18,9 +18,8 @@ import pytest
 
 import turnout
 
-from .probe import MODES, run_rows
+from .probe import MODES, run_rows, upstreams
 from .rows import ROWS_LIST, Row
-from .upstream import Hostile
 
 # What "within the deadline" allows: the bound, deadline + 1 s.
 SLACK = 1.0
@@ -32,11 +31,8 @@ Outcome = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def outcomes() -> Iterator[dict[tuple[str, str], Outcome]]:
-    server = Hostile().start()
-    try:
-        yield run_rows(ROWS_LIST, server.port)
-    finally:
-        server.close()
+    with upstreams() as (port, redis):
+        yield run_rows(ROWS_LIST, port, redis)
 
 
 CASES = [pytest.param(row, mode, id=f"{row.id}-{mode}") for row in ROWS_LIST for mode in MODES]
@@ -63,7 +59,7 @@ def check_hints(row: Row, outcome: Outcome) -> None:
         assert extra["retry_after"] <= turnout.MAX_HINT
     if row.id in ("hint-nan", "remaining-nan"):  # NaN says nothing: nothing is set aside
         assert extra["set_aside"] == 0.0
-    if row.id == "reset-inf":  # an infinite reset is no reset: the one-second default
+    if row.id.startswith("reset-inf"):  # an infinite reset is no reset: the one-second default
         assert extra["set_aside"] <= 1.0
 
 
@@ -104,6 +100,8 @@ def test_a_hostile_row_ends_in_time_in_bounded_memory_and_leaks_no_key(
     outcomes: dict[tuple[str, str], Outcome], row: Row, mode: str
 ) -> None:
     outcome = outcomes[(row.id, mode)]
+    if "skipped" in outcome:
+        pytest.skip(outcome["skipped"])
     assert "crashed" not in outcome, outcome.get("crashed")
     assert outcome["error"] in row.expect, outcome["message"]
     assert outcome["elapsed"] <= row.deadline + SLACK
