@@ -68,16 +68,19 @@ class Inflater:
 
 class _Stage:
     def __init__(self, name: str) -> None:
+        # gzip: a gzip header. deflate: a zlib header, or (some servers) none at all,
+        # which the first two bytes tell (RFC 1950's header check), once they have come.
         self._deflate = name == "deflate"
-        # gzip: a gzip header; deflate: a zlib header, or (some servers) none at all.
-        self._wbits = zlib.MAX_WBITS if self._deflate else zlib.MAX_WBITS | 16
-        self._decompressor = zlib.decompressobj(self._wbits)
-        self._started = False
+        self._decompressor = None if self._deflate else zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._head = b""
 
     def run(self, pieces: Iterator[bytes], *, final: bool = False) -> Iterator[bytes]:
         for data in pieces:
             yield from self._inflate(data)
         if final:
+            if self._decompressor is None:
+                yield from self._inflate(b"", final=True)
+            assert self._decompressor is not None
             try:
                 tail = self._decompressor.flush()
             except zlib.error as exc:
@@ -85,21 +88,28 @@ class _Stage:
             if tail:
                 yield tail
 
-    def _inflate(self, data: bytes) -> Iterator[bytes]:
+    def _inflate(self, data: bytes, *, final: bool = False) -> Iterator[bytes]:
+        if self._decompressor is None:
+            self._head += data
+            if len(self._head) < 2 and not final:
+                return
+            wbits = zlib.MAX_WBITS if _zlib_header(self._head) else -zlib.MAX_WBITS
+            self._decompressor = zlib.decompressobj(wbits)
+            data, self._head = self._head, b""
         while data:
             try:
                 out = self._decompressor.decompress(data, _PIECE)
             except zlib.error as exc:
-                if self._deflate and not self._started:
-                    # A raw deflate stream without the zlib header.
-                    self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
-                    self._started = True
-                    continue
                 raise _corrupt(exc) from None
-            self._started = True
             data = self._decompressor.unconsumed_tail
             if out:
                 yield out
+
+
+def _zlib_header(head: bytes) -> bool:
+    """The two bytes of a zlib header: method 8 (deflate), a window of at most 32 KiB,
+    and a check making them a multiple of 31."""
+    return len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and (head[0] << 8 | head[1]) % 31 == 0
 
 
 def _corrupt(exc: zlib.error) -> ProviderError:
@@ -174,6 +184,8 @@ class SSEDecoder:
         return events
 
     def _lines(self, text: str) -> list[Event]:
+        if not text:  # an empty read (or half a character): a pending CR still waits for its LF
+            return []
         events: list[Event] = []
         start = 0
         if self._after_cr and text.startswith("\n"):
