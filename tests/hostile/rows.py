@@ -109,8 +109,10 @@ ROWS_LIST: list[Row] = [
     Row("remaining-nan", "a success with X-RateLimit-Remaining nan", 12, run="hints",
         scenario="remaining-nan", expect=("",)),
     # 13: hedging against a stalled primary, many calls in a row
+    # A long deadline: a loser left running would hold its thread for 10 s, and from
+    # the 65th call on (64 threads per router) the next call would wait for one.
     Row("hedge-stalled-primary", "100 hedged calls in a row, the primary stalled", 13, run="hedge",
-        deadline=3.0, expect=("",), options={"calls": 100, "hedge_after": 0.05}),
+        deadline=10.0, expect=("",), options={"calls": 100, "hedge_after": 0.05}),
     Row("hedge-too-late", "a backup that could only start after the deadline", 13, run="hedge",
         deadline=0.5, expect=(TIMEOUT,), options={"calls": 1, "hedge_after": 1.0}),
     # 14: ModelRoute, the deadline passing while polling, the cancel stalled

@@ -71,6 +71,8 @@ def check_hedge(row: Row, outcome: Outcome) -> None:
         return
     assert extra["calls"] == row.options["calls"]
     assert extra["failed"] == 0
+    # No call waited for a thread (the backup answers at once; 1 s is generous).
+    assert outcome["elapsed"] < row.options["hedge_after"] + 1.0
     assert requests["POST ok/v1/chat/completions"] == row.options["calls"]
     # Every losing primary's connection was closed (none waits for its own timeout).
     assert outcome["stats"]["open"] == 0
