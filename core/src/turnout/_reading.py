@@ -117,7 +117,9 @@ def _corrupt(exc: zlib.error) -> ProviderError:
 
 
 class BodyBuffer:
-    """A body kept up to `limit` bytes; `feed` says when the limit is passed."""
+    """A body kept up to `limit` bytes; `feed` says when the limit is passed. Nothing
+    past the limit is kept, and the body is joined once: at most about twice the
+    limit is ever held, whatever arrives."""
 
     __slots__ = ("_pieces", "_size", "limit", "truncated")
 
@@ -128,16 +130,18 @@ class BodyBuffer:
         self.truncated = False
 
     def feed(self, piece: bytes) -> bool:
-        """Keep `piece`; True once the body is over the limit (stop reading)."""
-        self._pieces.append(piece)
-        self._size += len(piece)
-        if self._size > self.limit:
+        """Keep `piece` (what fits of it); True once the body is over the limit (stop reading)."""
+        room = self.limit - self._size
+        if len(piece) > room:
             self.truncated = True
+            piece = piece[:room]
+        if piece:
+            self._pieces.append(piece)
+            self._size += len(piece)
         return self.truncated
 
     def body(self) -> bytes:
-        body = b"".join(self._pieces)
-        return body[: self.limit] if self.truncated else body
+        return self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
 
 
 @frozen
