@@ -434,9 +434,15 @@ def attribute_error(
     error: ProviderError, *, provider: str, deployment: str, secret: str | None = None
 ) -> ProviderError:
     """Name who failed, where the error does not say already, and keep the
-    deployment's key out of it. The one place errors are attributed."""
+    deployment's key out of it. The one place errors are attributed.
+
+    The error outlives its attempt (in `attempts`, and as the error the call
+    raises), so it lets go of its traceback: the provider flow's frames would
+    keep that attempt's response (a body of up to `max_body`) and request alive
+    for as long as the error lives, one per attempt."""
     error.provider = error.provider or provider
     error.deployment = error.deployment or deployment
+    error.__traceback__ = None
     return mask_secret(error, secret)
 
 
