@@ -328,14 +328,27 @@ async def garbage(conn: Conn, request: Request) -> None:
     await conn.until_closed()
 
 
-@scenario("sse-endless-chunks")
-async def sse_endless_chunks(conn: Conn, request: Request) -> None:
-    """Valid chunks of 64 KiB of text each, as fast as the socket takes them, never ending."""
+async def _endless(conn: Conn, delta: dict[str, Any]) -> None:
+    """The same valid chunk, as fast as the socket takes it, never ending."""
     await conn.head(200, SSE_HEAD)
-    frame = {"id": "c1", "choices": [{"delta": {"content": "t" * 65536}, "finish_reason": None}]}
+    frame = {"id": "c1", "choices": [{"delta": delta, "finish_reason": None}]}
     data = b"data: " + json.dumps(frame).encode() + b"\n\n"
     for _ in range(100_000):
         await conn.send(data)
+
+
+@scenario("sse-endless-chunks")
+async def sse_endless_chunks(conn: Conn, request: Request) -> None:
+    """Chunks of 64 KiB of text each."""
+    await _endless(conn, {"content": "t" * 65536})
+
+
+@scenario("sse-endless-tool-args")
+async def sse_endless_tool_args(conn: Conn, request: Request) -> None:
+    """One tool call whose arguments come 64 KiB at a time, for ever."""
+    function = {"name": "f", "arguments": "a" * 65536}
+    call = {"index": 0, "id": "call_1", "type": "function", "function": function}
+    await _endless(conn, {"tool_calls": [call]})
 
 
 @scenario("informational-forever")
