@@ -78,6 +78,18 @@ def plugin(session: nox.Session, plugin: str) -> None:
 
 
 @nox.session
+def example(session: nox.Session) -> None:
+    """The example third-party plugin, examples/turnout-acme, as its author ships it:
+    installed non-editable beside nothing but the core and its testing extra; its
+    tests (the conformance kit included) run from its own folder, then mypy."""
+    session.install("./core[testing]", "./examples/turnout-acme", "mypy>=1.11")
+    session.chdir(ROOT / "examples" / "turnout-acme")
+    session.run("pytest", *session.posargs)
+    session.run("mypy", "--strict", "-p", "turnout_acme")
+    session.run("mypy", "--strict", "tests")
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install(*LINT_DEPS)
     session.run("ruff", "check", ".")
@@ -118,8 +130,17 @@ def fuzz(session: nox.Session) -> None:
 
 
 @nox.session
+def chaos(session: nox.Session) -> None:
+    """Resilience with the defaults: the simulation, then the chaos benchmark over loopback
+    (about five minutes; `-- --quick` for two). Not in the default sessions or CI."""
+    session.install("./core")
+    session.run("python", "bench/resilience_sim.py", *session.posargs)
+    session.run("python", "bench/chaos.py", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
-    install_all(session, "openai>=1.40", "litellm", "httpx-aiohttp")
+    install_all(session, "openai>=1.40", "litellm", "httpx-aiohttp", "httpx-sse")
     session.run("python", "bench/run.py", *session.posargs)
 
 

@@ -6,26 +6,30 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopback import STREAM_CHUNKS
+from loopback import STREAM_CHUNKS, TOOL_STREAM_CHUNKS
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One way of calling: the contenders of a cell are compared with each other."""
+    """One way of calling: the contenders of a cell are compared with each other.
+    `tools`: a streamed answer of tool calls (two, in pieces) instead of text."""
 
     stream: bool
     asynchronous: bool
     concurrency: int
+    tools: bool = False
 
     @property
     def key(self) -> str:
-        what = "stream" if self.stream else "plain"
+        what = "tools" if self.tools else "stream" if self.stream else "plain"
         how = "async" if self.asynchronous else "sync"
         return f"{what}/{how}/c{self.concurrency}"
 
     @property
     def title(self) -> str:
         what = "streamed (10 chunks)" if self.stream else "plain"
+        if self.tools:
+            what = f"streamed tool calls ({TOOL_STREAM_CHUNKS} chunks)"
         how = "async" if self.asynchronous else "sync"
         if self.concurrency == 1:
             return f"{what}, {how}, sequential"
@@ -39,14 +43,26 @@ class Cell:
 
     @property
     def items_per_call(self) -> int:
+        if self.tools:
+            return TOOL_STREAM_CHUNKS
         return STREAM_CHUNKS if self.stream else 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"stream": self.stream, "asynchronous": self.asynchronous, "concurrency": self.concurrency}
+        return {
+            "stream": self.stream,
+            "asynchronous": self.asynchronous,
+            "concurrency": self.concurrency,
+            "tools": self.tools,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Cell:
-        return cls(bool(data["stream"]), bool(data["asynchronous"]), int(data["concurrency"]))
+        return cls(
+            bool(data["stream"]),
+            bool(data["asynchronous"]),
+            int(data["concurrency"]),
+            bool(data.get("tools", False)),
+        )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from loopback import CONTENT, STREAM_TEXT
+from loopback import CONTENT, STREAM_TEXT, TOOLS_TEXT
 
 MODEL = "bench-model"
 API_KEY = "sk-bench"
@@ -24,6 +24,24 @@ MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "Say hello."}]
 PAYLOAD: dict[str, Any] = {"model": MODEL, "messages": MESSAGES}
 STREAM_PAYLOAD: dict[str, Any] = {**PAYLOAD, "stream": True}
 EXPECTED = {False: CONTENT, True: STREAM_TEXT}
+EXPECTED_TOOLS = TOOLS_TEXT
+# The tools a tool-call stream declares (the upstream calls two of them).
+TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": name,
+            "parameters": {"type": "object", "properties": {key: {"type": "string"} for key in keys}},
+        },
+    }
+    for name, keys in (("get_weather", ("city", "unit", "days")), ("get_time", ("timezone", "format")))
+]
+TOOLS_PAYLOAD: dict[str, Any] = {**STREAM_PAYLOAD, "tools": TOOLS}
+
+
+def tools_text(calls: list[tuple[str, str, str]]) -> str:
+    """What a tool-call stream hands back: every call, assembled (loopback.TOOLS_TEXT)."""
+    return ";".join(f"{call_id}:{name}({arguments})" for call_id, name, arguments in calls)
 
 
 def _httpx_limits() -> Any:
@@ -41,6 +59,8 @@ class Contender:
     sync = True
     asynchronous = True
     streams = True
+    # Whether it runs the tool-call stream cells (`stream_tools`).
+    tools = False
 
     def versions(self) -> dict[str, str]:
         return {}
@@ -55,6 +75,13 @@ class Contender:
         raise NotImplementedError
 
     async def astream(self) -> str:
+        raise NotImplementedError
+
+    def stream_tools(self) -> str:
+        """A stream of tool calls, read to its end; every call assembled (`tools_text`)."""
+        raise NotImplementedError
+
+    async def astream_tools(self) -> str:
         raise NotImplementedError
 
     def check(self, *, stream: bool, asynchronous: bool) -> str:
@@ -81,9 +108,11 @@ def _version(distribution: str) -> str:
 
 
 class RawHttpx(Contender):
-    """`httpx.Client.post` + `.json()`; streams through httpx-sse, one `json.loads` per event."""
+    """`httpx.Client.post` + `.json()`; streams through httpx-sse, one `json.loads` per event.
+    Tool calls are assembled by hand from their pieces, by index, as such a caller must."""
 
     label = "httpx (raw)"
+    tools = True
 
     def __init__(self, base_url: str, transport: str = "httpx") -> None:
         import httpx
@@ -142,6 +171,40 @@ class RawHttpx(Contender):
                 if event.data != "[DONE]":
                     parts.append(self._delta(event.data))
         return "".join(parts)
+
+    @staticmethod
+    def _tool_pieces(data: str, calls: dict[int, list[Any]]) -> None:
+        """Add one event's tool-call pieces to `calls` (index -> [id, name, argument pieces])."""
+        delta = json.loads(data)["choices"][0]["delta"]
+        for piece in delta.get("tool_calls") or ():
+            call = calls.get(piece["index"])
+            if call is None:
+                call = calls[piece["index"]] = [piece.get("id"), piece["function"].get("name"), []]
+            call[2].append(piece["function"].get("arguments") or "")
+
+    @staticmethod
+    def _tools(calls: dict[int, list[Any]]) -> str:
+        return tools_text([(c[0], c[1], "".join(c[2])) for _, c in sorted(calls.items())])
+
+    def stream_tools(self) -> str:
+        from httpx_sse import connect_sse
+
+        calls: dict[int, list[Any]] = {}
+        with connect_sse(self.client, "POST", self.url, json=TOOLS_PAYLOAD) as source:
+            for event in source.iter_sse():
+                if event.data != "[DONE]":
+                    self._tool_pieces(event.data, calls)
+        return self._tools(calls)
+
+    async def astream_tools(self) -> str:
+        from httpx_sse import aconnect_sse
+
+        calls: dict[int, list[Any]] = {}
+        async with aconnect_sse(self.aclient, "POST", self.url, json=TOOLS_PAYLOAD) as source:
+            async for event in source.aiter_sse():
+                if event.data != "[DONE]":
+                    self._tool_pieces(event.data, calls)
+        return self._tools(calls)
 
     def close(self) -> None:
         self.client.close()
@@ -210,7 +273,10 @@ def _keep_trying() -> dict[str, Any]:
 
 class Turnout(Contender):
     """`turnout.Router` / `AsyncRouter`; with `fallback`, a first deployment that answers
-    503 at once (no retry) before the working one."""
+    503 at once (no retry) before the working one. A tool-call stream is iterated to its
+    end and its calls read from `stream.response.tool_calls`, as its docs tell users."""
+
+    tools = True
 
     def __init__(self, base_url: str, *, fallback: bool = False, transport: str = "httpx") -> None:
         import turnout
@@ -271,6 +337,24 @@ class Turnout(Contender):
                 parts.append(chunk.delta)
         self.last_attempts = stream.attempts
         return "".join(parts)
+
+    @staticmethod
+    def _tools(response: Any) -> str:
+        return tools_text([(c.id, c.name, c.arguments) for c in response.tool_calls])
+
+    def stream_tools(self) -> str:
+        with self.router.stream(MESSAGES, tools=TOOLS) as stream:
+            for _chunk in stream:
+                pass
+        self.last_attempts = stream.attempts
+        return self._tools(stream.response)
+
+    async def astream_tools(self) -> str:
+        async with self.arouter.stream(MESSAGES, tools=TOOLS) as stream:
+            async for _chunk in stream:
+                pass
+        self.last_attempts = stream.attempts
+        return self._tools(stream.response)
 
     def check(self, *, stream: bool, asynchronous: bool) -> str:
         kinds = [a.error.kind.value if a.error is not None else "ok" for a in self.last_attempts]

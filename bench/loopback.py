@@ -11,7 +11,9 @@ requests per second than an ASGI stack on one core, so the clients measured
 are the bottleneck, not the server. Responses are precomputed bytes.
 
     POST /v1/chat/completions        a chat completion (JSON), or with "stream": true
-                                     an SSE stream of STREAM_CHUNKS chunks then `data: [DONE]`
+                                     an SSE stream of STREAM_CHUNKS chunks then `data: [DONE]`;
+                                     a stream asked with "tools": two tool calls in
+                                     TOOL_STREAM_CHUNKS chunks, as OpenAI sends them
     POST /fail/v1/chat/completions   503 at once, with an OpenAI error envelope
     GET  /stats                      connections accepted and requests served per path, as JSON
 """
@@ -32,6 +34,15 @@ from typing import Any
 STREAM_CHUNKS = 10
 CONTENT = "Hello from the loopback upstream."
 STREAM_TEXT = "".join(f"tok{i} " for i in range(STREAM_CHUNKS))
+# Two parallel tool calls, streamed as OpenAI streams them: each call's id and name in its
+# first piece, then its arguments a few characters at a time, then a finish chunk.
+TOOL_CALLS = (
+    ("call_bench_0", "get_weather", '{"city":"Paris","unit":"celsius","days":3}'),
+    ("call_bench_1", "get_time", '{"timezone":"Europe/Paris","format":"24h"}'),
+)
+ARGUMENT_PIECE = 4
+# What a contender hands back for a tool-call stream: every call assembled.
+TOOLS_TEXT = ";".join(f"{call_id}:{name}({arguments})" for call_id, name, arguments in TOOL_CALLS)
 CHAT_PATH = "/v1/chat/completions"
 FAIL_PATH = "/fail/v1/chat/completions"
 MAX_HEAD = 64 * 1024
@@ -71,23 +82,42 @@ def _completion() -> bytes:
     )
 
 
+def _event(delta: dict[str, Any], finish: str | None) -> bytes:
+    chunk = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "bench-model",
+        "system_fingerprint": "fp_bench",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    return b"data: " + _dumps(chunk) + b"\n\n"
+
+
 def _stream_events() -> list[bytes]:
     events = []
     for i in range(STREAM_CHUNKS):
         delta = {"role": "assistant", "content": f"tok{i} "} if i == 0 else {"content": f"tok{i} "}
-        last = i == STREAM_CHUNKS - 1
-        chunk = {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion.chunk",
-            "created": 1_700_000_000,
-            "model": "bench-model",
-            "system_fingerprint": "fp_bench",
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": "stop" if last else None}
-            ],
-        }
-        events.append(b"data: " + _dumps(chunk) + b"\n\n")
+        events.append(_event(delta, "stop" if i == STREAM_CHUNKS - 1 else None))
     events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def _tool_events() -> list[bytes]:
+    deltas: list[dict[str, Any]] = []
+    for index, (call_id, name, arguments) in enumerate(TOOL_CALLS):
+        function = {"name": name, "arguments": ""}
+        first: dict[str, Any] = {
+            "tool_calls": [{"index": index, "id": call_id, "type": "function", "function": function}]
+        }
+        if index == 0:
+            first = {"role": "assistant", "content": None, **first, "refusal": None}
+        deltas.append(first)
+        for at in range(0, len(arguments), ARGUMENT_PIECE):
+            piece = arguments[at : at + ARGUMENT_PIECE]
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    events = [_event(delta, None) for delta in deltas]
+    events += [_event({}, "tool_calls"), b"data: [DONE]\n\n"]
     return events
 
 
@@ -97,10 +127,13 @@ def _chunked(pieces: list[bytes]) -> bytes:
 
 
 COMPLETION = _response("200 OK", "application/json", _completion())
-STREAM = (
+_STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-    b"x-request-id: req_bench\r\ntransfer-encoding: chunked\r\n\r\n" + _chunked(_stream_events())
+    b"x-request-id: req_bench\r\ntransfer-encoding: chunked\r\n\r\n"
 )
+STREAM = _STREAM_HEAD + _chunked(_stream_events())
+TOOL_STREAM_CHUNKS = len(_tool_events()) - 1  # [DONE] is not a chunk
+TOOL_STREAM = _STREAM_HEAD + _chunked(_tool_events())
 UNAVAILABLE = _response(
     "503 Service Unavailable",
     "application/json",
@@ -142,7 +175,9 @@ class Server:
             return BAD_REQUEST
         if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
             return BAD_REQUEST
-        return STREAM if payload.get("stream") else COMPLETION
+        if not payload.get("stream"):
+            return COMPLETION
+        return TOOL_STREAM if payload.get("tools") else STREAM
 
 
 class Connection(asyncio.Protocol):

@@ -14,6 +14,7 @@ from typing import Any
 from cells import Cell, Series, Spread, paired_differences, paired_ratios
 from harness import MatrixResult
 from importcost import ImportResult
+from loopback import TOOL_STREAM_CHUNKS
 
 RAW = "httpx"
 # Typographic signs, spelled as escapes so the source stays plain ASCII where it matters.
@@ -157,50 +158,49 @@ def targets(result: MatrixResult, imports: list[ImportResult]) -> list[Target]:
     plain_sync, plain_async = Cell(False, False, 1), Cell(False, True, 1)
     stream_sync, stream_async = Cell(True, False, 1), Cell(True, True, 1)
     found: list[Target] = []
-    for cell, how in ((plain_sync, "sync"), (plain_async, "async")):
-        found.append(
-            _ratio_target(
-                result,
-                cell,
-                "turnout",
-                RAW,
-                f"turnout CPU per plain request ≤ 1.10 {TIMES} raw httpx ({how})",
-                lambda r: r <= 1.10,
-            )
-        )
-    for cell, how in ((stream_sync, "sync"), (stream_async, "async")):
-        found.append(
-            _ratio_target(
-                result,
-                cell,
-                "turnout",
-                RAW,
-                f"turnout CPU per streamed chunk ≤ 1.20 {TIMES} raw httpx + httpx-sse ({how})",
-                lambda r: r <= 1.20,
-            )
-        )
-    for cell, how in ((plain_sync, "sync"), (plain_async, "async")):
-        found.append(
-            _ratio_target(
-                result,
-                cell,
-                "litellm",
-                "turnout",
-                f"≥ 5 {TIMES} less CPU per request than litellm.Router ({how})",
-                lambda r: r >= 5.0,
-            )
-        )
-    for cell, how in ((plain_sync, "sync"), (plain_async, "async")):
-        found.append(
-            _ratio_target(
-                result,
-                cell,
-                "openai",
-                "turnout",
-                f"≥ 2 {TIMES} less CPU per request than the openai SDK ({how})",
-                lambda r: r >= 2.0,
-            )
-        )
+    tools_sync, tools_async = Cell(True, False, 1, tools=True), Cell(True, True, 1, tools=True)
+    plain = ((plain_sync, "sync"), (plain_async, "async"))
+    # (cells, numerator, denominator, text, passes): each target's ratio, as data.
+    ratios: list[tuple[Any, str, str, str, Callable[[float], bool]]] = [
+        (
+            plain,
+            "turnout",
+            RAW,
+            f"turnout CPU per plain request ≤ 1.10 {TIMES} raw httpx",
+            lambda r: r <= 1.10,
+        ),
+        (
+            ((stream_sync, "sync"), (stream_async, "async")),
+            "turnout",
+            RAW,
+            f"turnout CPU per streamed chunk ≤ 1.20 {TIMES} raw httpx + httpx-sse",
+            lambda r: r <= 1.20,
+        ),
+        (
+            ((tools_sync, "sync"), (tools_async, "async")),
+            "turnout",
+            RAW,
+            f"turnout CPU per streamed tool-call chunk ≤ 1.10 {TIMES} raw httpx + httpx-sse",
+            lambda r: r <= 1.10,
+        ),
+        (
+            plain,
+            "litellm",
+            "turnout",
+            f"≥ 5 {TIMES} less CPU per request than litellm.Router",
+            lambda r: r >= 5.0,
+        ),
+        (
+            plain,
+            "openai",
+            "turnout",
+            f"≥ 2 {TIMES} less CPU per request than the openai SDK",
+            lambda r: r >= 2.0,
+        ),
+    ]
+    for cells, num, den, text, ok in ratios:
+        for cell, how in cells:
+            found.append(_ratio_target(result, cell, num, den, f"{text} ({how})", ok))
     found.append(_import_target(imports))
     for cell, how in ((plain_sync, "sync"), (plain_async, "async")):
         found.append(
@@ -366,14 +366,16 @@ def _normalization_table(norm: dict[str, Any]) -> list[str]:
 # -- the document --------------------------------------------------------------
 
 
-METHOD = """\
+METHOD = f"""\
 How it is measured:
 
 - **Upstream**: `bench/loopback.py`, a minimal OpenAI-compatible HTTP/1.1 server on a raw
   `asyncio.Protocol`, in its own process on 127.0.0.1 (its CPU is not counted). Plain calls get a
   348-byte completion; streamed calls get 10 `chat.completion.chunk` events then `data: [DONE]`,
   written at once (so the stream figures are the libraries' own cost per chunk, not socket
-  wake-ups); `/fail/...` answers 503 at once.
+  wake-ups); `/fail/...` answers 503 at once. A stream asked with `tools` gets two parallel
+  tool calls as OpenAI streams them: each call's id and name in its first chunk, then its
+  arguments 4 characters per chunk, then the finish chunk ({TOOL_STREAM_CHUNKS} chunks).
 - **Contenders** (`bench/contenders.py`) each run in their **own worker process**
   (`bench/worker.py`) that imports only their library, so one library's imports, garbage and
   background threads never weigh on another's figures. All send the same request, read the answer's
@@ -383,6 +385,9 @@ How it is measured:
     goes back to the pool — the floor. Same connection pool size as turnout's routers.
   - *turnout*: `turnout.Router` / `AsyncRouter` with one deployment of a bench-local
     `OpenAICompatible` provider, registered in a private `turnout.Plugins(entry_points=False)`.
+  - *Tool-call streams*: raw httpx reads each event's `delta.tool_calls` and assembles the calls by
+    hand (by index: id, name, argument pieces joined); turnout iterates the stream to its end and
+    reads `stream.response.tool_calls`. Both hand back every call assembled, checked.
   - *turnout, 503 → fallback*: two deployments, the first answering 503 (its
     `retry_policy=RetryPolicy(max_retries=0)`), so every call makes two requests. The breaker and
     the retry budget are configured never to set the failing deployment aside: this measures the

@@ -2,9 +2,13 @@
 
 Runs, in this order: import cost (fresh interpreters), error normalization
 throughput (per installed provider), then the request matrix (plain and
-streamed, sync and async, sequential and at concurrency 50) against a
-loopback upstream, every contender in its own process, rounds interleaved.
-Writes the markdown report to docs/benchmarks.md (see `--output`).
+streamed, sync and async, sequential and at concurrency 50; a stream of tool
+calls, sync and async) against a loopback upstream, every contender in its
+own process, rounds interleaved. Writes the markdown report to
+docs/benchmarks.md (see `--output`).
+
+`--cells tools --merge` measures some cells only and merges their targets and
+tables into the existing report (the rest of it stays as its own run made it).
 """
 
 from __future__ import annotations
@@ -17,25 +21,41 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from cells import Cell
 from harness import Placement, Plan, log, run_matrix
 from importcost import measure_imports
+from merge import merge
 from normbench import measure_normalization
 from report import machine, render, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 EVERYONE = ("httpx", "turnout", "turnout-fallback", "openai", "litellm")
 AIOHTTP = ("httpx-aiohttp", "turnout-aiohttp")
+# The tool-call stream compares turnout with the floor: raw httpx + httpx-sse, assembling
+# the calls by hand.
+TOOLS = ("httpx", "turnout")
 
 
-def cells(concurrency: int) -> dict[Cell, tuple[str, ...]]:
-    """Every cell and its contenders; the aiohttp transport only exists for async clients."""
+def cells(concurrency: int, only: str | None = None) -> dict[Cell, tuple[str, ...]]:
+    """Every cell and its contenders; the aiohttp transport only exists for async clients.
+    `only`: comma-separated cell keys (`tools/sync/c1`) or their first parts (`tools`)."""
     found: dict[Cell, tuple[str, ...]] = {}
     for stream in (False, True):
         for level in (1, concurrency):
             found[Cell(stream, False, level)] = EVERYONE
             found[Cell(stream, True, level)] = EVERYONE + AIOHTTP
+    for asynchronous in (False, True):
+        found[Cell(True, asynchronous, 1, tools=True)] = TOOLS
+    if only:
+        wanted = [w.strip() for w in only.split(",") if w.strip()]
+        every = ", ".join(cell.key for cell in found)
+        found = {
+            c: n for c, n in found.items() if any(c.key == w or c.key.startswith(w + "/") for w in wanted)
+        }
+        if not found:
+            raise SystemExit(f"--cells {only!r} names no cell; cells: {every}")
     return found
 
 
@@ -57,6 +77,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--contenders",
         help=f"comma-separated subset of {','.join(EVERYONE + AIOHTTP)} (raw httpx is always kept)",
+    )
+    parser.add_argument(
+        "--cells", help="comma-separated cells to run, by key (tools/sync/c1) or kind (plain, stream, tools)"
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge this run's targets and tables into the existing report instead of replacing it "
+        "(measures no imports or normalization)",
     )
     parser.add_argument("--skip-imports", action="store_true", help="do not measure import cost")
     parser.add_argument("--skip-requests", action="store_true", help="do not run the request matrix")
@@ -84,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     # Pin this process: every child but the upstream inherits the clients' CPUs.
     Placement.apply(0, placement.clients)
 
-    plan_cells = cells(args.concurrency)
+    plan_cells = cells(args.concurrency, args.cells)
     if args.contenders:
         wanted = {"httpx", *args.contenders.split(",")}
         plan_cells = {c: tuple(n for n in names if n in wanted) for c, names in plan_cells.items()}
@@ -97,11 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     imports = []
-    if not args.skip_imports:
+    if not args.skip_imports and not args.merge:
         log(f"import cost: {args.import_repeats} fresh interpreters per statement")
         imports = measure_imports(args.import_repeats, warm_up=not args.quick)
-    log(f"error normalization: {args.norm_seconds:g} CPU s per provider")
-    normalization = measure_normalization(args.norm_seconds)
+    normalization: dict[str, Any] = {"error": "not measured in this run"}
+    if not args.merge:
+        log(f"error normalization: {args.norm_seconds:g} CPU s per provider")
+        normalization = measure_normalization(args.norm_seconds)
     result = None
     if not args.skip_requests:
         log(f"requests: {args.rounds} rounds, {placement.describe()}")
@@ -115,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         "import repeats": args.import_repeats,
         "normalization CPU s/provider": args.norm_seconds,
     }
+    if args.merge:  # what this run did not measure says nothing about it
+        for name in ("import repeats", "normalization CPU s/provider"):
+            del settings[name]
     text = render(
         command=command,
         settings=settings,
@@ -128,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        if result is None:
+            raise SystemExit("--merge needs the request matrix (not --skip-requests)")
+        label = "run of " + ", ".join(f"`{cell.key}`" for cell in plan_cells)
+        text = merge(args.output.read_text(encoding="utf-8"), text, label=label)
     args.output.write_text(text, encoding="utf-8")
     if args.json is not None:
         dump = {

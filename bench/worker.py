@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
 from cells import Cell
-from contenders import CONTENDERS, EXPECTED, Contender
+from contenders import CONTENDERS, EXPECTED, EXPECTED_TOOLS, Contender
 
 
 def _shares(total: int, parts: int) -> list[int]:
@@ -66,15 +66,22 @@ class Worker:
             return "no sync client"
         if cell.stream and not c.streams:
             return "no streaming"
+        if cell.tools and not c.tools:
+            return "no tool-call stream"
         return None
+
+    def sync_call(self, cell: Cell) -> Callable[[], str]:
+        c = self.contender
+        return c.stream_tools if cell.tools else c.stream if cell.stream else c.chat
+
+    def async_call(self, cell: Cell) -> Callable[[], Awaitable[str]]:
+        c = self.contender
+        return c.astream_tools if cell.tools else c.astream if cell.stream else c.achat
 
     def check(self, cell: Cell) -> dict[str, Any]:
         c = self.contender
-        if cell.asynchronous:
-            text = self.runner.run((c.astream if cell.stream else c.achat)())
-        else:
-            text = (c.stream if cell.stream else c.chat)()
-        expected = EXPECTED[cell.stream]
+        text = self.runner.run(self.async_call(cell)()) if cell.asynchronous else self.sync_call(cell)()
+        expected = EXPECTED_TOOLS if cell.tools else EXPECTED[cell.stream]
         if text != expected:
             return {"ok": False, "note": f"answer was {text!r}, expected {expected!r}"}
         note = c.check(stream=cell.stream, asynchronous=cell.asynchronous)
@@ -90,7 +97,7 @@ class Worker:
         return {"calls": calls, "cpu": cpu, "wall": wall, "items": calls * cell.items_per_call}
 
     def _run_sync(self, cell: Cell, calls: int) -> tuple[float, float]:
-        call = self.contender.stream if cell.stream else self.contender.chat
+        call = self.sync_call(cell)
         if cell.concurrency == 1:
             cpu0, wall0 = time.process_time(), time.perf_counter()
             _loop(call, calls)
@@ -105,7 +112,7 @@ class Worker:
         return time.process_time() - cpu0, time.perf_counter() - wall0
 
     async def _run_async(self, cell: Cell, calls: int) -> tuple[float, float]:
-        call: Callable[[], Awaitable[str]] = self.contender.astream if cell.stream else self.contender.achat
+        call = self.async_call(cell)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if cell.concurrency == 1:
             for _ in range(calls):

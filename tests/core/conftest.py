@@ -13,6 +13,8 @@ from turnout._call import RouterCore
 from turnout._plugins import _reset_default_plugins
 
 from .acme import Acme, AcmeEmulator
+from .calls import Calls
+from .distributions import install  # noqa: F401  (a fixture: real installed distributions)
 from .scripted import FakeClock
 
 
@@ -31,6 +33,13 @@ def default_acme() -> Iterator[None]:
     turnout.register_provider(Acme())
     yield
     restore()
+
+
+@pytest.fixture(params=["sync", "async"])
+def calls(request: pytest.FixtureRequest, plugins: Plugins) -> Calls:
+    """Whole calls through `turnout.Router` or `turnout.AsyncRouter`: every test that uses it
+    runs with both, and they must make the same decisions."""
+    return Calls(request.param, plugins)
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from turnout import ChatChunk, ChatRequest, ErrorKind, ProviderError, TurnoutError
-from turnout._call import CallRecord, RouterCore
+from turnout._call import RouterCore
 from turnout._errors import error_for
-from turnout._flow import Emit, HTTPResponse, OpenStream, ReadBody, ReadEvent, Send, Sleep
+from turnout._flow import Emit, HTTPResponse, Notify, OpenStream, ReadBody, ReadEvent, Send, Sleep
 from turnout._limits import CallLimits
+from turnout._record import CallRecord
 from turnout._state import LoadState, MemoryStore, StateStore, UpdateBudget, UpdateState
 
 
@@ -64,6 +65,8 @@ class Script:
         self.sent: list[tuple[str, dict[str, str]]] = []
         self.sleeps: list[float] = []
         self.chunks: list[ChatChunk] = []
+        # What the flow told observers (attempts decided, calls ended, breakers changed).
+        self.events: list[Any] = []
 
     def answer(self, host: str) -> Reply:
         queue = self.replies.get(host)
@@ -104,6 +107,8 @@ class Script:
                 value = store.update_budget(command.fn)
             elif isinstance(command, Emit):
                 self.chunks.append(command.chunk)
+            elif isinstance(command, Notify):
+                self.events.append(command.event)
             elif isinstance(command, OpenStream | ReadBody | ReadEvent):
                 raise AssertionError("scripted runs cover chat calls; streams are tested over a transport")
             else:

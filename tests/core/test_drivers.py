@@ -12,7 +12,7 @@ import pytest
 import respx
 
 import turnout
-from turnout.emulation import EmulatedRequest, Fault, mock_transport
+from turnout.emulation import Fault, FaultScript, mock_transport
 
 from .acme import AcmeEmulator
 from .conftest import FAST, deployment
@@ -21,22 +21,10 @@ from .scripted import kinds
 HI = [{"role": "user", "content": "hello there world"}]
 
 
-def faults_by_host(script: dict[str, Sequence[Fault | None]]) -> Callable[[EmulatedRequest], Fault | None]:
-    """Each host answers with its next scripted fault (None: a success)."""
-    queues = {host: list(items) for host, items in script.items()}
-
-    def choose(request: EmulatedRequest) -> Fault | None:
-        host = request.headers.get("host", "")
-        queue = queues.get(host, [])
-        return queue.pop(0) if queue else None
-
-    return choose
-
-
 def transport(script: dict[str, Sequence[Fault | None]]) -> httpx.MockTransport:
     emulator = AcmeEmulator()
     hosts = {f"{name}.test": emulator for name in "abcd"}
-    return mock_transport(hosts, faults_by_host(script))
+    return mock_transport(hosts, FaultScript.by(lambda request: request.host, script))
 
 
 def run_sync(plugins, deps, script, **kw) -> Any:
@@ -68,7 +56,7 @@ def test_retry_then_success(plugins, run):
     assert isinstance(result, turnout.ChatResponse)
     assert result.content == "echo: hello there world"
     assert kinds(result.attempts) == [("a", "unavailable"), ("a", None)]
-    assert result.usage == turnout.Usage(5, 4, 9)
+    assert result.usage == turnout.Usage(6, 4, 10, cached_tokens=0, reasoning_tokens=0)
 
 
 @DRIVERS

@@ -51,8 +51,13 @@ def test_async_hedge_returns_the_faster_answer_and_cancels_the_other(plugins):
     assert response.content == "from b.test"
     assert seen == ["a.test", "b.test"]
     assert cancelled.is_set()
-    assert kinds(response.attempts) == [("b", None)]
-    assert response.attempts[0].waited == 0.05
+    # The leg that lost is in the record too: abandoned, because it lost the race.
+    assert kinds(response.attempts) == [("a", None), ("b", None)]
+    assert [(a.decision, a.reason) for a in response.attempts] == [
+        ("abandoned", "lost the race"),
+        ("done", ""),
+    ]
+    assert response.attempts[1].waited == 0.05
     assert health["a"].inflight == health["b"].inflight == 0
 
 

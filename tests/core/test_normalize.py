@@ -284,3 +284,33 @@ def test_acme_table_round_trips_through_its_emulator(emulator):
         error = provider.normalize(status=reply.status, headers=dict(reply.headers), body=reply.body)
         assert error.kind is ACME_CODES[code].kind, code
         assert error.retry_after == 1.0
+
+
+# -- a coarse category never replaces a precise status ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "category", "kind"),
+    [
+        (503, "server_error", ErrorKind.UNAVAILABLE),  # MythicDot's documented 503 with code null
+        (502, "server_error", ErrorKind.UPSTREAM_ERROR),
+        (429, "server_error", ErrorKind.RATE_LIMITED),
+        (401, "invalid_request_error", ErrorKind.AUTHENTICATION),
+        (429, "insufficient_quota", ErrorKind.INSUFFICIENT_CREDITS),  # says more than 429
+        (400, "context_length_exceeded", ErrorKind.CONTEXT_LENGTH_EXCEEDED),
+        (None, "server_error", ErrorKind.SERVER_ERROR),  # in-band: the category is all there is
+    ],
+)
+def test_the_openai_type_refines_a_status_only_where_it_says_more(status, category, kind) -> None:
+    table = ErrorTable(
+        codes={
+            "server_error": CodeRule(ErrorKind.SERVER_ERROR, 500),
+            "invalid_request_error": CodeRule(ErrorKind.BAD_REQUEST, 400),
+            "insufficient_quota": CodeRule(ErrorKind.INSUFFICIENT_CREDITS, 429),
+            "context_length_exceeded": CodeRule(ErrorKind.CONTEXT_LENGTH_EXCEEDED, 400),
+        }
+    )
+    body = {"error": {"message": "m", "type": category, "code": None, "param": None}}
+    error = normalize("acme", table, status=status, body=body)
+    assert error.kind is kind
+    assert error.code == category  # still shown: it is the body's own name for the failure

@@ -22,17 +22,21 @@ from .scripted import Script, call, fail, kinds, ok
 NO_RETRY = turnout.RetryPolicy(max_retries=0)
 
 
-def test_breaker_opens_after_five_consecutive_health_failures_and_is_skipped(make_core, clock):
+def test_breaker_opens_after_twelve_consecutive_health_failures_and_is_skipped(make_core, clock):
+    """The default breaker (docs/resilience.md explains twelve): a dead deployment
+    trips after twelve failures in a row, then is skipped."""
     core = make_core([deployment("a"), deployment("b")], retry_policy=NO_RETRY)
-    script = Script(clock, {"a.test": [fail(503, "overloaded")] * 5, "b.test": [ok()] * 10})
-    for _ in range(5):
+    script = Script(clock, {"a.test": [fail(503, "overloaded")] * 12, "b.test": [ok()] * 20})
+    for _ in range(11):
         call(core, script)
+    assert core.health_report(core.store.load(["a", "b"]))["a"].status == "closed"
+    call(core, script)
     assert core.health_report(core.store.load(["a", "b"]))["a"].status == "open"
     before = script.hosts.count("a.test")
     for _ in range(5):
         response, _ = call(core, script)
         assert kinds(response.attempts) == [("b", None)]
-    assert script.hosts.count("a.test") == before == 5
+    assert script.hosts.count("a.test") == before == 12
 
 
 def test_breaker_half_opens_one_probe_and_closes_on_success(make_core, clock):
@@ -136,16 +140,61 @@ def test_the_call_that_got_the_429_may_still_retry_there_after_waiting(make_core
     assert script.sleeps == [3.0]
 
 
+def test_a_retry_does_not_wait_out_a_breaker_when_a_fallback_can_answer_now(make_core, clock):
+    """The retry layer never waits on a deployment the router has set aside (here the
+    failure itself trips the breaker) while another can be tried at once."""
+    config = BreakerConfig(consecutive_failures=1, open_for=30.0, jitter=0.0)
+    policy = turnout.RetryPolicy(max_retries=2, base=0.1, cap=0.1, jitter="none")
+    core = make_core([deployment("a"), deployment("b")], retry_policy=policy, breaker=config)
+    script = Script(clock, {"a.test": [fail(503, "overloaded")], "b.test": [ok()]})
+    response, _ = call(core, script, deadline=60.0)
+    assert kinds(response.attempts) == [("a", "unavailable"), ("b", None)]
+    assert script.sleeps == []
+    assert response.attempts[0].decision == "fallback"
+    assert response.attempts[0].reason == "set aside for 30.0 s, longer than a fallback"
+
+
+def test_a_retry_waits_out_a_breaker_when_nothing_else_can_answer(make_core, clock):
+    config = BreakerConfig(consecutive_failures=1, open_for=30.0, jitter=0.0)
+    policy = turnout.RetryPolicy(max_retries=2, base=0.1, cap=0.1, jitter="none")
+    core = make_core([deployment("a")], retry_policy=policy, breaker=config)
+    script = Script(clock, {"a.test": [fail(503, "overloaded"), ok()]})
+    response, _ = call(core, script, deadline=60.0)
+    assert kinds(response.attempts) == [("a", "unavailable"), ("a", None)]
+    assert script.sleeps == [pytest.approx(30.0, abs=0.1)]
+
+
 def test_everything_open_raises_no_healthy_deployment_with_retry_after(make_core, clock):
     config = BreakerConfig(consecutive_failures=1, open_for=30.0, jitter=0.0)
     core = make_core([deployment("a"), deployment("b")], retry_policy=NO_RETRY, breaker=config)
     script = Script(clock, {"a.test": [fail(503, "overloaded")], "b.test": [fail(503, "overloaded")]})
     call(core, script)
     clock.advance(5)
-    error, _ = call(core, script)
+    # Both reopen in 25 s, after this call's 10 s deadline: nothing to wait for.
+    error, _ = call(core, script, deadline=10.0)
     assert isinstance(error, turnout.NoHealthyDeploymentError)
     assert error.retry_after == pytest.approx(25.0, abs=0.1)
     assert error.attempts == ()
+    # It names each deployment, why it is set aside and until when.
+    assert set(error.reasons) == {"a", "b"}
+    assert error.reasons["a"].startswith("breaker open for 25.0 s more (until ")
+    assert "a: breaker open for 25.0 s more" in str(error)
+    assert "the call's deadline (in 10.0 s)" in str(error)
+
+
+def test_when_every_deployment_is_set_aside_the_call_waits_for_the_first_within_its_deadline(
+    make_core, clock
+):
+    config = BreakerConfig(consecutive_failures=1, open_for=30.0, jitter=0.0)
+    core = make_core([deployment("a"), deployment("b")], retry_policy=NO_RETRY, breaker=config)
+    script = Script(clock, {"a.test": [fail(503, "overloaded"), ok()], "b.test": [fail(503, "overloaded")]})
+    call(core, script)
+    clock.advance(5)
+    response, _ = call(core, script, deadline=60.0)
+    assert response.content == "hello"
+    assert script.sleeps == [pytest.approx(25.0, abs=0.1)]
+    assert kinds(response.attempts) == [("a", None)]
+    assert response.attempts[0].waited == pytest.approx(25.0, abs=0.1)
 
 
 def test_wait_for_healthy_waits_within_the_deadline(make_core, clock):

@@ -17,6 +17,8 @@ import pytest
 import turnout
 from turnout.fake import FakeGateways
 
+from .chatkit import Wire, wire_fixture
+
 PROVIDERS = ("meshapi", "mume", "litellm", "mythicdot", "modelroute")
 MODELS = {
     "meshapi": "openai/gpt-4o-mini",
@@ -105,3 +107,9 @@ def run_cli(
         cwd=Path(__file__).parent,
         check=False,
     )
+
+
+@pytest.fixture
+def wire(fake: FakeGateways) -> Iterator[Wire]:
+    """What the fake gateways receive during the test, as sent, and their replies."""
+    yield from wire_fixture(fake)

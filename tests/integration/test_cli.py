@@ -25,11 +25,17 @@ ANSI = "\x1b["
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.strip().splitlines()
+    """The one error line on stderr (after the call's decisions, told live: indented)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("  ")]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert lines[0].startswith("turnout")
     return lines[0]
+
+
+def decisions(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What `turnout chat` told on stderr as the router decided, attempt by attempt."""
+    return [line.strip() for line in result.stderr.splitlines() if line.startswith("  ")]
 
 
 def test_providers_lists_the_five_plugins() -> None:
@@ -41,6 +47,37 @@ def test_providers_lists_the_five_plugins() -> None:
         assert f"turnout-{provider}" in line
         assert f"{provider} = turnout_{provider}" in line
         assert "0.1.0" in line
+
+
+def test_providers_shows_who_supplied_each_normalizer_and_policy(tmp_path: Path) -> None:
+    """An installed distribution (a real dist-info) that reads meshapi's errors its own
+    way and ships a named policy: both are shown with their distribution."""
+    (tmp_path / "turnout_proxy.py").write_text(
+        "import turnout\n"
+        "class Proxy:\n"
+        "    def normalize(self, *, status, headers=None, body=None):\n"
+        "        return turnout.error_for(turnout.ErrorKind.UNAVAILABLE, 'proxy', status=status)\n"
+        "@turnout.hookimpl\n"
+        "def turnout_register_normalizers(register):\n"
+        "    register('meshapi', Proxy())\n"
+        "@turnout.hookimpl\n"
+        "def turnout_register_retry_policies(register):\n"
+        "    register('patient', turnout.RetryPolicy(max_retries=6, base=1.0, cap=30.0))\n"
+    )
+    info = tmp_path / "turnout_proxy-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: turnout-proxy\nVersion: 2.0\n")
+    (info / "entry_points.txt").write_text("[turnout]\nproxy = turnout_proxy\n")
+    result = run_cli("providers", env={"PYTHONPATH": str(tmp_path), "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    mesh = next(line for line in lines if line.split()[:1] == ["meshapi"])
+    assert mesh.split()[1:4] == ["turnout-meshapi", "0.1.0", "turnout-proxy"]
+    mume = next(line for line in lines if line.split()[:1] == ["mume"])
+    assert mume.split()[1:5] == ["turnout-mume", "0.1.0", "its", "own"]
+    patient = next(line for line in lines if line.split()[:1] == ["patient"])
+    assert patient.split()[1:4] == ["turnout-proxy", "2.0", "6"]
+    assert "1 s x2, at most 30 s, full jitter" in patient
 
 
 EXPLAIN = [
@@ -157,6 +194,8 @@ def test_chat_stream_cut_after_text_fails_with_exit_code_1(fake: FakeGateways, c
     assert result.stdout.startswith("echo: one ")
     error = one_line_error(result)
     assert "stream_interrupted" in error
+    [decided] = decisions(result)
+    assert decided.endswith("-> give_up: a chunk already reached the caller")
 
 
 def test_chat_that_fails_everywhere_exits_1(fake: FakeGateways, config: Path) -> None:
@@ -166,6 +205,10 @@ def test_chat_that_fails_everywhere_exits_1(fake: FakeGateways, config: Path) ->
     assert result.returncode == 1
     assert "authentication" in one_line_error(result)
     assert result.stdout.count("authentication") == 2  # both attempts listed
+    assert decisions(result) == [
+        "meshapi (meshapi): 401 unauthorized authentication -> fallback: not retryable",
+        "mume (mume): 401 invalid_api_key authentication -> give_up: not retryable",
+    ]
 
 
 # -- serve-fake ------------------------------------------------------------------

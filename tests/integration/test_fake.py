@@ -361,3 +361,28 @@ def test_the_context_manager_starts_and_stops_a_server_on_a_free_port() -> None:
         assert httpx.get(root + "/_faults").json() == {"seed": None, "providers": {}}
     with pytest.raises(httpx.ConnectError):
         httpx.get(root + "/_faults")
+
+
+# -- the testing kit's fixture (turnout[testing], pytest11) ----------------------------
+
+
+def test_the_fake_gateways_fixture_serves_every_installed_emulator(fake_gateways: FakeGateways) -> None:
+    assert set(PROVIDERS) <= set(fake_gateways.providers)
+    fake_gateways.script("meshapi", Fault(error="rate_limited", retry_after=0.01))
+    deployment = turnout.Deployment(
+        "mesh",
+        "meshapi",
+        "openai/gpt-4o-mini",
+        api_key=KEYS["meshapi"],
+        base_url=fake_gateways.base_url("meshapi"),
+    )
+    with turnout.Router([deployment]) as router:
+        response = router.chat([{"role": "user", "content": "hi"}])
+    assert [a.error.kind if a.error else None for a in response.attempts] == ["rate_limited", None]
+    assert fake_gateways.requests("meshapi") == 2
+
+
+def test_the_fake_gateways_fixture_is_reset_for_each_test(fake_gateways: FakeGateways) -> None:
+    # The test above (run first, as pytest runs a module in order) left two requests.
+    assert fake_gateways.requests("meshapi") == 0
+    assert fake_gateways.pending("meshapi") == 0

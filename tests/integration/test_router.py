@@ -17,6 +17,9 @@ from .conftest import PROVIDERS, deployment
 HI = [{"role": "user", "content": "hi"}]
 WORDS = [{"role": "user", "content": "one two three four"}]
 STREAMING = ("meshapi", "mume", "litellm", "mythicdot")  # modelroute streams one whole chunk
+# SaaS-LiteLLM sends no 429 of its own: an upstream's comes wrapped in a 500 the server
+# has retried already, and is not repeated (tests/litellm/test_wrapped_failures.py).
+RETRIED_429 = tuple(p for p in PROVIDERS if p != "litellm")
 
 
 def kinds(attempts: tuple[turnout.Attempt, ...]) -> list[str]:
@@ -37,7 +40,7 @@ async def aconsume(router: turnout.AsyncRouter, received: list[str]) -> None:
 # -- 429, then success -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", RETRIED_429)
 def test_a_scripted_429_is_waited_out_then_retried(fake: FakeGateways, provider: str) -> None:
     fake.script(provider, Fault(error="rate_limited", retry_after=0.1))
     with turnout.Router([deployment(fake, provider)]) as router:
@@ -52,7 +55,7 @@ def test_a_scripted_429_is_waited_out_then_retried(fake: FakeGateways, provider:
     assert fake.requests(provider) >= 2
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", RETRIED_429)
 async def test_a_scripted_429_is_waited_out_then_retried_async(fake: FakeGateways, provider: str) -> None:
     fake.script(provider, {"error": "rate_limited", "retry_after": 0.1})
     async with turnout.AsyncRouter([deployment(fake, provider)]) as router:

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 import pytest
 
 import turnout
-from turnout.emulation import EmulatedRequest, Fault, mock_transport
+from turnout.emulation import EmulatedRequest, Fault, FaultScript, mock_transport
 from turnout_litellm.emulator import LiteLLMEmulator
 
 HOST = "litellm.test"
@@ -27,28 +27,23 @@ def deployment(name: str = "lite", model: str = "ChatAgent", **kw: Any) -> turno
     return turnout.Deployment(name, "litellm", model, **kw)
 
 
-class Script:
-    """Faults by endpoint, in order, and every request seen (for asserting the wire)."""
+def endpoint(request: EmulatedRequest) -> str:
+    """The jobs endpoint a request is for: `create`, `llm-call`, `complete`, `create-and-call`..."""
+    path = request.path.rstrip("/")
+    return path.rsplit("/", 1)[-1] if "/jobs/" in path else path
 
-    def __init__(self, faults: dict[str, Sequence[Fault | None]] | None = None) -> None:
-        self.queues = {name: list(items) for name, items in (faults or {}).items()}
-        self.requests: list[EmulatedRequest] = []
 
-    @staticmethod
-    def endpoint(request: EmulatedRequest) -> str:
-        path = request.path.rstrip("/")
-        return path.rsplit("/", 1)[-1] if "/jobs/" in path else path
+def jobs(faults: Mapping[str, Sequence[Fault | None]] | None = None) -> FaultScript:
+    """Faults by endpoint, in order (`{"llm-call": [Fault(...)]}`), recording every request."""
+    return FaultScript.by(endpoint, faults or {})
 
-    def __call__(self, request: EmulatedRequest) -> Fault | None:
-        self.requests.append(request)
-        queue = self.queues.get(self.endpoint(request), [])
-        return queue.pop(0) if queue else None
 
-    def paths(self) -> list[str]:
-        return [self.endpoint(r) for r in self.requests]
+def paths(script: FaultScript) -> list[str]:
+    return [endpoint(r) for r in script.requests]
 
-    def bodies(self, endpoint: str) -> list[Any]:
-        return [r.json() for r in self.requests if self.endpoint(r) == endpoint]
+
+def bodies(script: FaultScript, name: str) -> list[Any]:
+    return [r.json() for r in script.requests if endpoint(r) == name]
 
 
 class Recording(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -85,14 +80,14 @@ def emulator() -> LiteLLMEmulator:
 
 
 @pytest.fixture
-def script() -> Script:
-    return Script()
+def script() -> FaultScript:
+    return jobs()
 
 
 @pytest.fixture
-def transport(emulator: LiteLLMEmulator, script: Script) -> httpx.MockTransport:
+def transport(emulator: LiteLLMEmulator, script: FaultScript) -> httpx.MockTransport:
     return mock_transport({HOST: emulator}, script)
 
 
-def make_transport(emulator: LiteLLMEmulator, script: Script) -> httpx.MockTransport:
+def make_transport(emulator: LiteLLMEmulator, script: FaultScript) -> httpx.MockTransport:
     return mock_transport({HOST: emulator}, script)

@@ -26,6 +26,7 @@ from .conftest import BASE, KEY, TEAM, deployment
 
 PROVIDER = LiteLLM()
 HI = [{"role": "user", "content": "hi"}]
+JOB = "3f1c2b9e-8a4d-4c6e-9b1a-2d5e7f9a0b1c"
 
 
 def first_send(flow: Any) -> Send:
@@ -87,17 +88,18 @@ def test_call_params_cannot_override_the_deployment_identity():
 
 
 def test_job_call_requests():
-    request = JobCallRequest(HI, {"temperature": 0.5, "job_metadata": {"x": 1}}, job_id="job/1 2")
+    request = JobCallRequest(HI, {"temperature": 0.5, "purpose": "parse"}, job_id=JOB)
     http = PROVIDER.request(deployment(), request, stream=False)
-    assert http.url == f"{BASE}/jobs/job%2F1%202/llm-call"
+    assert http.url == f"{BASE}/jobs/{JOB}/llm-call"
     assert http.timeout == LLM_CALL_TIMEOUT == 60.0
     assert json.loads(http.content) == {
         "model": "ChatAgent",
         "messages": [{"role": "user", "content": "hi"}],
         "temperature": 0.5,
+        "purpose": "parse",
     }
-    streamed = PROVIDER.request(deployment(), JobCallRequest(HI, job_id="j", model="Other"), stream=True)
-    assert streamed.url == f"{BASE}/jobs/j/llm-call-stream"
+    streamed = PROVIDER.request(deployment(), JobCallRequest(HI, job_id=JOB, model="Other"), stream=True)
+    assert streamed.url == f"{BASE}/jobs/{JOB}/llm-call-stream"
     assert streamed.timeout == STREAM_TIMEOUT
     assert json.loads(streamed.content)["model"] == "Other"
 
@@ -113,12 +115,18 @@ def test_create_job_flow():
         "metadata": {"doc": 7},
         "user_id": "u1",
     }
-    assert finish(flow, ok({"job_id": "j-1", "status": "pending", "created_at": "x"})) == "j-1"
+    assert finish(flow, ok({"job_id": JOB, "status": "PENDING", "created_at": "x"})) == JOB
 
 
 @pytest.mark.parametrize(
     "response",
-    [ok({"status": "pending"}), ok({"job_id": 5}), ok(["j"]), HTTPResponse(200, {}, b"not json")],
+    [
+        ok({"status": "PENDING"}),
+        ok({"job_id": 5}),
+        ok({"job_id": "j-1"}),  # not a UUID: every later request would get a plain 500
+        ok(["j"]),
+        HTTPResponse(200, {}, b"not json"),
+    ],
 )
 def test_create_job_without_an_id_is_a_parse_error(response):
     flow = PROVIDER.create_job(deployment())
@@ -136,9 +144,9 @@ def test_create_job_error_is_normalized():
 
 
 def test_complete_job_flow():
-    flow = PROVIDER.complete_job(deployment(), "j-1", status="failed", error_message="boom")
+    flow = PROVIDER.complete_job(deployment(), JOB, status="failed", error_message="boom")
     send = first_send(flow)
-    assert send.request.url == f"{BASE}/jobs/j-1/complete"
+    assert send.request.url == f"{BASE}/jobs/{JOB}/complete"
     assert send.request.timeout == COMPLETE_TIMEOUT == 30.0
     assert send.cleanup is False
     assert json.loads(send.request.content) == {"status": "failed", "error_message": "boom"}
@@ -146,9 +154,9 @@ def test_complete_job_flow():
         flow,
         ok(
             {
-                "job_id": "j-1",
-                "status": "failed",
-                "completed_at": "2025-01-01T00:00:00",
+                "job_id": JOB,
+                "status": "FAILED",
+                "completed_at": "2025-01-01T00:00:00.123456",
                 "costs": {
                     "total_calls": 2,
                     "total_tokens": 30,
@@ -167,7 +175,7 @@ def test_complete_job_flow():
 
 def test_complete_job_refuses_other_statuses():
     with pytest.raises(ValueError, match="completed"):
-        next(PROVIDER.complete_job(deployment(), "j", status="done"))
+        next(PROVIDER.complete_job(deployment(), JOB, status="done"))
 
 
 def test_job_result_tolerates_odd_costs():
@@ -193,7 +201,7 @@ def test_create_and_call_response():
     response = PROVIDER.parse_completion(ok(payload))
     assert response.content == "Hello!"
     assert response.finish_reason == "stop"
-    assert response.usage == Usage(0, 0, 12)
+    assert response.usage == Usage(None, None, 12)  # prompt and completion: not reported
     assert response.model == "ChatAgent"
     assert response.request_id == "job-9"
 
@@ -259,7 +267,7 @@ def test_a_whole_openai_completion_is_accepted():
         ({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi"}}, ChatChunk("Hi")),
         (
             {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}},
-            ChatChunk("", "stop", Usage(0, 4, 4)),
+            ChatChunk("", "stop", Usage(None, 4, None)),
         ),
         ({"type": "message_delta", "delta": {"stop_reason": "max_tokens"}}, ChatChunk("", "length")),
         ({"candidates": [{"content": {"parts": [{"text": "Hi"}, {"text": "!"}]}}]}, ChatChunk("Hi!")),
@@ -270,7 +278,7 @@ def test_a_whole_openai_completion_is_accepted():
             },
             ChatChunk("", "length", Usage(3, 2, 5)),
         ),
-        ({"candidates": [{"finishReason": "OTHER"}]}, ChatChunk("", "other")),
+        ({"candidates": [{"finishReason": "OTHER"}]}, ChatChunk("", "OTHER")),  # unknown: as sent
     ],
 )
 def test_frames_of_every_upstream_yield_chunks(frame, chunk):
@@ -281,6 +289,7 @@ def test_frames_of_every_upstream_yield_chunks(frame, chunk):
     "frame",
     [
         {"type": "message_start", "message": {"id": "m"}},
+        {"type": "message_start", "message": {"id": "m", "usage": {"output_tokens": 1}}},
         {"type": "content_block_start", "index": 0},
         {"type": "content_block_delta", "delta": {"type": "input_json_delta", "partial_json": "{"}},
         {"type": "content_block_stop"},
@@ -380,8 +389,10 @@ def err(kind: ErrorKind, status: int | None, **kw: Any) -> turnout.ProviderError
     [
         err(ErrorKind.RATE_LIMITED, 429),
         err(ErrorKind.SERVER_ERROR, 500),
-        err(ErrorKind.RATE_LIMITED, 500),  # an upstream 429 wrapped in a 500
-        err(ErrorKind.UPSTREAM_ERROR, 500),  # an upstream 502 wrapped in a 500
+        # A 500 classified by an upstream status: the policy would repeat it, but the
+        # server's wrapped failures say retryable=False (test_wrapped_failures.py).
+        err(ErrorKind.RATE_LIMITED, 500),
+        err(ErrorKind.UPSTREAM_ERROR, 500),
         err(ErrorKind.UNAVAILABLE, 503),
         err(ErrorKind.TIMEOUT, None),
         err(ErrorKind.CONNECTION, None),

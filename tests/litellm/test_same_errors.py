@@ -12,17 +12,16 @@ from turnout.emulation import Fault, mock_transport
 from turnout_litellm import AsyncJobSession, JobSession
 from turnout_litellm.emulator import LiteLLMEmulator
 
-from .conftest import HI, HOST, Script, deployment
+from .conftest import HI, HOST, deployment, jobs
 
 PATIENT = turnout.RetryPolicy(max_retries=2, base=0.001, cap=0.001, jitter="none")
 
 # (answers to the call, deadline): the call itself fails each time as scripted.
 CASES: dict[str, tuple[list[Fault], float]] = {
-    # The server asks for 60 s; the call has 1 s: no sleep that passes the deadline,
-    # the 429 is raised at once with its retry_after.
-    "retry-after past the deadline": ([Fault(error="rate_limited", retry_after=60)], 1.0),
-    # Retried twice, then the last error.
-    "unavailable three times": ([Fault(error="unavailable")] * 3, 10.0),
+    # The upstream's 429, already tried nine times by the server: raised at once.
+    "a wrapped upstream 429": ([Fault(error="upstream_429")], 10.0),
+    # The server's own crash (a plain-text 500): retried twice, then the last error.
+    "a plain 500 three times": ([Fault(error="plain_500")] * 3, 10.0),
     # Not retryable: raised after one attempt.
     "authentication": ([Fault(error="authentication")], 10.0),
 }
@@ -39,7 +38,7 @@ def summary(error: turnout.ProviderError) -> dict[str, Any]:
 
 
 def router_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
-    script = Script({"create-and-call": faults})
+    script = jobs({"create-and-call": faults})
     transport = mock_transport({HOST: LiteLLMEmulator()}, script)
     router = turnout.Router([deployment(retry_policy=PATIENT)], transport=transport)
     with router, pytest.raises(turnout.ProviderError) as caught:
@@ -48,7 +47,7 @@ def router_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
 
 
 def session_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
-    script = Script({"llm-call": faults})
+    script = jobs({"llm-call": faults})
     transport = mock_transport({HOST: LiteLLMEmulator()}, script)
     with (
         pytest.raises(turnout.ProviderError) as caught,
@@ -59,7 +58,7 @@ def session_error(faults: list[Fault], deadline: float) -> turnout.ProviderError
 
 
 async def async_session_error(faults: list[Fault], deadline: float) -> turnout.ProviderError:
-    script = Script({"llm-call": faults})
+    script = jobs({"llm-call": faults})
     transport = mock_transport({HOST: LiteLLMEmulator()}, script)
     session = AsyncJobSession(deployment(retry_policy=PATIENT), transport=transport, deadline=deadline)
     with pytest.raises(turnout.ProviderError) as caught:
@@ -74,11 +73,11 @@ def test_router_and_job_session_raise_the_same_error(case: str) -> None:
     from_router = summary(router_error(faults, deadline))
     from_session = summary(session_error(faults, deadline))
     assert from_session == from_router
-    if case == "retry-after past the deadline":
+    if case == "a wrapped upstream 429":
         assert from_router["class"] == "RateLimitError"
-        assert from_router["retry_after"] == 60
+        assert from_router["status"] == 500
         assert from_router["decisions"] == [("give_up", turnout.ErrorKind.RATE_LIMITED)]
-    if case == "unavailable three times":
+    if case == "a plain 500 three times":
         assert [d for d, _ in from_router["decisions"]] == ["retry", "retry", "give_up"]
 
 

@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 import turnout
-from turnout.emulation import Fault, mock_transport
+from turnout.emulation import Fault, FaultScript, mock_transport
 from turnout_litellm import AsyncJobSession, JobResult, JobSession
 from turnout_litellm.emulator import LiteLLMEmulator
 
-from .conftest import HOST, KEY, TEAM, Recording, Script, deployment
+from .conftest import HOST, KEY, TEAM, Recording, bodies, deployment, jobs, paths
 
 ASK = [{"role": "user", "content": "parse this resume"}]
 MORE = [{"role": "user", "content": "now score it"}]
@@ -22,7 +22,7 @@ class Boom(Exception):
     pass
 
 
-def transport_for(emulator: LiteLLMEmulator, script: Script) -> httpx.MockTransport:
+def transport_for(emulator: LiteLLMEmulator, script: FaultScript) -> httpx.MockTransport:
     return mock_transport({HOST: emulator}, script)
 
 
@@ -46,12 +46,12 @@ def test_sync_session_success(emulator, script):
     assert first.deployment == "lite"
     assert first.provider == "litellm"
     assert "".join(deltas) == "echo: now score it"
-    assert script.paths() == ["create", "llm-call", "llm-call-stream", "complete"]
-    assert script.bodies("create") == [
+    assert paths(script) == ["create", "llm-call", "llm-call-stream", "complete"]
+    assert bodies(script, "create") == [
         {"team_id": TEAM, "job_type": "resume_analysis", "metadata": {"resume": 7}}
     ]
-    assert script.bodies("llm-call") == [{"model": "ChatAgent", "messages": ASK, "temperature": 0.2}]
-    assert script.bodies("complete") == [{"status": "completed", "error_message": None}]
+    assert bodies(script, "llm-call") == [{"model": "ChatAgent", "messages": ASK, "temperature": 0.2}]
+    assert bodies(script, "complete") == [{"status": "completed", "error_message": None}]
     assert all(r.bearer() == KEY for r in script.requests)
     result = job.result
     assert isinstance(result, JobResult)
@@ -76,9 +76,9 @@ async def test_async_session_success(emulator, script):
     assert first.content == "echo: parse this resume"
     assert "".join(deltas) == "echo: now score it"
     assert second.content == "echo: now score it"
-    assert script.paths() == ["create", "llm-call", "llm-call-stream", "llm-call", "complete"]
-    assert script.bodies("create")[0]["job_type"] == "turnout"
-    assert [b["model"] for b in script.bodies("llm-call")] == ["ChatAgent", "OtherGroup"]
+    assert paths(script) == ["create", "llm-call", "llm-call-stream", "llm-call", "complete"]
+    assert bodies(script, "create")[0]["job_type"] == "turnout"
+    assert [b["model"] for b in bodies(script, "llm-call")] == ["ChatAgent", "OtherGroup"]
     assert job.result is not None
     assert job.result.status == "completed"
     assert job.result.total_calls == 3
@@ -100,9 +100,9 @@ def test_job_type_from_the_deployment_options(emulator, script):
     dep = deployment(options={"team_id": TEAM, "job_type": "nightly"})
     with JobSession(dep, transport=transport_for(emulator, script)):
         pass
-    assert script.bodies("create")[0]["job_type"] == "nightly"
+    assert bodies(script, "create")[0]["job_type"] == "nightly"
     # A job with no call is still completed (the server decides what it costs).
-    assert script.paths() == ["create", "complete"]
+    assert paths(script) == ["create", "complete"]
 
 
 def test_per_endpoint_timeouts_on_the_wire(emulator, script):
@@ -144,7 +144,7 @@ def test_exception_in_the_block_completes_the_job_as_failed_once(emulator, scrip
     job = JobSession(deployment(), transport=transport_for(emulator, script))
     with pytest.raises(Boom, match="parser crashed"):
         run_job(job, Boom("parser crashed"))
-    assert script.paths() == ["create", "llm-call", "complete"]
+    assert paths(script) == ["create", "llm-call", "complete"]
     assert emulator.completions(job.job_id) == [{"status": "failed", "error_message": "Boom: parser crashed"}]
     assert job.result is not None
     assert job.result.status == "failed"
@@ -161,19 +161,19 @@ async def test_async_exception_completes_the_job_as_failed_once(emulator, script
 
 
 def test_a_provider_error_escaping_the_block_fails_the_job(emulator):
-    script = Script({"llm-call": [Fault(error="credits")]})
+    script = jobs({"llm-call": [Fault(error="model_access")]})
     with (
-        pytest.raises(turnout.InsufficientCreditsError),
+        pytest.raises(turnout.PermissionDeniedError),
         JobSession(deployment(), transport=transport_for(emulator, script)) as job,
     ):
         job.chat(ASK)
     (completion,) = emulator.completions(job.job_id)
     assert completion["status"] == "failed"
-    assert completion["error_message"].startswith("insufficient_credits: Insufficient credits")
+    assert completion["error_message"].startswith("permission_denied: Team 'team_test' does not have access")
 
 
 def test_a_caught_provider_error_does_not_fail_the_job(emulator):
-    script = Script({"llm-call": [Fault(error="validation_v2")]})
+    script = jobs({"llm-call": [Fault(error="validation_v2")]})
     with JobSession(deployment(), transport=transport_for(emulator, script)) as job:
         with pytest.raises(turnout.ValidationError) as raised:
             job.chat(ASK)
@@ -184,26 +184,26 @@ def test_a_caught_provider_error_does_not_fail_the_job(emulator):
 
 
 def test_complete_is_never_retried_on_success(emulator):
-    script = Script({"complete": [Fault(error="503"), Fault(error="503")]})
+    script = jobs({"complete": [Fault(error="plain_500"), Fault(error="plain_500")]})
     with (
-        pytest.raises(turnout.ServiceUnavailableError) as raised,
+        pytest.raises(turnout.InternalServerError) as raised,
         JobSession(deployment(), transport=transport_for(emulator, script)) as job,
     ):
         job.chat(ASK)
-    assert script.paths().count("complete") == 1
+    assert paths(script).count("complete") == 1
     assert raised.value.deployment == "lite"
     assert job.result is None
 
 
 def test_complete_is_never_retried_on_failure(emulator):
-    script = Script({"complete": [Fault(error="upstream_429"), Fault(error="upstream_429")]})
+    script = jobs({"complete": [Fault(error="plain_500"), Fault(error="plain_500")]})
     with (
         pytest.raises(Boom) as raised,
         JobSession(deployment(), transport=transport_for(emulator, script)) as job,
     ):
         raise Boom("bad")
-    assert script.paths() == ["create", "complete"]
-    assert isinstance(job.complete_error, turnout.RateLimitError)
+    assert paths(script) == ["create", "complete"]
+    assert isinstance(job.complete_error, turnout.InternalServerError)
     assert any("completing job" in note for note in raised.value.__notes__)
 
 
@@ -234,7 +234,7 @@ def test_failed_completion_also_on_base_exceptions(emulator, script):
 
 
 def test_stream_error_after_text_fails_the_job_with_partial_text(emulator):
-    script = Script({"llm-call-stream": [Fault(stream_error="upstream_503", stream_error_after=2)]})
+    script = jobs({"llm-call-stream": [Fault(stream_error="upstream_503", stream_error_after=2)]})
     received: list[str] = []
     with (
         pytest.raises(turnout.ServiceUnavailableError) as raised,
@@ -245,12 +245,12 @@ def test_stream_error_after_text_fails_the_job_with_partial_text(emulator):
     assert received == ["echo: ", "parse "]
     assert raised.value.partial_text == "echo: parse "
     assert raised.value.deployment == "lite"
-    assert script.paths() == ["create", "llm-call-stream", "complete"]
+    assert paths(script) == ["create", "llm-call-stream", "complete"]
     assert emulator.completions(job.job_id)[0]["status"] == "failed"
 
 
 async def test_async_stream_interrupted(emulator):
-    script = Script({"llm-call-stream": [Fault(drop_after=1)]})
+    script = jobs({"llm-call-stream": [Fault(drop_after=1)]})
     job = AsyncJobSession(deployment(), transport=transport_for(emulator, script))
 
     async def consume() -> None:
@@ -265,11 +265,11 @@ async def test_async_stream_interrupted(emulator):
 
 
 def test_create_failure_raises_and_completes_nothing(emulator):
-    script = Script({"create": [Fault(error="team_suspended")]})
+    script = jobs({"create": [Fault(error="team_suspended")]})
     session = JobSession(deployment(), transport=transport_for(emulator, script))
     with pytest.raises(turnout.PermissionDeniedError), session:
         pytest.fail("the block must not run")
-    assert script.paths() == ["create"]
+    assert paths(script) == ["create"]
     assert session.job_id is None
     assert emulator.jobs == {}
 
@@ -278,67 +278,72 @@ def test_create_failure_raises_and_completes_nothing(emulator):
 
 
 def test_create_and_calls_are_retried_by_the_policy(emulator):
-    script = Script(
+    script = jobs(
         {
-            "create": [Fault(error="503")],
-            "llm-call": [Fault(error="upstream_429"), Fault(error="plain_500")],
+            "create": [Fault(error="plain_500")],
+            # The server's own crash: repeated. (A wrapped upstream failure is not:
+            # test_wrapped_failures.py.)
+            "llm-call": [Fault(error="plain_500"), Fault(error="plain_500")],
         }
     )
     with JobSession(deployment(), transport=transport_for(emulator, script)) as job:
         response = job.chat(ASK)
     assert response.content == "echo: parse this resume"
-    assert script.paths() == ["create", "create", "llm-call", "llm-call", "llm-call", "complete"]
+    assert paths(script) == ["create", "create", "llm-call", "llm-call", "llm-call", "complete"]
     assert emulator.completions(job.job_id) == [{"status": "completed", "error_message": None}]
 
 
 def test_calls_give_up_after_three_attempts(emulator):
-    script = Script({"llm-call": [Fault(error="429")] * 5})
+    script = jobs({"llm-call": [Fault(error="plain_500")] * 5})
     with (
         JobSession(deployment(), transport=transport_for(emulator, script)) as job,
-        pytest.raises(turnout.RateLimitError),
+        pytest.raises(turnout.InternalServerError),
     ):
         job.chat(ASK)
-    assert script.paths().count("llm-call") == 3
+    assert paths(script).count("llm-call") == 3
 
 
-def test_stream_error_frame_before_its_first_chunk_is_retried(emulator):
-    script = Script({"llm-call-stream": [Fault(stream_error="upstream_429")]})
+def test_stream_error_frame_before_its_first_chunk_is_not_repeated(emulator):
+    # The call may have run upstream (and be charged): never sent again (issue 20, 6).
+    script = jobs({"llm-call-stream": [Fault(stream_error="upstream_429")]})
     with (
         JobSession(deployment(), transport=transport_for(emulator, script)) as job,
+        pytest.raises(turnout.RateLimitError) as raised,
         job.stream(ASK) as stream,
     ):
-        text = "".join(c.delta for c in stream)
-    assert text == "echo: parse this resume"
-    assert script.paths().count("llm-call-stream") == 2
+        list(stream)
+    assert paths(script).count("llm-call-stream") == 1
+    assert raised.value.maybe_processed is True
+    assert [a.decision for a in raised.value.attempts] == ["give_up"]
 
 
 def test_a_dropped_stream_is_not_repeated(emulator):
-    script = Script({"llm-call-stream": [Fault(drop_after=0)]})
+    script = jobs({"llm-call-stream": [Fault(drop_after=0)]})
     with (
         JobSession(deployment(), transport=transport_for(emulator, script)) as job,
         pytest.raises(turnout.StreamInterruptedError),
         job.stream(ASK) as stream,
     ):
         list(stream)
-    assert script.paths() == ["create", "llm-call-stream", "complete"]
+    assert paths(script) == ["create", "llm-call-stream", "complete"]
 
 
 def test_no_retry_policy_means_one_attempt(emulator):
-    script = Script({"llm-call": [Fault(error="503")]})
+    script = jobs({"llm-call": [Fault(error="plain_500")]})
     with (
         JobSession(
             deployment(),
             transport=transport_for(emulator, script),
             retry_policy=turnout.RetryPolicy(max_retries=0),
         ) as job,
-        pytest.raises(turnout.ServiceUnavailableError),
+        pytest.raises(turnout.InternalServerError),
     ):
         job.chat(ASK)
-    assert script.paths().count("llm-call") == 1
+    assert paths(script).count("llm-call") == 1
 
 
 def test_retry_overrides_adjust_the_documented_policy(emulator):
-    script = Script({"llm-call": [Fault(error="503")]})
+    script = jobs({"llm-call": [Fault(error="plain_500")]})
     job = JobSession(
         deployment(retry_policy=None),
         transport=transport_for(emulator, script),
@@ -347,9 +352,9 @@ def test_retry_overrides_adjust_the_documented_policy(emulator):
     # Only max_retries changed: the rest is SaaS-LiteLLM's documented policy.
     assert (job.retry_policy.max_retries, job.retry_policy.base, job.retry_policy.cap) == (0, 1.0, 32.0)
     assert job.retry_policy.jitter == "symmetric"
-    with job, pytest.raises(turnout.ServiceUnavailableError):
+    with job, pytest.raises(turnout.InternalServerError):
         job.chat(ASK)
-    assert script.paths().count("llm-call") == 1
+    assert paths(script).count("llm-call") == 1
 
 
 def test_deployment_policy_is_used_by_default(emulator, script):
@@ -370,7 +375,7 @@ def test_job_not_found_is_not_retried_and_completing_it_fails(emulator, script):
     with pytest.raises(turnout.NotFoundError) as raised:
         lose_the_job()
     # The call was not repeated; the completion's own 404 came out of the `with`.
-    assert script.paths() == ["create", "llm-call", "complete"]
+    assert paths(script) == ["create", "llm-call", "complete"]
     assert raised.value.message == "Job not found"
 
 
@@ -386,7 +391,7 @@ def test_explicit_complete_then_exit_sends_nothing_more(emulator, script):
             job.chat(ASK)
         with pytest.raises(RuntimeError):
             job.complete()
-    assert script.paths() == ["create", "llm-call", "complete"]
+    assert paths(script) == ["create", "llm-call", "complete"]
 
 
 def test_explicit_fail(emulator, script):
@@ -412,7 +417,7 @@ def test_complete_with_a_bad_status_is_refused_locally(emulator, script):
         pytest.raises(ValueError, match="completed"),
     ):
         job.complete("done")
-    assert script.paths() == ["create", "complete"]
+    assert paths(script) == ["create", "complete"]
 
 
 def test_calls_before_start_are_refused():
@@ -430,7 +435,7 @@ def test_start_and_complete_without_with(emulator, script):
     session.chat(ASK)
     assert session.complete().job_id == job_id
     session.close()
-    assert script.paths() == ["create", "llm-call", "complete"]
+    assert paths(script) == ["create", "llm-call", "complete"]
 
 
 # -- clients, configuration, keys --------------------------------------------------------

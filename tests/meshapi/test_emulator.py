@@ -67,6 +67,16 @@ def test_a_kind_renders_as_its_meshapi_code(emulator: MeshAPIEmulator, kind: Err
     assert error.code == KIND_CODES[kind]
 
 
+@pytest.mark.parametrize("kind", [k for k in ErrorKind if k in KIND_CODES])
+def test_a_kind_as_a_stream_frame_carries_its_meshapi_code(
+    emulator: MeshAPIEmulator, kind: ErrorKind
+) -> None:
+    payload = json.loads(emulator.error_frame(kind.value, "req_kind")[len(b"data: ") :])
+    error = MeshAPI().stream_error(payload, HTTPResponse(200, {"content-type": "text/event-stream"}))
+    assert error is not None
+    assert (error.kind, error.code) == (kind, KIND_CODES[kind])
+
+
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
@@ -129,8 +139,9 @@ def test_the_upstream_error_envelope_carries_the_providers_error(emulator: MeshA
     assert error.extra["provider_error"]["provider"] == "openai"
 
 
-def test_the_validation_envelope_carries_details(emulator: MeshAPIEmulator) -> None:
-    error = normalized(emulator.render_error("validation_error"))
+@pytest.mark.parametrize("code", ["validation_error", "unprocessable_entity"])
+def test_the_validation_envelope_carries_details(emulator: MeshAPIEmulator, code: str) -> None:
+    error = normalized(emulator.render_error(code))
     assert error.details == (FieldError("temperature", "less_than_equal", "must be <= 2"),)
 
 

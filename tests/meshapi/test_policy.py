@@ -1,14 +1,21 @@
-"""MeshAPI's default retry policy: its SDK's, as RetryPolicy.decide applies it."""
+"""MeshAPI's default retry policy: its SDK's, as RetryPolicy.decide applies it, and as the
+router applies it by default. (How the router applies any policy is tested once, in
+tests/core/test_router_retries.py.)"""
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
 import turnout
 from turnout import GiveUp, ProviderError, Retry
+from turnout.emulation import Fault, FaultScript, mock_transport
+from turnout_meshapi.emulator import MeshAPIEmulator
 from turnout_meshapi.provider import MeshAPI
+
+from .helpers import KEY, MODEL
 
 POLICY = MeshAPI.retry_policy
 
@@ -120,3 +127,36 @@ def test_an_internal_error_under_a_2xx_is_not_retried(provider: MeshAPI) -> None
     # An envelope with no status of its own gets its code's documented 500.
     error = provider.normalize(status=None, body={"error": {"code": "internal_error"}})
     assert isinstance(POLICY.decide(error, 0), GiveUp)
+
+
+def test_never_retries_a_malformed_completion() -> None:
+    # A 200 that is not a completion: not one of the statuses the SDK repeats.
+    error = turnout.error_for(turnout.ErrorKind.PARSE_ERROR, "the response has no choices", status=200)
+    assert isinstance(POLICY.decide(error, 0), GiveUp)
+
+
+async def chat(mode: str, deployment: turnout.Deployment, transport: Any) -> turnout.ProviderError | None:
+    """One call with the router of `mode`: the error it raised, or None."""
+    hi = [{"role": "user", "content": "hi"}]
+    try:
+        if mode == "sync":
+            with turnout.Router([deployment], transport=transport) as router:
+                router.chat(hi)
+        else:
+            async with turnout.AsyncRouter([deployment], transport=transport) as arouter:
+                await arouter.chat(hi)
+    except turnout.ProviderError as error:
+        return error
+    return None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_the_router_applies_meshapis_policy_by_default(mode: str) -> None:
+    # turnout's generic policy would repeat a server_error; MeshAPI's never repeats a 500.
+    script = FaultScript(Fault(error="internal_error"))
+    transport = mock_transport({"mesh.test": MeshAPIEmulator()}, script)
+    deployment = turnout.Deployment("mesh", "meshapi", MODEL, api_key=KEY, base_url="https://mesh.test")
+    error = await chat(mode, deployment, transport)
+    assert isinstance(error, turnout.InternalServerError)
+    assert len(script.requests) == 1
+    assert len(error.attempts) == 1

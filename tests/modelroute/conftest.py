@@ -8,7 +8,7 @@ import pytest
 
 import turnout
 from turnout import ChatResponse, Deployment, HTTPResponse
-from turnout.emulation import EmulatedRequest, Fault, FaultSource, mock_transport
+from turnout.emulation import Fault, FaultScript, FaultSource, mock_transport
 from turnout_modelroute.emulator import ModelRouteEmulator
 from turnout_modelroute.provider import fake_key
 
@@ -38,16 +38,9 @@ def execution(status: str, execution_id: str = "exe_1", **extra: Any) -> dict[st
     return {"id": execution_id, "status": status, **extra}
 
 
-def on(path_suffix: str, method: str, faults: Sequence[Fault | None]) -> FaultSource:
+def on(path_suffix: str, method: str, faults: Sequence[Fault | None]) -> FaultScript:
     """Faults for the requests to one endpoint, in order; everything else unfaulted."""
-    pending = list(faults)
-
-    def choose(request: EmulatedRequest) -> Fault | None:
-        if request.method == method and request.path.endswith(path_suffix) and pending:
-            return pending.pop(0)
-        return None
-
-    return choose
+    return FaultScript(*faults, match=lambda r: r.method == method and r.path.endswith(path_suffix))
 
 
 class Harness:

@@ -115,6 +115,26 @@ def test_pending_processing_completed() -> None:
     assert answer.usage == turnout.Usage(3, 2, 5)
 
 
+def test_the_result_is_the_whole_answer_and_counts_it_does_not_report_are_none() -> None:
+    flow, _, _, _ = start()
+    fetch = flow.send(response(202, execution("COMPLETED")))
+    assert isinstance(fetch, Send)
+    payload = {
+        "id": "exe_1",
+        "output": {"text": "hi", "finish_reason": "max_tokens"},
+        "usage": {"input_tokens": 3},
+    }
+    answer = finish(flow, response(200, payload, headers={"X-Request-Id": "req_9"}))
+    assert answer.usage == turnout.Usage(3, None, None, None, None)
+    # finish reasons in OpenAI's words; the message is ready to append to the history.
+    assert answer.finish_reason == "length"
+    assert answer.message == {"role": "assistant", "content": "hi"}
+    assert answer.raw == payload
+    assert answer.headers["x-request-id"] == "req_9"
+    assert answer.tool_calls == ()
+    assert answer.refusal is None
+
+
 def test_default_poll_interval_is_two_seconds() -> None:
     mr = provider()
     dep = turnout.Deployment("d", "modelroute", "m", api_key=KEY, base_url=BASE)

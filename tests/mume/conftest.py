@@ -7,11 +7,11 @@ import pytest
 
 import turnout
 from turnout.emulation import mock_transport
+from turnout.testing.server import EmulatorServer
 from turnout_mume.emulator import MumeEmulator
 from turnout_mume.provider import Mume
 
 from .helpers import mume_deployment
-from .httpserver import EmulatorServer
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import turnout
 from turnout import ErrorKind
 from turnout._normalize import kind_for_status
-from turnout.emulation import EmulatedRequest, Fault
 from turnout_mume.provider import MUME_CODES, Mume
 
 KEY = "sk-mume-0123456789abcdef-secret"
@@ -20,12 +18,6 @@ MUME = Mume()
 
 # Mume's own policy with the waits shrunk: the same decisions, no real sleeping.
 FAST = turnout.RetryOverrides(base=0.001, cap=0.001)
-
-
-def scripted(*faults: Fault | None) -> Callable[[EmulatedRequest], Fault | None]:
-    """Faults for successive requests, then none."""
-    remaining = iter(faults)
-    return lambda request: next(remaining, None)
 
 
 def mume_deployment(name: str = "mume", **kw: Any) -> turnout.Deployment:

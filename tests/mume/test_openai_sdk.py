@@ -13,12 +13,12 @@ import pytest
 
 import turnout
 from turnout import ErrorKind
-from turnout.emulation import Fault
+from turnout.emulation import Fault, FaultScript
+from turnout.testing.server import EmulatorServer
 from turnout_mume.emulator import DOCUMENTED_STATUSES
 from turnout_mume.provider import MUME_CODES
 
-from .helpers import FAST, HI, KEY, MODEL, MUME, drain, scripted
-from .httpserver import EmulatorServer
+from .helpers import FAST, HI, KEY, MODEL, MUME, drain
 
 openai = pytest.importorskip("openai")
 
@@ -203,11 +203,11 @@ def test_where_the_tries_differ_on_purpose(
 def test_the_sdk_and_turnout_both_recover_from_one_503(
     mume_server: EmulatorServer, plugins: turnout.Plugins
 ) -> None:
-    mume_server.fault = scripted(Fault(error="503", retry_after=0.001))
+    mume_server.fault = FaultScript(Fault(error="503", retry_after=0.001))
     with client(mume_server, max_retries=2) as sdk:
         completion = sdk.chat.completions.create(model=MODEL, messages=HI)
     assert completion.choices[0].message.content == "echo: hello there"
-    mume_server.fault = scripted(Fault(error="503", retry_after=0.001))
+    mume_server.fault = FaultScript(Fault(error="503", retry_after=0.001))
     deployment = turnout.Deployment(
         "mume", "mume", MODEL, api_key=KEY, base_url=mume_server.base_url, retry_policy=FAST
     )

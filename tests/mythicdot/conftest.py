@@ -6,11 +6,11 @@ from typing import Any
 import pytest
 
 import turnout
-from turnout.emulation import mock_transport
+from turnout.emulation import FaultScript, mock_transport
 from turnout_mythicdot.emulator import MythicDotEmulator
 from turnout_mythicdot.provider import MythicDot
 
-from .helpers import HOST, FaultScript, NoJitter, deployment, emulators
+from .helpers import HOST, NoJitter, deployment, emulators
 
 
 @pytest.fixture
@@ -45,21 +45,3 @@ def make_router() -> Iterator[Callable[..., turnout.Router]]:
     yield make
     for router in made:
         router.close()
-
-
-@pytest.fixture
-def make_async_router() -> Callable[..., turnout.AsyncRouter]:
-    def make(
-        faults: FaultScript | None = None,
-        deployments: Sequence[turnout.Deployment] | None = None,
-        hosts: Sequence[str] = (HOST,),
-        **kwargs: Any,
-    ) -> turnout.AsyncRouter:
-        kwargs.setdefault("rng", NoJitter())
-        return turnout.AsyncRouter(
-            list(deployments or [deployment()]),
-            transport=mock_transport(emulators(hosts), faults),
-            **kwargs,
-        )
-
-    return make

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import turnout
-from turnout.emulation import EmulatedRequest, Fault
 from turnout_mythicdot.emulator import MythicDotEmulator
 
 HOST = "mythic.test"
@@ -20,18 +19,6 @@ class NoJitter(random.Random):
 
     def uniform(self, a: float, b: float) -> float:
         return a
-
-
-class FaultScript:
-    """Faults for consecutive requests (None: the gateway works), recording what was sent."""
-
-    def __init__(self, faults: Iterable[Fault | None] = ()) -> None:
-        self._faults = list(faults)
-        self.requests: list[EmulatedRequest] = []
-
-    def __call__(self, request: EmulatedRequest) -> Fault | None:
-        self.requests.append(request)
-        return self._faults.pop(0) if self._faults else None
 
 
 def deployment(name: str = "mythic", host: str = HOST, **kwargs: Any) -> turnout.Deployment:

@@ -78,7 +78,14 @@ def test_every_kind_renders_and_round_trips(kind: str) -> None:
     reply = MythicDotEmulator().render_error(kind, retry_after=0.5)
     error = normalized(reply)
     assert error.kind is ErrorKind(kind)
+    assert error.code == KIND_CODES.get(kind)  # a kind renders as MythicDot's code for it
     assert error.request_id == "req_mythicdot_000001"
+
+
+def test_a_model_not_in_the_plan_names_the_model_field() -> None:
+    error = normalized(MythicDotEmulator().render_error("model_not_in_plan"))
+    assert (type(error), error.status) == (turnout.PermissionDeniedError, 403)
+    assert [d.field for d in error.details] == ["model"]
 
 
 @pytest.mark.parametrize("code", list(MYTHICDOT_CODES))
@@ -146,7 +153,11 @@ def test_completion() -> None:
     payload = json.loads(reply.body)
     assert payload["object"] == "chat.completion"
     assert payload["model"] == "mythic-4"
-    assert payload["choices"][0]["message"] == {"role": "assistant", "content": "echo: hello there world"}
+    assert payload["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "echo: hello there world",
+        "refusal": None,
+    }
     assert payload["choices"][0]["finish_reason"] == "stop"
     assert reply.header("x-request-id") == "req_mythicdot_000001"
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from turnout.emulation import Fault, mock_transport
+from turnout.emulation import Fault, FaultScript, mock_transport
 from turnout_mythicdot.emulator import MythicDotEmulator
 
-from .helpers import BASE_URL, HOST, KEY, FaultScript
+from .helpers import BASE_URL, HOST, KEY
 
 openai = pytest.importorskip("openai")
 
@@ -46,7 +46,7 @@ def test_completion_and_stream() -> None:
     ],
 )
 def test_errors_read_by_the_sdk(code: str, exception: str, param: str | None) -> None:
-    sdk = client(FaultScript([Fault(error=code, retry_after=0.01)]))
+    sdk = client(FaultScript(Fault(error=code, retry_after=0.01)))
     with pytest.raises(getattr(openai, exception)) as info:
         sdk.chat.completions.create(model="mythic-4", messages=HI)  # type: ignore[attr-defined]
     assert info.value.code == code

@@ -81,6 +81,8 @@ def make_router(
 
     transport = mock_transport({f"{n}.test": TinyEmulator() for n in names}, faults)
     kw.setdefault("retry_policy", NO_RETRY)
+    # These tests are about sharing a breaker, not its calibration: it trips after five.
+    kw.setdefault("breaker", turnout.BreakerConfig(consecutive_failures=5))
     router = turnout.Router(
         [deployment(n) for n in names], plugins=plugins(), transport=transport, store=store, **kw
     )

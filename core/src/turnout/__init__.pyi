@@ -90,31 +90,47 @@ from ._models import (
 from ._normalize import (
     CodeRule as CodeRule,
     ErrorFields as ErrorFields,
+    ErrorNormalizer as ErrorNormalizer,
     ErrorTable as ErrorTable,
     MessageRule as MessageRule,
+    TableNormalizer as TableNormalizer,
     extract_openai as extract_openai,
+)
+from ._checks import (
+    Check as Check,
+)
+from ._observe import (
+    AttemptEvent as AttemptEvent,
+    BreakerEvent as BreakerEvent,
+    CallEvent as CallEvent,
 )
 from ._openai import (
     OpenAICompatible as OpenAICompatible,
+    OpenAIOptions as OpenAIOptions,
 )
 from ._plugins import (
     Plugins as Plugins,
     ProviderInfo as ProviderInfo,
+    RetryPolicyInfo as RetryPolicyInfo,
+    effective_policy as effective_policy,
     normalize_error as normalize_error,
     providers as providers,
+    register_normalizer as register_normalizer,
     register_plugin as register_plugin,
     register_provider as register_provider,
+    register_retry_policy as register_retry_policy,
+    retry_policies as retry_policies,
 )
 from ._provider import (
     Provider as Provider,
 )
 from ._retry import (
     GiveUp as GiveUp,
+    NamedPolicy as NamedPolicy,
     Retry as Retry,
     RetryOverrides as RetryOverrides,
     RetryPolicy as RetryPolicy,
     backoff as backoff,
-    effective_policy as effective_policy,
 )
 from ._retrying import (
     retrying as retrying,

@@ -16,6 +16,7 @@ from ._models import ToolCall, ToolCallDelta, Usage
 
 __all__ = [
     "FINISH_REASONS",
+    "MAP",
     "Malformed",
     "count",
     "finish_reason",
@@ -28,6 +29,11 @@ __all__ = [
 
 class Malformed(ValueError):
     """A field is present but not of the documented shape."""
+
+
+# Parsed JSON objects are dicts: checking `dict` first spares the slow ABC check of
+# `Mapping` on the streaming hot path, and any other Mapping is still accepted.
+MAP = (dict, Mapping)
 
 
 # Every gateway's finish reasons in OpenAI's words (Anthropic, Gemini, legacy OpenAI).
@@ -54,55 +60,66 @@ FINISH_REASONS: Mapping[str, str] = {
 
 def finish_reason(value: Any) -> str | None:
     """`end_turn` is `stop`, `max_tokens` is `length`, ...; an unknown reason is kept as sent."""
+    if type(value) is str and value in FINISH_REASONS:  # the common case, at once
+        return FINISH_REASONS[value]
     if not isinstance(value, str) or not value:
         return None
-    return FINISH_REASONS.get(value) or FINISH_REASONS.get(value.lower()) or value
+    return FINISH_REASONS.get(value.lower()) or value
 
 
 def count(value: Any) -> int | None:
     """A token count: a non-negative integer, else None (not reported)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if (type(value) is int or (isinstance(value, int) and not isinstance(value, bool))) and value >= 0:
         return value
     return None
 
 
-def _first(mapping: Mapping[str, Any], *paths: str) -> int | None:
+def _first(mapping: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> int | None:
     for path in paths:
-        node: Any = mapping
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        found = count(node)
+        node: Any = mapping.get(path[0])
+        for part in path[1:]:
+            node = node.get(part) if isinstance(node, MAP) else None
+        if type(node) is int and node >= 0:
+            return node
+        found = count(node) if node is not None else None
         if found is not None:
             return found
     return None
 
 
+def _paths(*dotted: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(path.split(".")) for path in dotted)
+
+
+_PROMPT = _paths("prompt_tokens", "input_tokens", "promptTokenCount")
+_COMPLETION = _paths("completion_tokens", "output_tokens", "candidatesTokenCount")
+_TOTAL = _paths("total_tokens", "totalTokenCount")
+_CACHED = _paths(
+    "prompt_tokens_details.cached_tokens",
+    "input_tokens_details.cached_tokens",
+    "cache_read_input_tokens",
+    "cachedContentTokenCount",
+)
+_REASONING = _paths(
+    "completion_tokens_details.reasoning_tokens",
+    "output_tokens_details.reasoning_tokens",
+    "thoughtsTokenCount",
+)
+
+
 def usage_from(value: Any) -> Usage | None:
     """Token usage under OpenAI's, Anthropic's or Gemini's names; a count not reported
     is None (never 0); a total not reported is the sum when both parts are."""
-    if not isinstance(value, Mapping):
+    if value is None or not isinstance(value, MAP):
         return None
-    prompt = _first(value, "prompt_tokens", "input_tokens", "promptTokenCount")
-    completion = _first(value, "completion_tokens", "output_tokens", "candidatesTokenCount")
-    total = _first(value, "total_tokens", "totalTokenCount")
+    prompt = _first(value, _PROMPT)
+    completion = _first(value, _COMPLETION)
+    total = _first(value, _TOTAL)
     if total is None and prompt is not None and completion is not None:
         total = prompt + completion
-    cached = _first(
-        value,
-        "prompt_tokens_details.cached_tokens",
-        "input_tokens_details.cached_tokens",
-        "cache_read_input_tokens",
-        "cachedContentTokenCount",
-    )
-    reasoning = _first(
-        value,
-        "completion_tokens_details.reasoning_tokens",
-        "output_tokens_details.reasoning_tokens",
-        "thoughtsTokenCount",
-    )
     if prompt is None and completion is None and total is None:
         return None
-    return Usage(prompt, completion, total, cached, reasoning)
+    return Usage(prompt, completion, total, _first(value, _CACHED), _first(value, _REASONING))
 
 
 def text_of(content: Any) -> str | None:
@@ -156,27 +173,26 @@ def tool_calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:
 
 
 def tool_call_deltas(delta: Mapping[str, Any]) -> tuple[ToolCallDelta, ...]:
-    """The tool-call pieces of one streamed delta."""
+    """The tool-call pieces of one streamed delta (a hot path: one call per chunk)."""
     calls = delta.get("tool_calls")
     if calls is None:
         return ()
-    if not isinstance(calls, list):
+    if type(calls) is not list:
         raise Malformed("delta.tool_calls is not a list")
     found: list[ToolCallDelta] = []
     for position, call in enumerate(calls):
-        if not isinstance(call, Mapping):
+        if not isinstance(call, MAP):
             raise Malformed(f"delta.tool_calls[{position}] is not an object")
         index = call.get("index", position)
-        if count(index) is None:
+        if (type(index) is not int or index < 0) and count(index) is None:
             raise Malformed(f"delta.tool_calls[{position}].index is not a number")
         function = call.get("function") or {}
-        if not isinstance(function, Mapping):
+        if not isinstance(function, MAP):
             raise Malformed(f"delta.tool_calls[{position}].function is not an object")
         call_id, name, arguments = call.get("id"), function.get("name"), function.get("arguments") or ""
-        for value in (call_id, name):
-            if value is not None and not isinstance(value, str):
-                raise Malformed(f"delta.tool_calls[{position}] has a non-string id or name")
-        found.append(
-            ToolCallDelta(index, call_id, name, _str(arguments, "delta.tool_calls.function.arguments"))
-        )
+        if not (call_id is None or isinstance(call_id, str)) or not (name is None or isinstance(name, str)):
+            raise Malformed(f"delta.tool_calls[{position}] has a non-string id or name")
+        if not isinstance(arguments, str):
+            raise Malformed("delta.tool_calls.function.arguments is not a string")
+        found.append(ToolCallDelta(index, call_id, name, arguments))
     return tuple(found)

@@ -57,24 +57,31 @@ class Assembly:
         self.model: str | None = None
 
     def add(self, chunk: ChatChunk) -> None:
+        """Keep one chunk (a hot path: once per chunk of every stream)."""
         if chunk.delta:
             self.text.append(chunk.delta)
         if chunk.refusal:
             self._refusal.append(chunk.refusal)
-        for piece in chunk.tool_calls:
-            call = self._calls.get(piece.index)
-            if call is None:
-                call = self._calls[piece.index] = _Call()
-            call.id = call.id or piece.id
-            call.name = call.name or piece.name
-            if piece.arguments:
-                call.arguments.append(piece.arguments)
+        if chunk.tool_calls:
+            calls = self._calls
+            for piece in chunk.tool_calls:
+                call = calls.get(piece.index)
+                if call is None:
+                    call = calls[piece.index] = _Call()
+                if not call.id:
+                    call.id = piece.id
+                if not call.name:
+                    call.name = piece.name
+                if piece.arguments:
+                    call.arguments.append(piece.arguments)
         if chunk.finish_reason is not None:
             self.finish_reason = chunk.finish_reason
         if chunk.usage is not None:
             self.usage = merge_usage(self.usage, chunk.usage)
-        self.request_id = self.request_id or chunk.request_id
-        self.model = self.model or chunk.model
+        if not self.request_id:
+            self.request_id = chunk.request_id
+        if not self.model:
+            self.model = chunk.model
 
     def tool_calls(self) -> tuple[ToolCall, ...]:
         return tuple(
@@ -86,7 +93,9 @@ class Assembly:
         content = "".join(self.text)
         refusal = "".join(self._refusal) or None
         calls = self.tool_calls()
-        message: dict[str, Any] = {"role": "assistant", "content": content if content or not calls else None}
+        # As a gateway sends it: no text beside tool calls or a refusal is a null content.
+        empty = not content and (calls or refusal is not None)
+        message: dict[str, Any] = {"role": "assistant", "content": None if empty else content}
         if refusal is not None:
             message["refusal"] = refusal
         if calls:

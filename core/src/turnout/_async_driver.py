@@ -8,13 +8,12 @@ is used; hedged legs are tasks, and losers are cancelled.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
-from ._driving import DRAIN_READS, DriverBase, is_cleanup, is_cleanup_send
+from ._driving import DRAIN_READS, LOST_RACE, DriverBase, abandon_reason, is_cleanup, is_cleanup_send
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
@@ -22,6 +21,7 @@ from ._flow import (
     Flow,
     HTTPResponse,
     LoadState,
+    Notify,
     OpenStream,
     Race,
     ReadBody,
@@ -31,9 +31,10 @@ from ._flow import (
     UpdateBudget,
     UpdateState,
 )
-from ._limits import CallLimits
+from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
-from ._pump import DONE, Pump
+from ._observe import Observers
+from ._pump import DONE, Pump, acapture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
 from ._state import StateStore
@@ -56,8 +57,9 @@ class AsyncDriver(DriverBase):
         transports: Mounts[httpx.AsyncBaseTransport] | None = None,
         client: httpx.AsyncClient | None = None,
         headers: Mapping[str, str] | None = None,
+        observers: Observers | None = None,
     ) -> None:
-        super().__init__(limits, store, client=client, headers=headers)
+        super().__init__(limits, store, client=client, headers=headers, observers=observers)
         self.async_client = client
         self.transports = transports
         self.response: httpx.Response | None = None
@@ -73,7 +75,11 @@ class AsyncDriver(DriverBase):
             LoadState: lambda c: self.store.aload(c.names),
             UpdateState: lambda c: self.store.aupdate(c.name, c.fn),
             UpdateBudget: lambda c: self.store.aupdate_budget(c.fn),
+            Notify: self.notify,
         }
+
+    async def notify(self, command: Notify) -> None:
+        self.observers.notify(command.event)
 
     async def run(self, flow: Flow[Any], out: list[Any]) -> AsyncGenerator[ChatChunk, None]:
         """Yields the chunks; the flow's result is appended to `out` (async generators
@@ -85,13 +91,13 @@ class AsyncDriver(DriverBase):
                 if type(command) is Emit:
                     yield command.chunk
                     command = pump.send(None)
-                    continue
-                try:
-                    value = await self.perform(command)
-                except ProviderError as exc:
-                    command = pump.throw(exc)
                 else:
-                    command = pump.send(value)
+                    try:
+                        value = await self.perform(command)
+                    except ProviderError as exc:
+                        command = pump.throw(exc)
+                    else:
+                        command = pump.send(value)
             await self.drain()
             out.append(pump.result)
         except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit, SystemExit) as exc:
@@ -118,17 +124,12 @@ class AsyncDriver(DriverBase):
         await self.close_stream()
         raise self.limits.expired_error()
 
-    async def abandon(self, pump: Pump[Any], reason: BaseException) -> None:
+    async def abandon(self, pump: Pump[Any, Any], reason: BaseException) -> None:
         await self.close_stream()
         try:
-            command = pump.throw(CallAbandoned(repr(reason)))
+            command = pump.throw(CallAbandoned(abandon_reason(reason)))
             while is_cleanup(command):
-                try:
-                    value = await self.perform(command, cleanup=True)
-                except ProviderError as exc:
-                    command = pump.throw(exc)
-                else:
-                    command = pump.send(value)
+                command = pump.resume(await acapture(self.perform(command, cleanup=True), ProviderError))
         except BaseException:  # noqa: S110 - cleanup is best effort by contract
             pass
         pump.flow.close()
@@ -272,7 +273,7 @@ class AsyncDriver(DriverBase):
         finally:
             losers = [t for t in tasks if not t.done()]
             for task in losers:
-                task.cancel()
+                task.cancel(LOST_RACE)
             if losers:
                 await asyncio.gather(*losers, return_exceptions=True)
 
@@ -284,6 +285,7 @@ class AsyncDriver(DriverBase):
             transports=self.transports,
             client=self.async_client,
             headers=self.headers,
+            observers=self.observers,
         )
 
     async def leg(self, flow: Flow[Any]) -> Any:
@@ -297,18 +299,10 @@ async def _once(content: bytes) -> AsyncIterator[bytes]:
     yield content
 
 
-async def arun_flow(
-    flow: Flow[Any],
-    client: httpx.AsyncClient,
-    *,
-    deadline: float = 600.0,
-    timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    limits: CallLimits | None = None,
-) -> Any:
+async def arun_flow(flow: Flow[Any], client: httpx.AsyncClient, **options: Unpack[FlowOptions]) -> Any:
     """`run_flow` for asyncio."""
     out: list[Any] = []
-    run = astream_flow(flow, client, out, deadline=deadline, timeout=timeout, clock=clock, limits=limits)
+    run = astream_flow(flow, client, out, **options)
     async for chunk in run:
         await run.aclose()
         raise TypeError(f"arun_flow cannot drive a flow that emits chunks (got {chunk!r}); use astream_flow")
@@ -316,15 +310,7 @@ async def arun_flow(
 
 
 def astream_flow(
-    flow: Flow[Any],
-    client: httpx.AsyncClient,
-    out: list[Any],
-    *,
-    deadline: float = 600.0,
-    timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    limits: CallLimits | None = None,
+    flow: Flow[Any], client: httpx.AsyncClient, out: list[Any], **options: Unpack[FlowOptions]
 ) -> AsyncGenerator[ChatChunk, None]:
     """Drive a streaming flow with asyncio: yields its chunks; its result is appended to `out`."""
-    limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
-    return AsyncDriver(limits, client=client).run(flow, out)
+    return AsyncDriver(limits_of(options), client=client).run(flow, out)

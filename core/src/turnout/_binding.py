@@ -14,20 +14,28 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from ._errors import ConfigError
 from ._logmask import hide_in_logs
 from ._models import Deployment
 from ._ranges import Range
-from ._retry import RetryOverrides, RetryPolicy, effective_policy
+from ._retry import NamedPolicy, PolicyLayer, RetryOverrides, RetryPolicy, layered_policy
 from ._routing import DEFAULT_ROUTE, STRATEGIES, Route, route_from
 
 if TYPE_CHECKING:
     from ._plugins import Plugins
     from ._provider import Provider
 
-__all__ = ["MAX_URL_LENGTH", "Target", "bind", "check_key", "check_positive", "check_routes"]
+__all__ = [
+    "MAX_URL_LENGTH",
+    "Target",
+    "bind",
+    "check_key",
+    "check_positive",
+    "check_routes",
+    "policy_layer",
+]
 
 # A base URL longer than this is a mistake (a pasted document), not an address.
 MAX_URL_LENGTH = 2048
@@ -96,12 +104,30 @@ def _check_deployment(deployment: Deployment, path: str) -> None:
     check_positive(deployment.output_cost, f"{path}.output_cost", allow_zero=True)
 
 
+def policy_layer(layer: Any, path: str) -> PolicyLayer:
+    """A layer of retry settings, checked; a named one remembers where it was set."""
+    if isinstance(layer, str):
+        return NamedPolicy(layer, path=path)
+    if isinstance(layer, NamedPolicy):
+        return layer if layer.path is not None else evolve(layer, path=path)
+    if layer is None or isinstance(layer, RetryPolicy | RetryOverrides):
+        return layer
+    raise ConfigError(
+        "must be a turnout.RetryPolicy, RetryOverrides, or the name of a retry policy",
+        path=path,
+        value=type(layer).__name__,
+    )
+
+
 def bind(
     deployments: Sequence[Deployment],
     plugins: Plugins,
-    policy: RetryPolicy | RetryOverrides | None = None,
+    policy: PolicyLayer = None,
 ) -> dict[str, Target]:
-    """Each deployment with its provider and effective retry policy, checked."""
+    """Each deployment with its provider and effective retry policy, checked: the
+    provider's, then the router's, then the deployment's (named policies looked
+    up in `plugins`; an unknown name is a ConfigError naming the known ones)."""
+    router_layer = policy_layer(policy, "retry_policy")
     if not deployments:
         raise ConfigError("at least one deployment is needed", path="deployments")
     targets: dict[str, Target] = {}
@@ -124,7 +150,8 @@ def bind(
                 f"provider {provider.name!r} has no public URL: set one", path=f"{path}.base_url"
             )
         check_url(base, f"{path}.base_url")
-        effective = effective_policy(provider.retry_policy, policy, deployment.retry_policy)
+        layers = (router_layer, policy_layer(deployment.retry_policy, f"{path}.retry_policy"))
+        effective = layered_policy(provider.retry_policy, layers, plugins.named_policy)
         target = targets[deployment.name] = Target(deployment, provider, effective)
         hide_in_logs(key, target)
     return targets

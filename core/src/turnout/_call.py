@@ -18,9 +18,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from attrs import evolve
-
-from ._assembly import Assembly
 from ._binding import Target
 from ._errors import (
     KIND_RULES,
@@ -29,26 +26,31 @@ from ._errors import (
     FieldError,
     NoHealthyDeploymentError,
     ProviderError,
+    TurnoutError,
     attribute_error,
     deadline_error,
     error_for,
 )
-from ._flow import CallAbandoned, Emit, Flow, HTTPResponse, Race, Sleep
+from ._flow import CallAbandoned, Emit, Flow, HTTPResponse, Notify, Race, Sleep
 from ._health import (
     BreakerConfig,
     DeploymentState,
     Health,
-    admit,
+    admitting,
     availability,
-    on_failure,
-    on_rate_limit_headers,
-    on_success,
-    release,
+    failing,
+    rate_limited,
+    released,
     report,
+    set_aside,
+    succeeding,
 )
 from ._limits import CallLimits
-from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment
+from ._models import ChatRequest, ChatResponse, Deployment, Usage
+from ._observe import AttemptEvent, BreakerEvent, CallEvent, Observers, breaker_events
+from ._provider import Provider, needed_features
 from ._pump import relay
+from ._record import CallRecord
 from ._retry import RetryPolicy
 from ._retrying import Tried, retry_loop
 from ._routing import Route, RouteTable
@@ -59,38 +61,6 @@ __all__ = ["CallRecord", "RouterCore"]
 # What a provider flow is asked for: its deployment's target, the request, streaming or not.
 FlowMaker = Callable[[Target, ChatRequest, bool], Flow[Any]]
 _RATE_HEADERS = frozenset({"x-ratelimit-remaining", "x-ratelimit-remaining-requests"})
-
-
-class CallRecord:
-    """What one call has done so far; a stream exposes it while it runs."""
-
-    __slots__ = ("answer", "attempts", "deployment", "emitted", "first_chunk_at", "headers", "provider")
-
-    def __init__(self) -> None:
-        self.attempts: list[Attempt] = []
-        self.answer = Assembly()
-        self.emitted = 0
-        self.headers: dict[str, str] = {}
-        self.deployment: str | None = None
-        self.provider: str | None = None
-        self.first_chunk_at: float | None = None
-
-    def observe(self, chunk: ChatChunk) -> None:
-        self.emitted += 1
-        self.answer.add(chunk)
-
-    @property
-    def committed(self) -> bool:
-        """A chunk reached the caller: the call can no longer move elsewhere."""
-        return self.emitted > 0
-
-    @property
-    def text(self) -> str:
-        return "".join(self.answer.text)
-
-    def response(self) -> ChatResponse:
-        """The whole answer of a stream, assembled from its chunks."""
-        return self.answer.response(self.headers)
 
 
 def _provider_flow(target: Target, request: ChatRequest, stream: bool) -> Flow[Any]:
@@ -113,7 +83,8 @@ class RouterCore:
         breaker: BreakerConfig | None = None,
         budget: RetryBudget | None = None,
         store: StateStore | None = None,
-        wait_for_healthy: bool = False,
+        wait_for_healthy: bool = True,
+        observers: Observers | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -134,11 +105,17 @@ class RouterCore:
         self.breaker = breaker or BreakerConfig()
         self.budget = budget or RetryBudget()
         self.store: StateStore = store or MemoryStore(self.budget.burst)
-        # When every deployment is set aside: wait (within the deadline) instead of raising.
+        # When every deployment left is set aside and the first frees up within the
+        # call's deadline: wait for it instead of failing (False: fail at once).
         self.wait_for_healthy = wait_for_healthy
         deployments = {name: target.deployment for name, target in self.targets.items()}
         self.table = RouteTable(routes, deployments, self.breaker, self.rng)
         self.make_flow = make_flow
+        self.observers = observers or Observers()
+        # Whether a provider decides for itself what it cannot carry (not only by capabilities).
+        self._custom_unsupported = any(
+            type(target.provider).unsupported is not Provider.unsupported for target in self.targets.values()
+        )
 
     # -- what it holds ------------------------------------------------------------
 
@@ -165,11 +142,23 @@ class RouterCore:
     def unsupported(self, route: Route, request: ChatRequest, *, stream: bool) -> frozenset[str]:
         """The deployments of `route` (and its fallbacks) that cannot carry `request`;
         when none can, the `unsupported_feature` error, before any request."""
+        needed: list[str] | None = None
+        if not self._custom_unsupported:
+            needed = needed_features(request, stream=stream)
+            if not needed:
+                return frozenset()
         missing: dict[str, list[str]] = {}
-        candidates = self.table.plan(route, dict.fromkeys(self.names, _EMPTY))
+        candidates = self.table.members(route)
         for name in candidates:
             target = self.targets[name]
-            lacking = target.provider.unsupported(target.deployment, request, stream=stream)
+            provider = target.provider
+            if type(provider).unsupported is Provider.unsupported:
+                # The common case, without asking each provider to look at the request again.
+                if needed is None:
+                    needed = needed_features(request, stream=stream)
+                lacking = [feature for feature in needed if feature not in provider.capabilities]
+            else:
+                lacking = provider.unsupported(target.deployment, request, stream=stream)
             if lacking:
                 missing[name] = lacking
         if missing and len(missing) == len(candidates):
@@ -201,7 +190,72 @@ class RouterCore:
         skip: frozenset[str] = frozenset(),
     ) -> Flow[ChatResponse]:
         """One call: choices, attempts, retries, waits and fallbacks, until a result or an
-        error. Deployments in `skip` cannot carry the request and are never tried."""
+        error. Deployments in `skip` cannot carry the request and are never tried. Its
+        end is told to the router's observers (a `CallEvent`), however it ends."""
+        try:
+            response = yield from self._fallbacks(request, route, limits, record, stream, skip)
+        except (TurnoutError, CallAbandoned) as ended:
+            # (Not on GeneratorExit: a flow being closed may not yield.)
+            if self.observers.wanted(CallEvent):
+                error = ended if isinstance(ended, TurnoutError) else None
+                yield Notify(self._call_event(record, None, error))
+            raise
+        if self.observers.wanted(CallEvent):
+            yield Notify(self._call_event(record, response, None))
+        return response
+
+    def _call_event(
+        self, record: CallRecord, response: ChatResponse | None, error: TurnoutError | None
+    ) -> CallEvent:
+        first = record.first_chunk_at
+        return CallEvent(
+            record.call_id,
+            record.route,
+            response.deployment if response is not None else None,
+            tuple(record.attempts),
+            error,
+            self.clock() - record.started,
+            response.usage if response is not None else None,
+            record.stream,
+            None if first is None else first - record.started,
+            record.metadata,
+        )
+
+    def note(self, record: CallRecord, attempt: Attempt, usage: Usage | None = None) -> Notify | None:
+        """Add an attempt, decided, to the call's record; the `Notify` to yield when an
+        observer or a logger wants to know."""
+        record.attempts.append(attempt)
+        if not self.observers.wanted(AttemptEvent):
+            return None
+        target = self.targets.get(attempt.deployment)
+        model = target.deployment.model if target is not None else ""
+        return Notify(
+            AttemptEvent(
+                record.call_id,
+                record.route,
+                attempt.deployment,
+                attempt.provider,
+                model,
+                len(record.attempts),
+                attempt.error,
+                attempt.elapsed,
+                attempt.waited,
+                attempt.decision,
+                attempt.reason,
+                usage,
+                record.metadata,
+            )
+        )
+
+    def _fallbacks(
+        self,
+        request: ChatRequest,
+        route: Route,
+        limits: CallLimits,
+        record: CallRecord,
+        stream: bool,
+        skip: frozenset[str],
+    ) -> Flow[ChatResponse]:
         table, wall = self.table, self.wall
         yield UpdateBudget(self.budget.deposit)
         states: dict[str, DeploymentState] = yield LoadState(self.names)
@@ -213,20 +267,17 @@ class RouterCore:
             now = wall()
             name, soonest = table.choose(queue, tried, states, now)
             if name is None:
-                wait = (soonest or now) - now
-                if last is None and self.wait_for_healthy and wait < limits.left():
+                wait = None if soonest is None else soonest - now
+                if wait is not None and self.wait_for_healthy and wait < limits.left():
+                    # Every candidate left is set aside, and the first frees up within
+                    # the deadline: wait for it rather than fail the call.
                     yield Sleep(wait)
                     waited += wait
                     states = yield LoadState(self.names)
                     continue
                 if last is not None:
                     raise self._final(last, record)
-                raise NoHealthyDeploymentError(
-                    f"no deployment of route {route.name!r} may be tried now",
-                    route=route.name,
-                    retry_after=wait,
-                    attempts=tuple(record.attempts),
-                )
+                raise self._no_healthy(route, queue, tried, states, now, limits, record)
             backup = None
             if route.hedge_after is not None and not stream:
                 backup, _ = table.choose(queue, tried | {name}, states, now)
@@ -249,7 +300,11 @@ class RouterCore:
                 ends = race
             waited = 0.0
             ran = [end for end in ends if end.admitted]
-            if not ran:  # another call took the last probe slot, or it just tripped
+            if not ran:
+                # Another call took the last probe slot, or it just tripped or cooled
+                # down: look again (and wait for the first to free up, as above).
+                tried.difference_update(end.name for end in ends)
+                states = yield LoadState(self.names)
                 continue
             for end in ran:
                 if end.state is not None:
@@ -257,9 +312,12 @@ class RouterCore:
             winner = next((end for end in ran if end.error is None), None)
             if winner is not None:
                 # Legs of a race that failed before the winner answered: the call moved on.
-                record.attempts.extend(end.attempt("fallback") for end in ran if end is not winner)
-                record.attempts.append(winner.attempt("done"))
-                return self._response(winner, record, stream)
+                for end in ran:
+                    if end is not winner:
+                        yield from _sent(self.note(record, end.attempt("fallback")))
+                response = self._response(winner, record, stream)
+                yield from _sent(self.note(record, winner.attempt("done"), response.usage))
+                return response.answered_by(winner.name, winner.provider, tuple(record.attempts))
             error = ran[-1].error
             assert error is not None
             last = error
@@ -272,7 +330,9 @@ class RouterCore:
                     following = None
                     ran[-1].reason = "the retry budget is spent"
             decision = "fallback" if following is not None else "give_up"
-            record.attempts.extend(end.attempt(decision) for end in ran)
+            for end in ran:
+                if not end.recorded:
+                    yield from _sent(self.note(record, end.attempt(decision)))
             if record.committed:
                 error.partial_text = record.text
             if following is None:
@@ -303,10 +363,11 @@ class RouterCore:
             self.targets[name].policy,
             limits=limits,
             streaming=stream,
-            history=record.attempts,
+            note=lambda attempt: self.note(record, attempt),
             max_wait=self.max_retry_wait,
             can_fall_back=can_fall_back,
             rng=self.rng,
+            waited=waited,
         )
 
     def _response(self, end: Tried, record: CallRecord, stream: bool) -> ChatResponse:
@@ -314,7 +375,38 @@ class RouterCore:
         record.provider = end.provider
         result = end.result if not stream else record.response()
         assert isinstance(result, ChatResponse)
-        return evolve(result, deployment=end.name, provider=end.provider, attempts=tuple(record.attempts))
+        return result
+
+    def _no_healthy(
+        self,
+        route: Route,
+        queue: list[str],
+        tried: set[str],
+        states: Mapping[str, DeploymentState],
+        now: float,
+        limits: CallLimits,
+        record: CallRecord,
+    ) -> NoHealthyDeploymentError:
+        reasons: dict[str, str] = {}
+        soonest: float | None = None
+        for name in queue:
+            if name in tried:
+                continue
+            found = set_aside(states[name], now, self.breaker)
+            if found is not None:
+                reason, until = found
+                reasons[name] = f"{reason} for {until - now:.1f} s more (until {_clock_time(until)})"
+                soonest = until if soonest is None else min(soonest, until)
+        wait = None if soonest is None else soonest - now
+        each = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+        return NoHealthyDeploymentError(
+            f"no deployment of route {route.name!r} may be tried before the call's deadline "
+            f"(in {max(limits.left(), 0.0):.1f} s): {each or 'none left to try'}",
+            route=route.name,
+            retry_after=wait,
+            attempts=tuple(record.attempts),
+            reasons=reasons,
+        )
 
     @staticmethod
     def _final(error: ProviderError, record: CallRecord) -> ProviderError:
@@ -334,7 +426,15 @@ def unsupported_error(route: str, missing: Mapping[str, list[str]]) -> ProviderE
     )
 
 
-_EMPTY = DeploymentState()
+def _clock_time(when: float) -> str:
+    """A wall-clock time as people read it in logs: 12:03:04 UTC."""
+    return time.strftime("%H:%M:%S UTC", time.gmtime(when))
+
+
+def _sent(command: Notify | None) -> Flow[None]:
+    """Yield `command` if there is one (so a note costs nothing when nobody listens)."""
+    if command is not None:
+        yield command
 
 
 def _won(end: Tried) -> bool:
@@ -359,11 +459,12 @@ class _Seat:
     def committed(self) -> bool:
         return self.record.committed
 
-    def ready_after(self, delay: float) -> bool:
+    def ready_in(self, delay: float) -> float:
         if self.state is None:
-            return True
-        ready, _ = availability(self.state, self.core.wall() + delay, self.core.breaker)
-        return ready
+            return delay
+        now = self.core.wall()
+        ready, at = availability(self.state, now + delay, self.core.breaker)
+        return delay if ready else max(delay, at - now)
 
     def spend(self) -> Flow[bool]:
         spent: bool = yield UpdateBudget(self.core.budget.withdraw)
@@ -375,32 +476,54 @@ class _Seat:
         core, name, record = self.core, self.name, self.record
         config, clock = core.breaker, core.clock
         provider = self.target.provider.name
-        if not (yield UpdateState(name, _admitter(core.wall(), config))):
-            return Tried(name, provider, admitted=False)
+        admitted, old, state = yield UpdateState(name, admitting(core.wall(), config))
+        if not admitted:
+            self.state = state  # what set it aside, for the retry layer's wait
+            return Tried(name, provider, admitted=False, state=state)
+        if old.status != state.status and core.observers.wanted(BreakerEvent):
+            yield from self._changed(old, state)
         started = clock()
         try:
             try:
                 inner = core.make_flow(self.target, self.request, self.stream)
-                result = yield from relay(
-                    inner, before=self._seen if self.stream else None, after=self._headers
-                )
+                if self.stream:  # every chunk is watched, and the stream's head
+                    result = yield from relay(inner, before=self._seen, after=self._headers)
+                else:  # the final response's headers come with the answer
+                    result = yield from inner
+                    if isinstance(result, ChatResponse):
+                        yield from self._quota(result.headers)
             except ProviderError as error:
                 elapsed = clock() - started
                 attribute_error(
                     error, provider=provider, deployment=name, secret=self.target.deployment.key()
                 )
-                state = yield UpdateState(name, _failure(error, core.wall(), config, core.rng, elapsed))
+                old, state = yield UpdateState(name, failing(error, core.wall(), config, core.rng, elapsed))
                 self.state = state
+                if core.observers.wanted(BreakerEvent):
+                    yield from self._changed(old, state)
                 return Tried(name, provider, error=error, elapsed=elapsed, waited=waited, state=state)
             first = record.first_chunk_at if self.stream else None
-            yield UpdateState(name, _success((first or clock()) - started, config))
-        except (CallAbandoned, Exception):
-            # Abandoned (or lost a race) before its outcome was recorded, or a mistake
-            # that is nobody's health (a body that cannot be serialized, a bug in a
-            # plugin): give back its place, and let it go on.
-            yield UpdateState(name, _released)
+            old, state = yield UpdateState(name, succeeding((first or clock()) - started, config))
+            if old.status != state.status and core.observers.wanted(BreakerEvent):
+                yield from self._changed(old, state)
+        except CallAbandoned as abandoned:
+            # The caller went away (or a hedged leg lost its race) before the outcome:
+            # give back the place, and say so in the call's record.
+            yield UpdateState(name, released)
+            why = str(abandoned) or "abandoned"
+            attempt = Attempt(name, provider, None, clock() - started, waited, "abandoned", why)
+            yield from _sent(core.note(record, attempt))
+            raise
+        except Exception:
+            # A mistake that is nobody's health (a body that cannot be serialized, a bug
+            # in a plugin): give back the place, and let it go on.
+            yield UpdateState(name, released)
             raise
         return Tried(name, provider, result=result, elapsed=clock() - started, waited=waited)
+
+    def _changed(self, old: DeploymentState, new: DeploymentState) -> Flow[None]:
+        for event in breaker_events(self.name, self.target.provider.name, old, new, self.core.wall()):
+            yield Notify(event)
 
     def _seen(self, command: Any) -> None:
         if type(command) is Emit:
@@ -413,43 +536,10 @@ class _Seat:
         if type(value) is not HTTPResponse:
             return None
         self.record.headers = dict(value.headers)
-        # A success that used up the quota: steer the next calls away before they
-        # hit a 429. (On an error, its retry_after and cooldown already decide.)
-        if value.ok and _RATE_HEADERS.intersection(value.headers):
-            return _update(UpdateState(self.name, _rate_limited(value.headers, self.core.wall())))
-        return None
+        return self._quota(value.headers) if value.ok else None
 
-
-def _update(command: UpdateState) -> Flow[None]:
-    yield command
-
-
-# The store applies these to the current record; each returns (new state, result).
-def _admitter(now: float, config: BreakerConfig) -> Callable[[DeploymentState], tuple[DeploymentState, bool]]:
-    return lambda state: admit(state, now, config)
-
-
-def _failure(
-    error: ProviderError, now: float, config: BreakerConfig, rng: random.Random, latency: float
-) -> Callable[[DeploymentState], tuple[DeploymentState, DeploymentState]]:
-    def apply(state: DeploymentState) -> tuple[DeploymentState, DeploymentState]:
-        new = on_failure(state, error, now, config, rng, latency)
-        return new, new
-
-    return apply
-
-
-def _success(
-    latency: float, config: BreakerConfig
-) -> Callable[[DeploymentState], tuple[DeploymentState, None]]:
-    return lambda state: (on_success(state, latency, config), None)
-
-
-def _released(state: DeploymentState) -> tuple[DeploymentState, None]:
-    return release(state), None
-
-
-def _rate_limited(
-    headers: Mapping[str, str], now: float
-) -> Callable[[DeploymentState], tuple[DeploymentState, None]]:
-    return lambda state: (on_rate_limit_headers(state, headers, now), None)
+    def _quota(self, headers: Mapping[str, str]) -> Flow[None]:
+        """A success that used up the quota: steer the next calls away before they hit
+        a 429. (On an error, its retry_after and cooldown already decide.)"""
+        if _RATE_HEADERS.intersection(headers):
+            yield UpdateState(self.name, rate_limited(headers, self.core.wall()))

@@ -20,7 +20,7 @@ from ._errors import ConfigError
 from ._health import BreakerConfig
 from ._limits import DEFAULT_MAX_BODY, DEFAULT_MAX_EVENT, DEFAULT_MAX_STREAM
 from ._models import Deployment, Secret
-from ._retry import RetryOverrides
+from ._retry import NamedPolicy, PolicyLayer, RetryOverrides
 from ._routing import Route
 from ._state import RetryBudget, StateStore
 from ._structure import make_converter, structure
@@ -40,6 +40,7 @@ class DeploymentConfig:
     weight: float = 1.0
     options: dict[str, Any] = field(factory=dict)
     retry: RetryOverrides | None = None
+    retry_policy: str | None = None
     input_cost: float = 0.0
     output_cost: float = 0.0
 
@@ -52,6 +53,7 @@ class RouteConfig:
     content_policy_fallbacks: list[str] = field(factory=list)
     context_window_fallbacks: list[str] = field(factory=list)
     hedge_after: float | None = None
+    retry_policy: str | None = None
 
 
 @frozen
@@ -72,12 +74,14 @@ class RouterConfig:
     max_stream: int = DEFAULT_MAX_STREAM
     routes: dict[str, RouteConfig] = field(factory=dict)
     retry: RetryOverrides | None = None
+    retry_policy: str | None = None
     breaker: BreakerConfig | None = None
     budget: RetryBudget | None = None
-    wait_for_healthy: bool = False
+    wait_for_healthy: bool = True
     state: StateConfig | None = None
 
     def router_kwargs(self) -> dict[str, Any]:
+        self._check_route_policies()
         deployments = [
             Deployment(
                 name=d.name,
@@ -87,7 +91,7 @@ class RouterConfig:
                 base_url=d.base_url,
                 weight=d.weight,
                 options=d.options,
-                retry_policy=d.retry,
+                retry_policy=self._deployment_policy(i, d),
                 input_cost=d.input_cost,
                 output_cost=d.output_cost,
             )
@@ -114,12 +118,55 @@ class RouterConfig:
             "max_body": self.max_body,
             "max_event": self.max_event,
             "max_stream": self.max_stream,
-            "retry_policy": self.retry,
+            "retry_policy": _named(self.retry_policy, self.retry, "retry_policy"),
             "breaker": self.breaker,
             "budget": self.budget,
             "wait_for_healthy": self.wait_for_healthy,
             "store": _store(self.state),
         }
+
+    def _check_route_policies(self) -> None:
+        """A route's retry_policy that no deployment would use is a mistake (its name
+        would not even be checked): each of its deployments names its own."""
+        own = {d.name for d in self.deployments if d.retry_policy is not None}
+        for name, route in self.routes.items():
+            if route.retry_policy is not None and route.deployments and set(route.deployments) <= own:
+                raise ConfigError(
+                    "applies to no deployment: each deployment of this route sets its own retry_policy",
+                    path=f"routes.{name}.retry_policy",
+                    value=route.retry_policy,
+                )
+
+    def _deployment_policy(self, index: int, deployment: DeploymentConfig) -> PolicyLayer:
+        """The deployment's retry settings, its routes' named policy folded in: the
+        deployment's own name wins over its routes', its `[retry]` adjusts either.
+
+        A router looks a deployment's policy up by the deployment alone, so a
+        deployment in two routes that name different policies is refused here
+        rather than given one of them silently.
+        """
+        named = [(n, r.retry_policy) for n, r in self.routes.items() if deployment.name in r.deployments]
+        distinct = list(dict.fromkeys(policy for _, policy in named))
+        if len(distinct) > 1 and deployment.retry_policy is None:
+            first, second = (next(item for item in named if item[1] == p) for p in distinct[:2])
+            culprit = second if second[1] is not None else first
+            raise ConfigError(
+                f"deployment {deployment.name!r} is in route {first[0]!r} (retry_policy {first[1]!r}) "
+                f"and route {second[0]!r} (retry_policy {second[1]!r}); a deployment has one retry "
+                "policy: set retry_policy on the deployment, or configure it twice under two names",
+                path=f"routes.{culprit[0]}.retry_policy",
+            )
+        if deployment.retry_policy is not None:
+            return _named(deployment.retry_policy, deployment.retry, f"deployments[{index}].retry_policy")
+        route, policy = next(((n, p) for n, p in named if p is not None), ("", None))
+        return _named(policy, deployment.retry, f"routes.{route}.retry_policy")
+
+
+def _named(name: str | None, overrides: RetryOverrides | None, path: str) -> PolicyLayer:
+    """`retry_policy = name` with the same level's `[retry]` table applied to it."""
+    if name is None:
+        return overrides
+    return NamedPolicy(name, overrides, path=path)
 
 
 STATE_BACKENDS = ("memory", "redis")

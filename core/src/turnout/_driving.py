@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 
 from ._errors import ProviderError
-from ._flow import HTTPRequest, HTTPResponse, OpenStream, Send
+from ._flow import HTTPRequest, HTTPResponse, Notify, OpenStream, Send
 from ._limits import CallLimits
+from ._observe import Observers
 from ._reading import BodyReader
 from ._state import MemoryStore, StateStore, UpdateBudget, UpdateState
 from ._transport import transport_error
@@ -39,10 +40,28 @@ def is_cleanup_send(command: Any) -> bool:
     return type(command) is Send and command.cleanup
 
 
+_UPKEEP = frozenset({UpdateState, UpdateBudget, Notify})
+# What the attempt record says when a call is abandoned, by what abandoned it.
+LOST_RACE = "lost the race"
+_ABANDONED = {
+    "GeneratorExit": "the caller closed the stream",
+    "KeyboardInterrupt": "interrupted",
+    "SystemExit": "the process is exiting",
+    "CancelledError": "the caller's task was cancelled",
+}
+
+
+def abandon_reason(exc: BaseException) -> str:
+    """Why a call was abandoned, in a few words, from what the driver caught."""
+    if exc.args and exc.args[0] == LOST_RACE:
+        return LOST_RACE
+    return _ABANDONED.get(type(exc).__name__, LOST_RACE if type(exc).__name__ == "_Lost" else "abandoned")
+
+
 def is_cleanup(command: Any) -> bool:
     """What a flow may still do once its caller has gone: cleanup requests, state upkeep."""
     kind = type(command)
-    return is_cleanup_send(command) or kind is UpdateState or kind is UpdateBudget
+    return is_cleanup_send(command) or kind in _UPKEEP
 
 
 @functools.lru_cache(maxsize=512)
@@ -65,8 +84,10 @@ class DriverBase:
         *,
         client: httpx.Client | httpx.AsyncClient | None = None,
         headers: Mapping[str, str] | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.limits = limits
+        self.observers = observers or Observers()
         self.store: StateStore = store if store is not None else MemoryStore()
         # A client the user handed in (its headers, auth and hooks apply), else None:
         # requests go to the router's own transports.

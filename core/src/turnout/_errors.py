@@ -159,6 +159,7 @@ class ConfigError(TurnoutError):
         value: Any = None,
         choices: Sequence[str] | None = None,
         show_value: bool = True,
+        choices_are: str = "installed",
     ) -> None:
         self.path = path
         self.choices = tuple(choices) if choices is not None else None
@@ -169,7 +170,7 @@ class ConfigError(TurnoutError):
         if show_value and value is not None:
             text += f" (got {_HIDDEN if secret else _short_repr(value)})"
         if self.choices is not None:
-            text += f"; installed: {', '.join(self.choices) or 'none'}"
+            text += f"; {choices_are}: {', '.join(self.choices) or 'none'}"
         super().__init__(text)
 
 
@@ -325,7 +326,9 @@ class ResponseParseError(ProviderError):
 
 
 class NoHealthyDeploymentError(TurnoutError):
-    """No deployment of the route (or its fallbacks) may be tried now."""
+    """No deployment of the route (or its fallbacks) may be tried before the call's
+    deadline; `retry_after` is the time until the first one may, `reasons` says
+    for each why it is set aside and until when."""
 
     def __init__(
         self,
@@ -334,11 +337,14 @@ class NoHealthyDeploymentError(TurnoutError):
         route: str | None = None,
         retry_after: float | None = None,
         attempts: tuple[Attempt, ...] = (),
+        reasons: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.route = route
         self.retry_after = retry_after
         self.attempts = attempts
+        # Each deployment set aside: why and until when ("breaker open for 25.1 s more (until 12:03:04 UTC)").
+        self.reasons: Mapping[str, str] = dict(reasons or {})
 
 
 @frozen

@@ -172,6 +172,14 @@ class Emit:
     chunk: ChatChunk
 
 
+@frozen
+class Notify:
+    """Hand `event` (an `AttemptEvent`, `CallEvent` or `BreakerEvent`) to the router's
+    observers and loggers: what a flow decided, told without doing any I/O itself."""
+
+    event: Any
+
+
 StateFn = Callable[["DeploymentState"], tuple["DeploymentState", Any]]
 BudgetFn = Callable[[float], tuple[float, Any]]
 
@@ -216,6 +224,16 @@ class CallAbandoned(BaseException):
 
 
 Command = (
-    Send | OpenStream | ReadBody | ReadEvent | Sleep | Emit | LoadState | UpdateState | UpdateBudget | Race
+    Send
+    | OpenStream
+    | ReadBody
+    | ReadEvent
+    | Sleep
+    | Emit
+    | Notify
+    | LoadState
+    | UpdateState
+    | UpdateBudget
+    | Race
 )
 Flow = Generator[Command, Any, T]

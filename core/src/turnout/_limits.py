@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypedDict
 
 from attrs import frozen
 
@@ -24,6 +25,8 @@ __all__ = [
     "DEFAULT_MAX_STREAM",
     "ERROR_BODY_LIMIT",
     "CallLimits",
+    "FlowOptions",
+    "limits_of",
 ]
 
 # A success body larger than this is refused as parse_error instead of filling memory.
@@ -44,6 +47,27 @@ CLEANUP_TIMEOUT = 5.0
 CLEANUP_GRACE = 0.5
 # The shortest timeout a request is ever given: zero would mean "no timeout" to httpx.
 _MIN_TIMEOUT = 0.001
+
+
+class FlowOptions(TypedDict, total=False):
+    """How a flow driven outside a router is bounded: `limits`, or a `deadline` and a
+    request `timeout` (seconds) on `clock`."""
+
+    deadline: float
+    timeout: float
+    clock: Callable[[], float]
+    limits: CallLimits
+
+
+def limits_of(options: FlowOptions) -> CallLimits:
+    limits = options.get("limits")
+    if limits is not None:
+        return limits
+    return CallLimits.starting_now(
+        options.get("deadline", 600.0),
+        timeout=options.get("timeout", 60.0),
+        clock=options.get("clock", time.monotonic),
+    )
 
 
 @frozen

@@ -12,7 +12,7 @@ from attrs import field, frozen
 
 if TYPE_CHECKING:
     from ._errors import Attempt
-    from ._retry import RetryOverrides, RetryPolicy
+    from ._retry import NamedPolicy, RetryOverrides, RetryPolicy
 
 __all__ = [
     "ChatChunk",
@@ -51,9 +51,12 @@ def _to_secret(value: str | Secret | None) -> Secret | None:
     return Secret(value)
 
 
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+
+
 def _to_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     # A read-only copy: a frozen deployment must not change under the router.
-    return MappingProxyType(dict(value or {}))
+    return MappingProxyType(dict(value)) if value else _NOTHING
 
 
 _MESSAGE_FIELDS = ("role", "content", "name")
@@ -192,6 +195,25 @@ class ChatResponse:
     # The final response's headers, names lower-case.
     headers: Mapping[str, str] = field(factory=dict)
 
+    def answered_by(self, deployment: str, provider: str, attempts: tuple[Attempt, ...]) -> ChatResponse:
+        """This answer, naming who gave it and every attempt it took (on the hot path:
+        built directly, not through `attrs.evolve`)."""
+        return ChatResponse(
+            self.content,
+            self.finish_reason,
+            self.usage,
+            self.model,
+            self.request_id,
+            deployment,
+            provider,
+            attempts,
+            self.tool_calls,
+            self.refusal,
+            self.message,
+            self.raw,
+            self.headers,
+        )
+
 
 @frozen
 class ChatChunk:
@@ -217,9 +239,9 @@ class Deployment:
     base_url: str | None = None
     weight: float = 1.0
     options: Mapping[str, Any] = field(factory=dict, converter=_to_mapping)
-    # Replaces (a RetryPolicy) or adjusts (RetryOverrides) the provider's documented
-    # policy, and the router's, for this deployment.
-    retry_policy: RetryPolicy | RetryOverrides | None = None
+    # Replaces (a RetryPolicy, or a named one: "patient" or NamedPolicy) or adjusts
+    # (RetryOverrides) the provider's documented policy, and the router's, for this deployment.
+    retry_policy: RetryPolicy | RetryOverrides | NamedPolicy | str | None = None
     # Prices per million input and output tokens, for the `lowest_cost` strategy.
     input_cost: float = 0.0
     output_cost: float = 0.0

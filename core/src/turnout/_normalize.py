@@ -17,7 +17,7 @@ import http
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from attrs import field, frozen
 
@@ -30,9 +30,11 @@ __all__ = [
     "STATUS_KINDS",
     "CodeRule",
     "ErrorFields",
+    "ErrorNormalizer",
     "ErrorTable",
     "Extractor",
     "MessageRule",
+    "TableNormalizer",
     "decode_body",
     "extract_openai",
     "kind_for_status",
@@ -61,6 +63,19 @@ STATUS_KINDS: Mapping[int, ErrorKind] = {
     504: ErrorKind.TIMEOUT,
     529: ErrorKind.UNAVAILABLE,
 }
+
+
+# Kinds a body's coarse category may give over its status: each says something no
+# status says (a 429 for quota, a 400 for a context window, a 404 for a model).
+REFINING_KINDS = frozenset(
+    {
+        ErrorKind.INSUFFICIENT_CREDITS,
+        ErrorKind.CONTEXT_LENGTH_EXCEEDED,
+        ErrorKind.CONTENT_FILTERED,
+        ErrorKind.MODEL_NOT_FOUND,
+        ErrorKind.VALIDATION,
+    }
+)
 
 
 def kind_for_status(status: int | None) -> ErrorKind:
@@ -128,9 +143,34 @@ class ErrorFields:
     # A status the body reports for the real failure upstream (SaaS-LiteLLM wraps them).
     upstream_status: int | None = None
     extra: Mapping[str, Any] = field(factory=dict)
+    # A coarse class the body gives (the OpenAI envelope's `type`): it refines the
+    # status's kind only where it says more (see `ErrorTable.kind_for`).
+    category: str | None = None
 
 
 Extractor = Callable[[Any], ErrorFields]
+
+
+@runtime_checkable
+class ErrorNormalizer(Protocol):
+    """What turns one failed response into a `ProviderError`: every `Provider` is one,
+    and a plugin may put another in front of an installed provider
+    (`turnout_register_normalizers`).
+
+    `status` is the HTTP status, or None for an error reported in-band (a stream's
+    error frame, a 2xx body that is an error envelope, a failed job); `headers`
+    have lower-case names; `body` is bytes, str or already-parsed JSON, and never
+    to be trusted (HTML, empty, not UTF-8, truncated, huge). It returns the error,
+    an instance of the class for its kind (`turnout.error_for`), and never raises.
+    """
+
+    def normalize(
+        self,
+        *,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> ProviderError: ...
 
 
 @frozen
@@ -166,6 +206,12 @@ class ErrorTable:
         for message_rule in self.message_rules:
             if message_rule.matches(status, message):
                 return message_rule.kind, None
+        # A category (`type`) names a kind only where it says more than the status
+        # (`insufficient_quota` on a 429), or where there is no status (an in-band
+        # error): `server_error` on a 503 is still unavailable.
+        category = self.rule(fields.category)
+        if category is not None and (status is None or category.kind in REFINING_KINDS):
+            return category.kind, category
         # A status the body reports for the real failure upstream counts only when the
         # gateway itself reports a server error (or an in-band one): a 4xx is the caller's.
         effective = status
@@ -242,10 +288,11 @@ def extract_openai(payload: Any) -> ErrorFields:
         return ErrorFields(message=error)
     if not isinstance(error, Mapping):
         return ErrorFields(message=_as_str(payload.get("message")))
-    code = _as_str(error.get("code")) or _as_str(error.get("type"))
+    code = _as_str(error.get("code"))
+    category = _as_str(error.get("type"))
     message = _as_str(error.get("message"))
     param = _as_str(error.get("param"))
-    details = (FieldError(param, code, message or ""),) if param else ()
+    details = (FieldError(param, code or category, message or ""),) if param else ()
     extra = {k: error[k] for k in ("type", "param") if error.get(k) is not None}
     return ErrorFields(
         code=code,
@@ -253,6 +300,7 @@ def extract_openai(payload: Any) -> ErrorFields:
         request_id=_as_str(error.get("request_id")),
         details=details,
         extra=extra,
+        category=category,
     )
 
 
@@ -286,7 +334,7 @@ def normalize(
     if retryable is None and rule is not None:
         retryable = rule.retryable
     hints = [h for h in (bounded(fields.retry_after), parse_retry_after(lower, now=now)) if h is not None]
-    code = fields.code
+    code = fields.code or fields.category  # the body's own name for it, when it has one
     if status is None and rule is not None:
         # An in-band error (stream frame, failed job) carries its code's documented status.
         status = rule.status
@@ -302,6 +350,36 @@ def normalize(
         details=fields.details,
         extra=fields.extra,
     )
+
+
+@frozen
+class TableNormalizer:
+    """An `ErrorNormalizer` made of data: the provider it reads for, its error table,
+    the extractor of its envelope and the headers that carry a request id. What
+    every `Provider.normalize` is; a plugin that reads another gateway's errors
+    (`turnout_register_normalizers`) can be one too."""
+
+    provider: str
+    table: ErrorTable
+    extract: Extractor = extract_openai
+    request_id_headers: Sequence[str] = ("x-request-id",)
+
+    def normalize(
+        self,
+        *,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> ProviderError:
+        return normalize(
+            self.provider,
+            self.table,
+            status=status,
+            headers=headers,
+            body=body,
+            extract=self.extract,
+            request_id_headers=self.request_id_headers,
+        )
 
 
 # Phrases Python 3.13 renamed (RFC 9110), kept as every earlier Python and most

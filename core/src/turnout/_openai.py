@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from attrs import evolve
+from attrs import field, frozen
 
-from ._answers import Malformed, finish_reason, text_of, tool_call_deltas, tool_calls, usage_from
+from ._answers import MAP, Malformed, finish_reason, text_of, tool_call_deltas, tool_calls, usage_from
+from ._checks import Check
 from ._errors import ErrorKind, ProviderError, error_for
 from ._flow import (
     ERROR_BODY_LIMIT,
@@ -29,10 +30,40 @@ from ._flow import (
 from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, ToolCallDelta
 from ._provider import Provider, whole_chunk
 
-__all__ = ["CAPABILITIES", "OpenAICompatible", "text_of", "usage_from"]
+__all__ = ["CAPABILITIES", "OpenAICompatible", "OpenAIOptions", "text_of", "usage_from"]
 
 # What an OpenAI-compatible API carries: all of it.
 CAPABILITIES = frozenset({"tools", "tool_streaming", "content_parts", "response_format"})
+
+
+def _header_value(value: str) -> bool:
+    return all(" " <= c <= "~" or c == "\t" for c in value)
+
+
+HeaderValue = Annotated[str, Check(_header_value, "holds characters a header cannot carry")]
+
+
+@frozen
+class OpenAIOptions:
+    """Options of an OpenAI-compatible deployment: headers on every request, and
+    default chat parameters (the call's own win)."""
+
+    headers: dict[str, HeaderValue] = field(factory=dict)
+    params: dict[str, Any] = field(factory=dict)
+
+
+def named(chunk: ChatChunk, request_id: str) -> ChatChunk:
+    """`chunk` named by the stream's request id (made directly: `attrs.evolve` costs
+    twice as much, once per chunk)."""
+    return ChatChunk(
+        chunk.delta,
+        chunk.finish_reason,
+        chunk.usage,
+        request_id,
+        chunk.tool_calls,
+        chunk.refusal,
+        chunk.model,
+    )
 
 
 class OpenAICompatible(Provider):
@@ -40,13 +71,13 @@ class OpenAICompatible(Provider):
 
     A gateway plugin subclasses it, sets `name`, `default_base_url`,
     `error_table` and `retry_policy`, and overrides the few hooks where its
-    gateway differs (`stream_error`, `extract_error`, `payload`).
+    gateway differs (`extract_error`, `is_error_envelope`, `stream_error`, `payload`).
     """
 
     chat_path: ClassVar[str] = "/chat/completions"
     # Whether a stream may end by a clean close without `[DONE]` or a finish_reason.
     clean_close_ends_stream: ClassVar[bool] = False
-    option_names: ClassVar[frozenset[str]] = frozenset({"headers", "params"})
+    options_type: ClassVar[type | None] = OpenAIOptions
     capabilities: ClassVar[frozenset[str]] = CAPABILITIES
 
     # -- requests ------------------------------------------------------------
@@ -56,20 +87,21 @@ class OpenAICompatible(Provider):
             "model": deployment.model,
             "messages": [m.to_wire() for m in request.messages],
         }
-        defaults = deployment.options.get("params")
-        if isinstance(defaults, Mapping):
-            payload.update(defaults)
+        payload.update(self.openai_options(deployment).params)
         payload.update(request.params)
         if stream:
             payload["stream"] = True
         payload.update(request.extra_body)
         return payload
 
+    def openai_options(self, deployment: Deployment) -> OpenAIOptions:
+        options: Any = self.typed_options(deployment, self.options_type or OpenAIOptions)
+        assert isinstance(options, OpenAIOptions)
+        return options
+
     def headers(self, deployment: Deployment) -> dict[str, str]:
         headers = dict(self.auth_headers(deployment))
-        extra = deployment.options.get("headers")
-        if isinstance(extra, Mapping):
-            headers.update({str(k).lower(): str(v) for k, v in extra.items()})
+        headers.update({k.lower(): v for k, v in self.openai_options(deployment).headers.items()})
         return headers
 
     def request(self, deployment: Deployment, request: ChatRequest, *, stream: bool) -> HTTPRequest:
@@ -99,7 +131,7 @@ class OpenAICompatible(Provider):
 
     def parse_completion(self, response: HTTPResponse) -> ChatResponse:
         payload = self.json_body(response)
-        if isinstance(payload, Mapping) and "error" in payload and "choices" not in payload:
+        if isinstance(payload, Mapping) and "choices" not in payload and self.is_error_envelope(payload):
             # A gateway that reports an error with a 2xx status.
             raise self.normalize(status=None, headers=response.headers, body=payload)
         choices = payload.get("choices") if isinstance(payload, Mapping) else None
@@ -128,9 +160,9 @@ class OpenAICompatible(Provider):
             request_id=self.request_id(response.headers) or (body_id if isinstance(body_id, str) else None),
             tool_calls=calls,
             refusal=refusal,
-            message=dict(message),
+            message=message,
             raw=payload,
-            headers=dict(response.headers),
+            headers=response.headers,
         )
 
     def request_id(self, headers: Mapping[str, str]) -> str | None:
@@ -139,36 +171,61 @@ class OpenAICompatible(Provider):
     def chunk_from(self, payload: Mapping[str, Any]) -> ChatChunk | None:
         """The chunk an OpenAI `chat.completion.chunk` carries, or None if it carries
         nothing (a role-only first chunk, a keep-alive object). Raises `Malformed`."""
+        return self._chunk(payload, None)
+
+    def _chunk(self, payload: Mapping[str, Any], request_id: str | None) -> ChatChunk | None:
+        """`chunk_from`, named by `request_id` (else the chunk's own id). The streaming
+        hot path: one call per event, so checks go exact type first."""
         choices = payload.get("choices")
         text, finish, refusal = "", None, None
         deltas: tuple[ToolCallDelta, ...] = ()
-        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        if type(choices) is list and choices and isinstance(choices[0], MAP):
             choice = choices[0]
             delta = choice.get("delta")
-            if isinstance(delta, Mapping):
+            if isinstance(delta, MAP):
                 content = delta.get("content")
-                text = content if isinstance(content, str) else (text_of(content) or "")
+                if type(content) is str:
+                    text = content
+                elif content is not None:
+                    text = text_of(content) or ""
                 piece = delta.get("refusal")
-                refusal = piece if isinstance(piece, str) and piece else None
-                deltas = tool_call_deltas(delta)
-            finish = finish_reason(choice.get("finish_reason"))
-        usage = usage_from(payload.get("usage"))
+                if piece is not None:
+                    refusal = piece if isinstance(piece, str) and piece else None
+                if "tool_calls" in delta:
+                    deltas = tool_call_deltas(delta)
+            reason = choice.get("finish_reason")
+            if reason is not None:
+                finish = finish_reason(reason)
+        usage = payload.get("usage")
+        if usage is not None:
+            usage = usage_from(usage)
         if not text and finish is None and usage is None and not deltas and refusal is None:
             return None
-        model, chunk_id = payload.get("model"), payload.get("id")
+        model = payload.get("model")
+        if request_id is None:
+            chunk_id = payload.get("id")
+            request_id = chunk_id if type(chunk_id) is str else None
         return ChatChunk(
             text,
             finish,
             usage,
-            chunk_id if isinstance(chunk_id, str) else None,
+            request_id,
             deltas,
             refusal,
-            model if isinstance(model, str) else None,
+            model if type(model) is str else None,
         )
 
+    def is_error_envelope(self, payload: Mapping[str, Any]) -> bool:
+        """Whether a JSON object the gateway sent with a 2xx status (a whole body, or
+        one stream event) is its error envelope rather than an answer. Default:
+        OpenAI's, an `error` key (a whole body with `choices` is an answer anyway).
+        Such a body is raised as `normalize(status=None, headers=..., body=payload)`."""
+        return "error" in payload
+
     def stream_error(self, payload: Mapping[str, Any], response: HTTPResponse) -> ProviderError | None:
-        """The error an in-band frame reports, if it is an error frame."""
-        if "error" not in payload:
+        """The error an in-band frame reports, or None when the frame is not an error
+        (it is then read as a chunk). The router raises what it returns."""
+        if not self.is_error_envelope(payload):
             return None
         return self.normalize(status=None, headers=response.headers, body=payload)
 
@@ -191,6 +248,8 @@ class OpenAICompatible(Provider):
         finished = False
         # The gateway's request id (a header) names every chunk; else each chunk's own id.
         request_id = self.request_id(head.headers)
+        # A subclass reading chunks its own way is called as such; else the fast path.
+        own_chunks = type(self).chunk_from is OpenAICompatible.chunk_from
         while True:
             event = yield READ_EVENT
             if event is None:
@@ -211,20 +270,23 @@ class OpenAICompatible(Provider):
                 payload = json.loads(data)
             except (ValueError, RecursionError):
                 raise self.parse_error("a stream event is not JSON", head) from None
-            if not isinstance(payload, Mapping):
+            if type(payload) is not dict:
                 raise self.parse_error("a stream event is not a JSON object", head)
             error = self.stream_error(payload, head)
             if error is not None:
                 raise error
             try:
-                chunk = self.chunk_from(payload)
+                if own_chunks:
+                    chunk = self._chunk(payload, request_id)
+                else:
+                    chunk = self.chunk_from(payload)
+                    if chunk is not None and request_id is not None and chunk.request_id != request_id:
+                        chunk = named(chunk, request_id)
             except Malformed as problem:
                 raise self.parse_error(f"a stream event is malformed: {problem}", head) from None
             if chunk is not None:
                 if chunk.finish_reason is not None:
                     finished = True
-                if request_id is not None:
-                    chunk = evolve(chunk, request_id=request_id)
                 yield Emit(chunk)
 
     def _whole_body_stream(self, head: HTTPResponse) -> Flow[None]:

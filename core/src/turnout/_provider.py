@@ -8,12 +8,12 @@ the router drives them with `httpx.Client` or `httpx.AsyncClient`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ._errors import ErrorKind, ProviderError, error_for
 from ._flow import Emit, Flow, HTTPResponse
 from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, ToolCallDelta
-from ._normalize import ErrorFields, ErrorTable, extract_openai, normalize
+from ._normalize import ErrorFields, ErrorTable, TableNormalizer, extract_openai
 from ._retry import RetryPolicy
 
 __all__ = ["Provider", "needed_features", "whole_chunk"]
@@ -34,6 +34,14 @@ def whole_chunk(response: ChatResponse) -> ChatChunk:
         response.refusal,
         response.model,
     )
+
+
+# Typed options per deployment options mapping (kept with the mapping, so an id is
+# never mistaken for another's), and the converter that makes them.
+_TYPED: dict[int, tuple[Mapping[str, Any], Any]] = {}
+_TYPED_LIMIT = 4096
+_CONVERTER: Any = None
+T = TypeVar("T")
 
 
 def needed_features(request: ChatRequest, *, stream: bool) -> list[str]:
@@ -73,7 +81,10 @@ class Provider:
     error_table: ClassVar[ErrorTable] = ErrorTable()
     retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
     request_id_headers: ClassVar[Sequence[str]] = ("x-request-id",)
-    # Keys the deployment's options may hold; anything else is a ConfigError.
+    # The deployment's `options` as an attrs class (fields with defaults, conditions
+    # written as `Annotated[..., Check(...)]`), structured by cattrs at construction.
+    options_type: ClassVar[type | None] = None
+    # Without `options_type`: the keys the options may hold; anything else is a ConfigError.
     option_names: ClassVar[frozenset[str]] = frozenset()
     # What the gateway carries faithfully besides text ("tools", "tool_streaming",
     # "content_parts", "response_format"): a request needing more is never sent to it.
@@ -85,10 +96,15 @@ class Provider:
         """Raise ConfigError for a deployment this provider cannot serve.
 
         `path` names the deployment in the user's configuration
-        (`deployments[2]`); errors append the field to it.
+        (`deployments[2]`); errors append the field to it. With `options_type`
+        set, the options are structured into it (unknown keys, wrong types and
+        failed checks name their path); else only `option_names` are allowed.
         """
         from ._errors import ConfigError
 
+        if self.options_type is not None:
+            self.typed_options(deployment, self.options_type, path=path)
+            return
         unknown = sorted(set(deployment.options) - self.option_names)
         if unknown:
             raise ConfigError(
@@ -97,6 +113,24 @@ class Provider:
                 path=f"{path}.options.{unknown[0]}",
                 value=unknown[0],
             )
+
+    def typed_options(self, deployment: Deployment, cls: type[T], *, path: str = "deployment") -> T:
+        """`deployment.options` structured as `cls` (checked at construction, so a
+        call never fails here); made once per deployment."""
+        options = deployment.options
+        cached = _TYPED.get(id(options))
+        if cached is not None and cached[0] is options and type(cached[1]) is cls:
+            return cached[1]
+        from ._structure import make_converter, structure
+
+        global _CONVERTER
+        if _CONVERTER is None:
+            _CONVERTER = make_converter()
+        typed = structure(_CONVERTER, dict(options), cls, root=f"{path}.options")
+        if len(_TYPED) >= _TYPED_LIMIT:
+            _TYPED.clear()
+        _TYPED[id(options)] = (options, typed)
+        return typed
 
     def base_url(self, deployment: Deployment) -> str:
         return (deployment.base_url or self.default_base_url).rstrip("/")
@@ -122,15 +156,11 @@ class Provider:
         headers: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> ProviderError:
-        return normalize(
-            self.name,
-            self.error_table,
-            status=status,
-            headers=headers,
-            body=body,
-            extract=self.extract_error,
-            request_id_headers=self.request_id_headers,
-        )
+        """The error a failed response (or, with `status=None`, an in-band error: a
+        stream frame, a 2xx error envelope) means: `error_table` read through
+        `extract_error`. Never raises."""
+        reader = TableNormalizer(self.name, self.error_table, self.extract_error, self.request_id_headers)
+        return reader.normalize(status=status, headers=headers, body=body)
 
     def error_from(self, response: HTTPResponse) -> ProviderError:
         return self.normalize(status=response.status, headers=response.headers, body=response.body)

@@ -10,46 +10,86 @@ commands and results (what `yield from` cannot do).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, Generic, TypeVar
 
 from ._flow import Command, Flow
 
-__all__ = ["DONE", "Pump", "relay"]
+__all__ = ["DONE", "Done", "Outcome", "Pump", "acapture", "capture", "relay"]
 
 T = TypeVar("T")
+C = TypeVar("C")
+# The kind of command a flow yields (the router's, or the Redis store's operations).
+K = TypeVar("K")
 
 
-class _Done:
+class Done:
     __slots__ = ()
 
     def __repr__(self) -> str:
         return "DONE"
 
 
-DONE: Final = _Done()
+DONE: Final = Done()
 
 
-class Pump(Generic[T]):
+Catch = type[BaseException] | tuple[type[BaseException], ...]
+
+
+class Outcome:
+    """What performing a command came to: its value, or the failure the flow is to see."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
+        self.value = value
+        self.error = error
+
+
+def capture(
+    perform: Callable[[C], Any], command: C, catch: type[BaseException] | tuple[type[BaseException], ...]
+) -> Outcome:
+    """`perform(command)`, with a failure of the kinds in `catch` kept for the flow."""
+    try:
+        return Outcome(perform(command))
+    except catch as exc:
+        return Outcome(error=exc)
+
+
+async def acapture(pending: Awaitable[Any], catch: Catch) -> Outcome:
+    """`capture` for an awaitable."""
+    try:
+        return Outcome(await pending)
+    except catch as exc:
+        return Outcome(error=exc)
+
+
+class Pump(Generic[K, T]):
     """One flow, stepped: each step returns its next command, or `DONE` (then
     `result` holds what it returned). An exception the flow raises goes on."""
 
     __slots__ = ("flow", "result")
 
-    def __init__(self, flow: Generator[Command, Any, T]) -> None:
+    def __init__(self, flow: Generator[K, Any, T]) -> None:
         self.flow = flow
         self.result: T | None = None
 
-    def start(self) -> Command | _Done:
+    def start(self) -> K | Done:
         return self.send(None)
 
-    def send(self, value: Any) -> Command | _Done:
+    def send(self, value: Any) -> K | Done:
         return self._step(self.flow.send, value)
 
-    def throw(self, exc: BaseException) -> Command | _Done:
+    def throw(self, exc: BaseException) -> K | Done:
         return self._step(self.flow.throw, exc)
 
-    def _step(self, move: Callable[[Any], Command], arg: Any) -> Command | _Done:
+    def resume(self, outcome: Outcome) -> K | Done:
+        """Hand the flow what performing its last command came to."""
+        if outcome.error is not None:
+            return self.throw(outcome.error)
+        return self.send(outcome.value)
+
+    def _step(self, move: Callable[[Any], K], arg: Any) -> K | Done:
         try:
             return move(arg)
         except StopIteration as stop:
@@ -70,7 +110,7 @@ def relay(inner: Flow[T], *, before: Watcher | None = None, after: ResultHook | 
     pump = Pump(inner)
     command = pump.start()
     while command is not DONE:
-        assert not isinstance(command, _Done)
+        assert not isinstance(command, Done)
         if before is not None:
             before(command)
         try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import codecs
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from attrs import frozen
 
@@ -41,7 +41,10 @@ class Inflater:
     """Undo a response's `Content-Encoding`, a bounded piece at a time."""
 
     def __init__(self, encoding: str | None) -> None:
-        names = [e.strip().lower() for e in (encoding or "").split(",") if e.strip()]
+        self._stages: list[_Stage] = []
+        if not encoding:
+            return
+        names = [e.strip().lower() for e in encoding.split(",") if e.strip()]
         names = [n for n in names if n != "identity"]
         for name in names:
             if name not in ("gzip", "x-gzip", "deflate"):
@@ -53,13 +56,21 @@ class Inflater:
         # Encodings apply in order, so they are undone in reverse.
         self._stages = [_Stage(name) for name in reversed(names)]
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        pieces: Iterator[bytes] = iter((data,) if data else ())
+    @property
+    def identity(self) -> bool:
+        return not self._stages
+
+    def feed(self, data: bytes) -> Iterable[bytes]:
+        if not self._stages:  # nothing to undo: the common case, kept cheap
+            return (data,) if data else ()
+        pieces: Iterable[bytes] = iter((data,) if data else ())
         for stage in self._stages:
-            pieces = stage.run(pieces)
+            pieces = stage.run(iter(pieces))
         return pieces
 
-    def flush(self) -> Iterator[bytes]:
+    def flush(self) -> Iterable[bytes]:
+        if not self._stages:
+            return ()
         pieces: Iterator[bytes] = iter(())
         for stage in self._stages:
             pieces = stage.run(pieces, final=True)
@@ -183,37 +194,40 @@ class SSEDecoder:
         without its blank line does not (the spec drops it)."""
         events = self._lines(self._text.decode(b"", final=True))
         if self._line:
-            events.extend(self._field("".join(self._line)))
+            line = "".join(self._line)
             self._line.clear()
+            if line and line[0] != ":":
+                self._field(line)
         return events
 
     def _lines(self, text: str) -> list[Event]:
         if not text:  # an empty read (or half a character): a pending CR still waits for its LF
             return []
         events: list[Event] = []
-        start = 0
         if self._after_cr and text.startswith("\n"):
-            start = 1  # the LF of a CRLF split across reads
+            text = text[1:]  # the LF of a CRLF split across reads
         self._after_cr = False
-        length = len(text)
-        while start < length:
-            cr, lf = text.find("\r", start), text.find("\n", start)
-            ends = [i for i in (cr, lf) if i >= 0]
-            if not ends:
-                self._grow(text[start:])
+        if "\r" in text:
+            self._after_cr = text.endswith("\r")
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        parts = text.split("\n")
+        last = len(parts) - 1
+        for index, part in enumerate(parts):
+            if index == last:
+                self._grow(part)  # not ended yet: kept for the next read
                 break
-            end = min(ends)
-            self._grow(text[start:end])
-            line = "".join(self._line)
-            self._line.clear()
-            self._line_size = 0
-            events.extend(self._field(line))
-            start = end + 1
-            if text[end] == "\r":
-                if start < length and text[start] == "\n":
-                    start += 1
-                elif start == length:
-                    self._after_cr = True
+            if self._line:
+                self._grow(part)
+                part = "".join(self._line)
+                self._line.clear()
+                self._line_size = 0
+            elif len(part) + self._size > self.limit:
+                raise too_large("a stream event", self.limit)
+            if not part:
+                if self._fields:
+                    events.append(self._dispatch())
+            elif part[0] != ":":
+                self._field(part)
         return events
 
     def _grow(self, part: str) -> None:
@@ -223,11 +237,7 @@ class SSEDecoder:
             if self._line_size + self._size > self.limit:
                 raise too_large("a stream event", self.limit)
 
-    def _field(self, line: str) -> list[Event]:
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return []
+    def _field(self, line: str) -> None:
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
             value = value[1:]
@@ -246,18 +256,15 @@ class SSEDecoder:
             if value.isascii() and value.isdigit():
                 self._retry = int(value)
             self._fields = True
-        return []
 
-    def _dispatch(self) -> list[Event]:
-        if not self._fields:
-            return []
+    def _dispatch(self) -> Event:
         event = Event("\n".join(self._data), self._event or "message", self._id, self._retry)
         self._data.clear()
         self._size = 0
         self._event = ""
         self._retry = None
         self._fields = False
-        return [event]
+        return event
 
 
 class BodyReader:
@@ -269,22 +276,24 @@ class BodyReader:
     __slots__ = ("_buffer", "_inflater", "_limits")
 
     def __init__(self, encoding: str | None, limit: int, limits: CallLimits) -> None:
-        self._inflater = Inflater(encoding)
+        inflater = Inflater(encoding)
+        self._inflater = None if inflater.identity else inflater
         self._buffer = BodyBuffer(limit)
         self._limits = limits
 
     def feed(self, raw: bytes) -> bool:
         """True when reading should stop (the cap is passed)."""
-        for piece in self._inflater.feed(raw):
-            if self._buffer.feed(piece):
-                return True
-        self._limits.check()
-        return False
+        if self._inflater is None:
+            full = self._buffer.feed(raw)
+        else:
+            full = any(self._buffer.feed(piece) for piece in self._inflater.feed(raw))
+        if not full:
+            self._limits.check()
+        return full
 
     def end(self) -> None:
-        for piece in self._inflater.flush():
-            if self._buffer.feed(piece):
-                return
+        if self._inflater is not None:
+            any(self._buffer.feed(piece) for piece in self._inflater.flush())
 
     @property
     def truncated(self) -> bool:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._health import DeploymentState
+from ._pump import Done, Pump, acapture, capture
 from ._redis_codec import Layout, redact_url, secrets_of
 from ._redis_flow import (
     Failures,
@@ -156,18 +157,12 @@ class RedisStore:
         """Perform the flow's operations with the blocking client; each command is
         bounded by the client's socket timeout."""
         shell = _Blocking(self._client, self._key_lock)
+        pump = Pump(flow)
         try:
-            op = next(flow)
-            while True:
-                try:
-                    result = shell.perform(op)
-                except Exception as exc:
-                    op = flow.throw(exc)
-                else:
-                    op = flow.send(result)
-        except StopIteration as stop:
-            done: R = stop.value
-            return done
+            op = pump.start()
+            while not isinstance(op, Done):
+                op = pump.resume(capture(shell.perform, op, Exception))
+            return pump.result  # type: ignore[return-value]
         finally:
             flow.close()
             shell.close()
@@ -200,18 +195,12 @@ class RedisStore:
         """Perform the flow's operations with this loop's asyncio client; each round of
         commands is bounded by the deadline the flow gives it."""
         shell = _Async(loop)
+        pump = Pump(flow)
         try:
-            op = next(flow)
-            while True:
-                try:
-                    result = await shell.perform(op)
-                except Exception as exc:
-                    op = flow.throw(exc)
-                else:
-                    op = flow.send(result)
-        except StopIteration as stop:
-            done: R = stop.value
-            return done
+            op = pump.start()
+            while not isinstance(op, Done):
+                op = pump.resume(await acapture(shell.perform(op), Exception))
+            return pump.result  # type: ignore[return-value]
         finally:
             flow.close()
             await shell.close()

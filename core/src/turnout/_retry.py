@@ -8,6 +8,7 @@ owns the deadline: it falls back or gives up when a delay would overrun it.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from attrs import evolve, field, frozen
@@ -16,7 +17,17 @@ from attrs.validators import optional
 from ._errors import ErrorKind, ProviderError
 from ._ranges import FRACTION, MULTIPLIER, NON_NEGATIVE, RETRIES
 
-__all__ = ["GiveUp", "Retry", "RetryDecision", "RetryOverrides", "RetryPolicy", "backoff"]
+__all__ = [
+    "GiveUp",
+    "NamedPolicy",
+    "PolicyLayer",
+    "Retry",
+    "RetryDecision",
+    "RetryOverrides",
+    "RetryPolicy",
+    "backoff",
+    "layered_policy",
+]
 
 
 Jitter = Literal["full", "symmetric", "none"]
@@ -166,12 +177,40 @@ class RetryOverrides:
 _OVERRIDABLE = tuple(a.name for a in RetryOverrides.__attrs_attrs__)
 
 
-def effective_policy(base: RetryPolicy, *layers: RetryPolicy | RetryOverrides | None) -> RetryPolicy:
+@frozen
+class NamedPolicy:
+    """A retry policy by the name a plugin (or your code) registered it under
+    (`turnout.retry_policies()`), then `overrides` applied to it.
+
+    What `retry_policy = "patient"` in a configuration builds; a plain string
+    in its place means the same. The name is looked up when the router is made.
+    """
+
+    name: str
+    overrides: RetryOverrides | None = None
+    # Where the configuration names it (`routes.chat.retry_policy`), for its errors.
+    path: str | None = field(default=None, eq=False)
+
+
+# One layer of retry settings: a policy (replaces), overrides (adjust), a name.
+PolicyLayer = RetryPolicy | RetryOverrides | NamedPolicy | str | None
+
+
+def layered_policy(
+    base: RetryPolicy, layers: Iterable[PolicyLayer], named: Callable[[str, str], RetryPolicy]
+) -> RetryPolicy:
     """The provider's policy, then the router's, then the deployment's: a policy
-    replaces what came before, overrides change only the fields they name."""
+    (given, or `named(name, path)`) replaces what came before, overrides change
+    only the fields they name. Pure: the names are looked up by the caller's `named`."""
     policy = base
     for layer in layers:
-        if isinstance(layer, RetryPolicy):
+        if isinstance(layer, str):
+            layer = NamedPolicy(layer)
+        if isinstance(layer, NamedPolicy):
+            policy = named(layer.name, layer.path or "retry_policy")
+            if layer.overrides is not None:
+                policy = layer.overrides.apply(policy)
+        elif isinstance(layer, RetryPolicy):
             policy = layer
         elif isinstance(layer, RetryOverrides):
             policy = layer.apply(policy)

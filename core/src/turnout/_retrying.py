@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from ._errors import Attempt, ProviderError
-from ._flow import Emit, Flow, Sleep
+from ._flow import Emit, Flow, Notify, Sleep
 from ._limits import CallLimits
 from ._pump import relay
 from ._retry import GiveUp, Retry, RetryPolicy
@@ -29,7 +29,18 @@ class Tried:
     """How one attempt ended: a result, a normalized error, or not admitted at all.
     `reason` says why the retry layer stopped on it."""
 
-    __slots__ = ("admitted", "elapsed", "error", "name", "provider", "reason", "result", "state", "waited")
+    __slots__ = (
+        "admitted",
+        "elapsed",
+        "error",
+        "name",
+        "provider",
+        "reason",
+        "recorded",
+        "result",
+        "state",
+        "waited",
+    )
 
     def __init__(
         self,
@@ -52,6 +63,8 @@ class Tried:
         self.waited = waited
         self.state = state
         self.reason = ""
+        # Already in the call's history (a retry that could not take place).
+        self.recorded = False
 
     def attempt(self, decision: str, reason: str = "") -> Attempt:
         return Attempt(
@@ -75,10 +88,12 @@ def retry_decision(
     left: float,
     max_wait: float,
     can_fall_back: bool,
-    ready: Callable[[float], bool],
+    ready_in: Callable[[float], float],
     rng: random.Random | None = None,
 ) -> Retry | GiveUp:
-    """Whether to repeat `error` on the same deployment, and after how long."""
+    """Whether to repeat `error` on the same deployment, and after how long: at least
+    the policy's backoff and the server's retry_after, and until the deployment may
+    be tried again (another call's 429 may have set it aside a little longer)."""
     if committed:
         return GiveUp("a chunk already reached the caller")
     if error.maybe_processed and not error.retryable:
@@ -86,14 +101,16 @@ def retry_decision(
     decision = policy.decide(error, retries, streaming=streaming, rng=rng)
     if isinstance(decision, GiveUp):
         return decision
-    delay = decision.delay
+    delay = ready_in(decision.delay)
+    if delay > decision.delay and can_fall_back:
+        # Set aside for longer than this error asks (a breaker that just opened, another
+        # call's 429): every other call skips it now, and so does this one.
+        return GiveUp(f"set aside for {delay:.1f} s, longer than a fallback")
     if delay >= left:
         return GiveUp(f"{wait_reason(error, delay)} would pass the deadline")
     if delay > max_wait and can_fall_back:
         return GiveUp(f"{wait_reason(error, delay)} is longer than a fallback")
-    if not ready(delay):
-        return GiveUp("set aside (breaker or cooldown)")
-    return decision
+    return Retry(delay)
 
 
 class Seat(Protocol):
@@ -106,8 +123,8 @@ class Seat(Protocol):
     def attempt(self, waited: float) -> Flow[Tried]:
         """One attempt (claiming a place first, reporting the outcome after)."""
 
-    def ready_after(self, delay: float) -> bool:
-        """Whether the deployment may still be tried after `delay` seconds."""
+    def ready_in(self, delay: float) -> float:
+        """Seconds from now until the deployment may be tried again, `delay` at least."""
 
     def spend(self) -> Flow[bool]:
         """Take a retry from the budget; False when it is spent."""
@@ -119,19 +136,33 @@ def retry_loop(
     *,
     limits: CallLimits,
     streaming: bool,
-    history: list[Attempt],
+    note: Callable[[Attempt], Notify | None],
     max_wait: float = float("inf"),
     can_fall_back: Callable[[ProviderError], bool] = lambda error: False,
     rng: random.Random | None = None,
+    waited: float = 0.0,
 ) -> Flow[Tried]:
     """Attempts on one seat until one succeeds, is not admitted, or is not to be
-    repeated; each retry goes into `history` with its reason, and the last
-    attempt comes back for the caller (the fallback layer) to decide on."""
+    repeated; each retry is `note`d with its reason (a `Notify` it returns is
+    yielded, for observers), and the last attempt comes back for the caller
+    (the fallback layer) to decide on. `waited`: what the call slept before the
+    first attempt (for its record)."""
     retries = 0
-    waited = 0.0
+    previous: Tried | None = None
     while True:
         tried = yield from seat.attempt(waited)
         error = tried.error
+        if not tried.admitted and previous is not None:
+            # The retry found the deployment set aside again (another call's 429, a
+            # trip): wait on, within the deadline, for the same retry.
+            wait = seat.ready_in(0.0)
+            if wait < limits.left():
+                yield Sleep(wait)
+                waited += wait
+                continue
+            previous.reason = "set aside until after the deadline"
+            previous.recorded = True  # already in the history, as the retry it was to be
+            return previous
         if not tried.admitted or error is None:
             return tried
         decision = retry_decision(
@@ -143,7 +174,7 @@ def retry_loop(
             left=limits.left(),
             max_wait=max_wait,
             can_fall_back=can_fall_back(error),
-            ready=seat.ready_after,
+            ready_in=seat.ready_in,
             rng=rng,
         )
         if isinstance(decision, Retry) and not (yield from seat.spend()):
@@ -151,10 +182,13 @@ def retry_loop(
         if isinstance(decision, GiveUp):
             tried.reason = decision.reason
             return tried
-        history.append(tried.attempt("retry", wait_reason(error, decision.delay)))
+        notify = note(tried.attempt("retry", wait_reason(error, decision.delay)))
+        if notify is not None:
+            yield notify
         yield Sleep(decision.delay)
         waited = decision.delay
         retries += 1
+        previous = tried
 
 
 class _Plain:
@@ -188,8 +222,8 @@ class _Plain:
             self._name, self._provider, result=result, elapsed=self._clock() - started, waited=waited
         )
 
-    def ready_after(self, delay: float) -> bool:
-        return True
+    def ready_in(self, delay: float) -> float:
+        return delay
 
     def spend(self) -> Flow[bool]:
         yield from ()  # no budget: nothing to ask for
@@ -213,7 +247,11 @@ def retrying(
     attempt in `attempts`, each with its decision and reason."""
     seat = _Plain(make, name, provider, limits.clock)
     history: list[Attempt] = []
-    tried = yield from retry_loop(seat, policy, limits=limits, streaming=streaming, history=history, rng=rng)
+
+    def note(attempt: Attempt) -> None:
+        history.append(attempt)
+
+    tried = yield from retry_loop(seat, policy, limits=limits, streaming=streaming, note=note, rng=rng)
     error = tried.error
     if error is None:
         return tried.result  # type: ignore[no-any-return]

@@ -20,12 +20,14 @@ from attrs import evolve
 
 from ._async_driver import AsyncDriver
 from ._binding import bind, check_positive, check_routes
-from ._call import CallRecord, RouterCore
+from ._call import RouterCore
 from ._errors import TurnoutError
 from ._flow import Flow
 from ._health import BreakerConfig, Health
 from ._limits import DEFAULT_MAX_BODY, DEFAULT_MAX_EVENT, DEFAULT_MAX_STREAM, CallLimits
 from ._models import ChatResponse, Deployment, Message
+from ._observe import Observers
+from ._record import CallRecord
 from ._request import call_request
 from ._retry import RetryOverrides, RetryPolicy
 from ._routing import Route
@@ -82,7 +84,8 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         breaker: BreakerConfig | None = None,
         budget: RetryBudget | None = None,
         store: StateStore | None = None,
-        wait_for_healthy: bool = False,
+        wait_for_healthy: bool = True,
+        observers: Iterable[object] = (),
         plugins: Plugins | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -108,6 +111,7 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
             budget=budget,
             store=store,
             wait_for_healthy=wait_for_healthy,
+            observers=Observers(observers),
             clock=clock,
             wall_clock=wall_clock,
             rng=rng,
@@ -160,7 +164,9 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         route = self.table.route(model)
         skip = self.unsupported(route, request, stream=stream)
         limits = self.limits(options.deadline, options.timeout)
-        record = CallRecord()
+        record = CallRecord(
+            request.call_id, route.name, stream=stream, metadata=request.metadata, started=self.clock()
+        )
         flow = self.call_flow(request, route, limits, record, stream=stream, skip=skip)
         return flow, record, limits, options.extra_headers
 
@@ -187,6 +193,7 @@ class Router(BaseRouter[httpx.Client, httpx.BaseTransport]):
             client=self._client,
             executor=self._hedge_pool,
             headers=headers,
+            observers=self.observers,
         )
 
     @functools.cached_property
@@ -277,7 +284,12 @@ class AsyncRouter(BaseRouter[httpx.AsyncClient, httpx.AsyncBaseTransport]):
 
     def _driver(self, limits: CallLimits, headers: Mapping[str, str] | None = None) -> AsyncDriver:
         return AsyncDriver(
-            limits, self.store, transports=self._transports, client=self._client, headers=headers
+            limits,
+            self.store,
+            transports=self._transports,
+            client=self._client,
+            headers=headers,
+            observers=self.observers,
         )
 
     async def chat(

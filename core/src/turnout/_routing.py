@@ -117,6 +117,7 @@ class RouteTable:
         self.breaker = breaker
         self.rng = rng
         self._turns: dict[str, Iterator[int]] = {name: itertools.count() for name in routes}
+        self._members: dict[str, tuple[str, ...]] = {}
 
     def turns(self, route: str) -> Iterator[int]:
         """The round-robin counter of a route (routes made for one deployment share one)."""
@@ -138,6 +139,28 @@ class RouteTable:
         raise ConfigError(
             f"no route or deployment of that name; known: {', '.join(known)}", path="model", value=model
         )
+
+    def members(self, route: Route) -> tuple[str, ...]:
+        """Every deployment a call on `route` could reach, fallbacks and special
+        fallback routes included (unordered: no strategy consulted, no turn taken)."""
+        found = self._members.get(route.name)
+        if found is None or route.name not in self.routes:
+            names = dict.fromkeys(route.deployments)
+            pending = [*route.fallbacks, *route.content_policy_fallbacks, *route.context_window_fallbacks]
+            seen: set[str] = set()
+            while pending:
+                other = self.routes[pending.pop(0)]
+                if other.name in seen:
+                    continue
+                seen.add(other.name)
+                names.update(dict.fromkeys(other.deployments))
+                pending.extend(
+                    [*other.fallbacks, *other.content_policy_fallbacks, *other.context_window_fallbacks]
+                )
+            found = tuple(names)
+            if route.name in self.routes:
+                self._members[route.name] = found
+        return found
 
     def _order(self, route: Route, states: Mapping[str, DeploymentState]) -> list[str]:
         return STRATEGIES[route.strategy](self, route, states)

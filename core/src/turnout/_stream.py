@@ -6,9 +6,9 @@ from collections.abc import AsyncGenerator, Generator
 from types import TracebackType
 from typing import Self
 
-from ._call import CallRecord
 from ._errors import Attempt
 from ._models import ChatChunk, ChatResponse
+from ._record import CallRecord
 
 __all__ = ["AsyncStream", "Stream"]
 

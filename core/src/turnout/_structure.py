@@ -29,6 +29,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_mapping_structure_fn
 
+from ._checks import Check
 from ._errors import ConfigError
 from ._ranges import OutOfRange
 
@@ -52,20 +53,6 @@ class ChoiceError(BadValue):
     def __init__(self, value: Any, choices: Sequence[str]) -> None:
         self.choices = tuple(choices)
         super().__init__(f"must be one of {', '.join(self.choices)}", value)
-
-
-@attrs.frozen
-class Check:
-    """A condition on a value, written in its type: `Annotated[float, Check(...)]`.
-
-    The value is structured as the base type (or by `parse`, for a value that
-    arrives in another form, such as an HTTP status written as a TOML key),
-    then `test` must hold, else `message` is the error, with the path and the value.
-    """
-
-    test: Callable[[Any], bool]
-    message: str
-    parse: Callable[[Any], Any] | None = None
 
 
 def _strict(expected: type | tuple[type, ...], label: str, convert: Any) -> Any:

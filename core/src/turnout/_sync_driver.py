@@ -8,13 +8,12 @@ threads and a losing leg's socket is shut down, so it frees its thread at once.
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from collections.abc import Callable, Generator, Iterator, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
-from ._driving import DRAIN_READS, DriverBase, is_cleanup, is_cleanup_send
+from ._driving import DRAIN_READS, DriverBase, abandon_reason, is_cleanup, is_cleanup_send
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
@@ -22,6 +21,7 @@ from ._flow import (
     Flow,
     HTTPResponse,
     LoadState,
+    Notify,
     OpenStream,
     Race,
     ReadBody,
@@ -31,9 +31,10 @@ from ._flow import (
     UpdateBudget,
     UpdateState,
 )
-from ._limits import CallLimits
+from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
-from ._pump import DONE, Pump
+from ._observe import Observers
+from ._pump import DONE, Pump, capture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
 from ._state import StateStore
@@ -42,7 +43,7 @@ from ._transport import SCOPE, Mounts, Scope
 __all__ = ["SyncDriver", "run_flow", "stream_flow"]
 
 
-_STATE = frozenset({LoadState, UpdateState, UpdateBudget})
+_STATE = frozenset({LoadState, UpdateState, UpdateBudget, Notify})
 
 
 class _Lost(Exception):
@@ -61,8 +62,9 @@ class SyncDriver(DriverBase):
         client: httpx.Client | None = None,
         executor: concurrent.futures.Executor | None = None,
         headers: Mapping[str, str] | None = None,
+        observers: Observers | None = None,
     ) -> None:
-        super().__init__(limits, store, client=client, headers=headers)
+        super().__init__(limits, store, client=client, headers=headers, observers=observers)
         self.sync_client = client
         self.transports = transports
         self.executor = executor
@@ -80,6 +82,7 @@ class SyncDriver(DriverBase):
             LoadState: lambda c: self.store.load(c.names),
             UpdateState: lambda c: self.store.update(c.name, c.fn),
             UpdateBudget: lambda c: self.store.update_budget(c.fn),
+            Notify: lambda c: self.observers.notify(c.event),
         }
 
     def run(self, flow: Flow[Any]) -> Generator[ChatChunk, None, Any]:
@@ -90,13 +93,13 @@ class SyncDriver(DriverBase):
                 if type(command) is Emit:
                     yield command.chunk
                     command = pump.send(None)
-                    continue
-                try:
-                    value = self.perform(command)
-                except ProviderError as exc:
-                    command = pump.throw(exc)
                 else:
-                    command = pump.send(value)
+                    try:
+                        value = self.perform(command)
+                    except ProviderError as exc:
+                        command = pump.throw(exc)
+                    else:
+                        command = pump.send(value)
             self.drain()
             return pump.result
         except (KeyboardInterrupt, GeneratorExit, SystemExit, _Lost) as exc:
@@ -123,21 +126,19 @@ class SyncDriver(DriverBase):
         finally:
             SCOPE.reset(token)
 
+    def cleanup(self, command: Any) -> Any:
+        return self.perform(command, cleanup=True)
+
     def cleanup_scope(self) -> Scope:
         return Scope(self.limits.clock() + self.limits.cleanup_timeout(), self.limits.clock)
 
-    def abandon(self, pump: Pump[Any], reason: BaseException) -> None:
+    def abandon(self, pump: Pump[Any, Any], reason: BaseException) -> None:
         """Let the flow send its cleanup requests, bounded, then drop it."""
         self.close_stream()
         try:
-            command = pump.throw(CallAbandoned(repr(reason)))
+            command = pump.throw(CallAbandoned(abandon_reason(reason)))
             while is_cleanup(command):
-                try:
-                    value = self.perform(command, cleanup=True)
-                except ProviderError as exc:
-                    command = pump.throw(exc)
-                else:
-                    command = pump.send(value)
+                command = pump.resume(capture(self.cleanup, command, ProviderError))
         except BaseException:  # noqa: S110 - cleanup is best effort by contract
             pass
         pump.flow.close()
@@ -256,7 +257,7 @@ class SyncDriver(DriverBase):
 
     def sleep(self, command: Sleep) -> None:
         seconds = self.limits.sleep_for(command.seconds)
-        if self.scope.stopped.wait(seconds):
+        if self.scope.sleep(seconds):
             raise _Lost
 
     def race(self, race: Race) -> list[Any]:
@@ -305,6 +306,7 @@ class SyncDriver(DriverBase):
             client=self.sync_client,
             executor=self.executor,
             headers=self.headers,
+            observers=self.observers,
         )
 
 
@@ -327,21 +329,14 @@ def _fallback_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _POOL
 
 
-def run_flow(
-    flow: Flow[Any],
-    client: httpx.Client,
-    *,
-    deadline: float = 600.0,
-    timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    limits: CallLimits | None = None,
-) -> Any:
-    """Drive one flow to its result with `client`, outside any router (a job session, say).
+def run_flow(flow: Flow[Any], client: httpx.Client, **options: Unpack[FlowOptions]) -> Any:
+    """Drive one flow to its result with `client`, outside any router (a job session,
+    say), within `limits` (or a `deadline` and a request `timeout`, in seconds).
 
     Errors the flow raises propagate; no retry or fallback is added (see
     `turnout.retrying` for the router's retry layer as a flow).
     """
-    run = stream_flow(flow, client, deadline=deadline, timeout=timeout, clock=clock, limits=limits)
+    run = stream_flow(flow, client, **options)
     try:
         chunk = next(run)
     except StopIteration as done:
@@ -351,14 +346,7 @@ def run_flow(
 
 
 def stream_flow(
-    flow: Flow[Any],
-    client: httpx.Client,
-    *,
-    deadline: float = 600.0,
-    timeout: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    limits: CallLimits | None = None,
+    flow: Flow[Any], client: httpx.Client, **options: Unpack[FlowOptions]
 ) -> Generator[ChatChunk, None, Any]:
     """Drive a streaming flow: yields its chunks, returns its result. Close it to abandon."""
-    limits = limits or CallLimits.starting_now(deadline, timeout=timeout, clock=clock)
-    return SyncDriver(limits, client=client).run(flow)
+    return SyncDriver(limits_of(options), client=client).run(flow)

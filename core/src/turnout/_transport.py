@@ -80,14 +80,14 @@ class Scope:
     """The bound every socket operation of one call (or one hedged leg) respects:
     its deadline, and a switch that stops it from another thread."""
 
-    __slots__ = ("_active", "_lock", "cancelled", "clock", "deadline_at", "stopped")
+    __slots__ = ("_active", "_lock", "_stopped", "cancelled", "clock", "deadline_at")
 
     def __init__(self, deadline_at: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.deadline_at = deadline_at
         self.clock = clock
         self.cancelled = False
-        # Set when cancelled: a sleeping leg wakes up at once.
-        self.stopped = threading.Event()
+        # Made only when a leg sleeps (most calls never do); set when cancelled.
+        self._stopped: threading.Event | None = None
         self._active: _Stream | None = None
         self._lock = threading.Lock()
 
@@ -98,23 +98,34 @@ class Scope:
             raise expired("the call's deadline passed" if not self.cancelled else "the call was cancelled")
         return left if timeout is None else min(timeout, left)
 
-    @contextlib.contextmanager
-    def using(self, stream: _Stream) -> Iterator[None]:
+    def sleep(self, seconds: float) -> bool:
+        """Sleep, or wake up at once when cancelled; True if cancelled."""
+        with self._lock:
+            if self.cancelled:
+                return True
+            if self._stopped is None:
+                self._stopped = threading.Event()
+            stopped = self._stopped
+        return stopped.wait(seconds)
+
+    def enter(self, stream: _Stream) -> None:
+        """`stream` is about to block: a cancel from now on shuts it down."""
         with self._lock:
             if self.cancelled:
                 raise httpcore.ReadError("the call was cancelled")
             self._active = stream
-        try:
-            yield
-        finally:
-            self._active = None
+
+    def leave(self) -> None:
+        self._active = None
 
     def cancel(self) -> None:
         """Stop the call: a socket it is blocked on is shut down at once."""
         with self._lock:
             self.cancelled = True
             active = self._active
-        self.stopped.set()
+            stopped = self._stopped
+        if stopped is not None:
+            stopped.set()
         if active is not None:
             active.shutdown()
 
@@ -140,8 +151,11 @@ class _Stream(httpcore.NetworkStream):
         if scope is None:
             return io(arg, timeout)
         timeout = scope.bound(timeout, expired)
-        with scope.using(self):
+        scope.enter(self)
+        try:
             return io(arg, timeout)
+        finally:
+            scope.leave()
 
     def close(self) -> None:
         self._inner.close()

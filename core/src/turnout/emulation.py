@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 import httpx
 from attrs import field, frozen
 
+from ._emulated_answers import Answer, Invalid, answer, last_text, words
+
 __all__ = [
     "NO_FAULT",
     "DemoDeployment",
@@ -32,7 +34,10 @@ __all__ = [
     "EmulatedResponse",
     "Emulator",
     "Fault",
+    "FaultScript",
     "WireLog",
+    "answer_text",
+    "echo_of",
     "html_page",
     "mock_transport",
     "sse",
@@ -231,17 +236,27 @@ class Emulator(abc.ABC):
 
     @staticmethod
     def echo(request: EmulatedRequest) -> str:
-        """The deterministic answer: the last user message, echoed."""
+        """The deterministic answer: the last message's text, echoed (content parts
+        joined by spaces, a part other than text written `[TYPE]`)."""
         payload = request.json()
         messages = payload.get("messages") if isinstance(payload, Mapping) else None
         if isinstance(payload, Mapping) and not messages and isinstance(payload.get("input"), Mapping):
             messages = payload["input"].get("messages")
-        last = ""
-        if isinstance(messages, list):
-            for message in messages:
-                if isinstance(message, Mapping) and isinstance(message.get("content"), str):
-                    last = message["content"]
-        return f"echo: {last}"
+        return echo_of(messages)
+
+
+def echo_of(messages: Any) -> str:
+    """The echo of a message list: `echo: TEXT`, TEXT being the last message's text
+    (content parts joined by spaces, a part other than text written `[TYPE]`)."""
+    return f"echo: {last_text(messages)}"
+
+
+def answer_text(body: Mapping[str, Any]) -> str:
+    """What the emulated model answers to a chat request body (`messages` a list), as
+    text, by `OpenAIEmulator`'s rules: structured output as its JSON, else the echo.
+    For gateways whose answers are text only. Raises `ValueError` (its `param`
+    naming the field) for a request OpenAI would refuse."""
+    return answer(body, "text").content or ""
 
 
 FaultSource = Fault | Callable[[EmulatedRequest], Fault | None] | None
@@ -314,6 +329,13 @@ class OpenAIEmulator(Emulator):
     """An OpenAI-compatible gateway: `POST ...{chat_path}`, JSON completions and
     `chat.completion.chunk` SSE streams ending in `data: [DONE]`.
 
+    What it answers (tool calls, tool results, refusals, structured output,
+    content parts, usage with its details) is decided by
+    `turnout._emulated_answers`, whose docstring gives the rules; a request
+    OpenAI would refuse gets the gateway's 400 (`invalid_request`). Streams
+    carry usage in a last chunk (no choices) when the request sets
+    `stream_options.include_usage`, as OpenAI's do.
+
     Gateway emulators subclass it and implement `render_error`, `error_names`
     and, when their in-band error frames differ, `error_frame`.
     """
@@ -323,6 +345,7 @@ class OpenAIEmulator(Emulator):
 
     def __init__(self) -> None:
         self._counter = 0
+        self._cache_keys: set[str] = set()
 
     def next_id(self) -> str:
         self._counter += 1
@@ -335,53 +358,162 @@ class OpenAIEmulator(Emulator):
         if not isinstance(payload, Mapping) or not isinstance(payload.get("messages"), list):
             return self.render_error("bad_request")
         request_id = self.next_id()
+        key = payload.get("prompt_cache_key")
+        cached = isinstance(key, str) and key in self._cache_keys
+        if isinstance(key, str):
+            self._cache_keys.add(key)
+        try:
+            reply = answer(payload, request_id, cached=cached)
+        except Invalid as problem:
+            return self.invalid_request(problem.message, problem.param, request_id)
         model = str(payload.get("model", "model"))
-        text = self.echo(request)
         if payload.get("stream"):
-            return self.stream_reply(text, model, request_id, fault)
+            options = payload.get("stream_options")
+            usage = isinstance(options, Mapping) and options.get("include_usage") is True
+            return self.stream_reply(reply, model, request_id, fault, usage=usage)
         completion = {
             "id": f"chatcmpl-{request_id}",
             "object": "chat.completion",
             "created": 1_700_000_000,
             "model": model,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": reply.message(),
+                    "logprobs": None,
+                    "finish_reason": reply.finish_reason,
+                }
             ],
-            "usage": {
-                "prompt_tokens": 5,
-                "completion_tokens": len(text.split()),
-                "total_tokens": 5 + len(text.split()),
-            },
+            "usage": dict(reply.usage),
         }
         return EmulatedResponse.json(200, completion, (("x-request-id", request_id),))
 
-    def chunk(self, model: str, request_id: str, delta: str | None, finish: str | None = None) -> bytes:
+    def invalid_request(self, message: str, param: str | None, request_id: str) -> EmulatedResponse:
+        """A request the gateway refuses: its `bad_request` response, saying why."""
+        rendered = self.render_error("bad_request", request_id=request_id)
+        body = json.loads(rendered.body) if rendered.body.startswith(b"{") else None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            body["error"]["message"] = message
+            if "param" in body["error"]:
+                body["error"]["param"] = param
+        elif isinstance(body, dict) and isinstance(body.get("detail"), str):
+            body["detail"] = message
+        else:
+            return rendered
+        others = tuple((k, v) for k, v in rendered.headers if k.lower() != "content-type")
+        return EmulatedResponse.json(rendered.status, body, others)
+
+    def chunk(
+        self,
+        model: str,
+        request_id: str,
+        delta: str | Mapping[str, Any] | None,
+        finish: str | None = None,
+    ) -> bytes:
+        """One `chat.completion.chunk` event; `delta` is text, a whole delta object or None."""
+        if delta is None:
+            delta = {}
+        elif isinstance(delta, str):
+            delta = {"content": delta}
         body: dict[str, Any] = {
             "id": f"chatcmpl-{request_id}",
             "object": "chat.completion.chunk",
             "created": 1_700_000_000,
             "model": model,
-            "choices": [
-                {"index": 0, "delta": {} if delta is None else {"content": delta}, "finish_reason": finish}
-            ],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
         return sse(body)
 
-    def stream_reply(self, text: str, model: str, request_id: str, fault: Fault) -> EmulatedResponse:
-        pieces = self.words(text)
-        chunks = [self.chunk(model, request_id, piece) for piece in pieces]
+    def deltas(self, reply: Answer) -> list[dict[str, Any] | str]:
+        """The answer's pieces as a stream sends them: its words, its refusal's words, or
+        each tool call's id and name then its arguments a few characters at a time."""
+        if reply.refusal is not None:
+            return [{"refusal": word} for word in words(reply.refusal)]
+        pieces: list[dict[str, Any] | str] = list(reply.pieces)
+        for index, call in enumerate(reply.tool_calls):
+            head = {"index": index, "id": call.id, "type": "function"}
+            first: dict[str, Any] = {
+                "tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]
+            }
+            if index == 0:
+                first = {"role": "assistant", "content": None, **first}
+            pieces.append(first)
+            pieces += [
+                {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                for piece in call.pieces()
+            ]
+        return pieces
+
+    def stream_reply(
+        self, reply: Answer, model: str, request_id: str, fault: Fault, *, usage: bool = False
+    ) -> EmulatedResponse:
+        chunks = [self.chunk(model, request_id, piece) for piece in self.deltas(reply)]
         if fault.stream_error is not None:
             at = min(fault.stream_error_after, len(chunks))
             chunks = [*chunks[:at], self.error_frame(fault.stream_error, request_id)]
         else:
-            chunks.append(self.chunk(model, request_id, None, "stop"))
+            chunks.append(self.chunk(model, request_id, None, reply.finish_reason))
+            if usage:
+                chunks.append(self.usage_chunk(model, request_id, reply.usage))
             chunks.append(b"data: [DONE]\n\n")
         return EmulatedResponse.stream(
             chunks, headers=(("x-request-id", request_id),), drop_after=fault.drop_after
         )
+
+    @staticmethod
+    def usage_chunk(model: str, request_id: str, usage: Mapping[str, Any]) -> bytes:
+        """The last chunk of a stream asked for usage: no choices, the whole usage."""
+        body = {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [],
+            "usage": dict(usage),
+        }
+        return sse(body)
 
     def error_frame(self, error: str, request_id: str) -> bytes:
         """The in-band frame reporting `error` mid-stream: by default, the
         gateway's error body as one `data:` event."""
         rendered = self.render_error(error, request_id=request_id)
         return b"data: " + rendered.body + b"\n\n"
+
+
+class FaultScript:
+    """Scripted faults: a fault source (for `mock_transport`) that answers requests
+    with the faults it was given, in order, and then with None (the gateway works).
+
+    - `FaultScript(f1, None, f2)`: the first request gets `f1`, the second none,
+      the third `f2`, every later one none.
+    - `FaultScript(f1, match=lambda r: r.method == "GET")`: only matching requests
+      use up the script; the others get no fault.
+    - `FaultScript.by(lambda r: r.host, {"a.test": [f1], "b.test": [f2]})`: one
+      script per key (a host, an endpoint...); keys without one get no fault.
+
+    Every request it is asked about is kept in `requests`, in order, so a test can
+    assert what reached the gateway; `pending` counts the faults not yet used.
+    """
+
+    def __init__(self, *faults: Fault | None, match: Callable[[EmulatedRequest], bool] | None = None) -> None:
+        self._key: Callable[[EmulatedRequest], Any] = lambda request: match is None or match(request)
+        self._queues: dict[Any, list[Fault | None]] = {True: list(faults)}
+        self.requests: list[EmulatedRequest] = []
+
+    @classmethod
+    def by(
+        cls, key: Callable[[EmulatedRequest], Any], faults: Mapping[Any, Sequence[Fault | None]]
+    ) -> FaultScript:
+        script = cls()
+        script._key = key
+        script._queues = {name: list(queue) for name, queue in faults.items()}
+        return script
+
+    @property
+    def pending(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    def __call__(self, request: EmulatedRequest) -> Fault | None:
+        self.requests.append(request)
+        queue = self._queues.get(self._key(request))
+        return queue.pop(0) if queue else None

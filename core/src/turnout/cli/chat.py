@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import CallFailed
-from .output import ATTEMPT_COLUMNS, Output, attempt_rows
+from .output import ATTEMPT_COLUMNS, Output, attempt_rows, decision_line
 
 if TYPE_CHECKING:
-    from turnout import Attempt
+    from turnout import Attempt, AttemptEvent
 
 __all__ = ["NAME", "add_parser", "run"]
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     messages = [{"role": "system", "content": args.system}] if args.system else []
     messages.append({"role": "user", "content": prompt})
-    router = turnout.Router.from_config(args.config)
+    router = turnout.Router.from_config(args.config, observers=[_Decisions(out)])
     try:
         if args.stream:
             return _chat_stream(router, messages, args, out)
@@ -64,6 +64,17 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return 0
     finally:
         router.close()
+
+
+class _Decisions:
+    """Each decision as the router makes it, on stderr (the answer keeps stdout)."""
+
+    def __init__(self, out: Output) -> None:
+        self.arrow = out.arrow
+
+    def on_attempt(self, event: AttemptEvent) -> None:
+        sys.stderr.write(f"  {decision_line(event, self.arrow)}\n")
+        sys.stderr.flush()
 
 
 def _answered(response: Any) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from attrs import frozen
@@ -163,9 +163,11 @@ class Demo:
             for provider, d in casting.deployments.items()
         ]
         routes = {c.route: [c.star, *([c.fallback] if c.fallback else [])] for c in casting.casts}
+        events = self.stage.events
         return turnout.Router(
             deployments,
             routes,
+            observers=[_Decisions(lambda event: events.put(("decision", event)))],
             deadline=20.0,
             # A retry that would wait longer than this falls back at once when it can.
             max_retry_wait=0.5,
@@ -213,3 +215,13 @@ class Demo:
             return 1
         out.good(f"All {len(self.results)} scenarios went as designed, in {elapsed:.1f} s.")
         return 0
+
+
+class _Decisions:
+    """Hands each decision, as the router makes it, to the scenario's live view."""
+
+    def __init__(self, put: Callable[[Any], None]) -> None:
+        self.put = put
+
+    def on_attempt(self, event: Any) -> None:
+        self.put(event)

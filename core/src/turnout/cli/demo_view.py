@@ -7,12 +7,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .output import ATTEMPT_COLUMNS, Column, Output, RichOutput, attempt_rows
+from .output import ATTEMPT_COLUMNS, Column, Output, RichOutput, attempt_rows, decision_line
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from turnout import Attempt
+    from turnout import Attempt, AttemptEvent
     from turnout.fake import Served
 
 __all__ = ["CALL_COLUMNS", "HEALTH_COLUMNS", "DemoView", "RichDemoView", "health_rows", "make_view"]
@@ -87,6 +87,10 @@ class DemoView:
 
     def chunk(self, delta: str) -> None:
         self.text.append(delta)
+
+    def decision(self, event: AttemptEvent) -> None:
+        """One attempt, as the router decides what comes next: printed at once."""
+        self.out.line(f"router: {decision_line(event, self.out.arrow)}")
 
     def attempts(self, attempts: Sequence[Attempt]) -> None:
         if self.text:
@@ -177,6 +181,14 @@ class RichDemoView(DemoView):
             self.stream_text = Text("streamed: ", style="bold")
             self.content.parts.append(self.stream_text)
         self.stream_text.append(delta, style="not bold green")
+        self.refresh()
+
+    def decision(self, event: AttemptEvent) -> None:
+        from rich.text import Text
+
+        line = Text(f"router: {decision_line(event, self.out.arrow)}")
+        line.stylize("green" if event.error is None else "yellow")
+        self.content.parts.append(line)
         self.refresh()
 
     def attempts(self, attempts: Sequence[Attempt]) -> None:

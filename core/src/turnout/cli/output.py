@@ -20,11 +20,12 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from turnout import Attempt
+    from turnout import Attempt, AttemptEvent
     from turnout._errors import ProviderError
 
 __all__ = [
     "ATTEMPT_COLUMNS",
+    "decision_line",
     "Column",
     "Output",
     "RichOutput",
@@ -322,6 +323,7 @@ ATTEMPT_COLUMNS = (
     Column("provider", 10),
     Column("outcome", 18),
     Column("detail", 22, wrap=True),
+    Column("then", 9),
     Column("elapsed", 7, "right"),
     Column("waited", 7, "right"),
 )
@@ -339,8 +341,17 @@ def attempt_rows(attempts: Sequence[Attempt], dash: str = "-") -> list[list[str]
                 attempt.provider,
                 "ok" if error is None else error.kind.value,
                 "" if error is None else wire_detail(error),
+                attempt.decision or dash,
                 seconds(attempt.elapsed),
                 seconds(attempt.waited) if attempt.waited else dash,
             ]
         )
     return rows
+
+
+def decision_line(event: AttemptEvent, arrow: str = "->") -> str:
+    """One attempt as it is decided: `a (acme): 429 rate_limited -> retry: 429, retry after 0.5 s`."""
+    error = event.error
+    outcome = "ok" if error is None else f"{wire_detail(error)} {error.kind.value}".strip()
+    reason = f": {event.reason}" if event.reason else ""
+    return f"{event.deployment} ({event.provider}): {outcome} {arrow} {event.decision}{reason}"

@@ -36,7 +36,7 @@ RETRY_AFTER = 0.5
 CUT_AFTER = 3
 CALLS = 20
 # Short breaker times, so the demo shows a probe within seconds.
-BREAKER = BreakerConfig(open_for=0.5, max_open=2.0)
+BREAKER = BreakerConfig(consecutive_failures=5, open_for=0.5, max_open=2.0)
 
 Emit = Callable[[str, Any], None]
 
@@ -90,6 +90,8 @@ class Stage:
                 self.view.chunk(value)
             elif kind == "call":
                 self.view.call(value)
+            elif kind == "decision" and wire:
+                self.view.decision(value)
         thread.join()
         if "error" in box:
             raise box["error"]

@@ -6,50 +6,62 @@ A multi-call job (`turnout_litellm.JobSession`) is written here as four flows
 that the session drives: `create_job`, `job_call`, `job_stream` and
 `complete_job`. No flow touches a socket; none retries.
 
-Errors are FastAPI envelopes, `{"detail": "text"}` or, for request
-validation, `{"detail": [{"type", "loc", "msg", "input"?, "ctx"?}]}`; the
-server wraps upstream failures in a 500 whose detail carries the upstream
-`Error code: NNN`, and a broken stream ends with a `{"error": ...}` frame.
+What the real server (v1.0.2) does and this codec answers for:
+
+- a call is not idempotent: the server finishes it, and charges the job, even
+  after the client gave up waiting. create-and-call and llm-call (and their
+  streams) are declared not safe to repeat, so after a read timeout or a
+  connection lost once the request was sent they are never sent to the same
+  deployment again; `/complete` is never repeated at all;
+- it carries only a few parameters (`CALL_PARAMETERS`, `JOB_CALL_PARAMETERS`)
+  and drops the rest silently, and drops the tool calls of an answer: a request
+  needing more is reported by `unsupported`, so the router never sends it here;
+- it sends job statuses in upper case (`COMPLETED`), upstream finish reasons
+  as the upstream said them (`end_turn`), and only a total of tokens.
+
+Errors and their table live in `turnout_litellm.errors`, stream frames in
+`turnout_litellm.frames`.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, TypeGuard
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, TypeGuard
 from urllib.parse import quote
 
-from attrs import evolve, field, frozen
+from attrs import field, frozen
 
 from turnout import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
-    CodeRule,
+    Check,
     ConfigError,
     Deployment,
     ErrorFields,
-    ErrorKind,
-    ErrorTable,
-    FieldError,
     Flow,
     HTTPRequest,
     HTTPResponse,
-    MessageRule,
     OpenAICompatible,
+    OpenAIOptions,
     ProviderError,
-    RetryPolicy,
     Send,
     Usage,
-    extract_openai,
+    finish_reason,
+    text_of,
 )
 
+from .errors import LITELLM_ERRORS, LITELLM_RETRY, extract_litellm, upstream_status
+from .frames import anthropic_chunk, gemini_chunk, hold_usage
+
 __all__ = [
+    "CALL_PARAMETERS",
     "COMPLETE_TIMEOUT",
     "CREATE_AND_CALL_TIMEOUT",
     "CREATE_TIMEOUT",
     "DEFAULT_JOB_TYPE",
+    "JOB_CALL_PARAMETERS",
     "LITELLM_ERRORS",
     "LITELLM_RETRY",
     "LLM_CALL_TIMEOUT",
@@ -57,6 +69,7 @@ __all__ = [
     "JobCallRequest",
     "JobResult",
     "LiteLLM",
+    "check_job_id",
     "upstream_status",
 ]
 
@@ -70,232 +83,70 @@ COMPLETE_TIMEOUT = 30.0
 CREATE_AND_CALL_TIMEOUT = 60.0
 STREAM_TIMEOUT = 120.0
 
-# The server wraps upstream failures: `LLM call failed: 500: Failed to call
-# provider API: ... Error code: 429 - {...}`, or httpx's own wording when it
-# went through the LiteLLM proxy: `Client error '429 Too Many Requests' for url ...`.
-_UPSTREAM_PATTERNS = (
-    re.compile(r"Error code:\s*(\d{3})\b"),
-    re.compile(r"(?:Client|Server) error '(\d{3})\b"),
+# The call parameters the server carries to every upstream (OpenAI, Anthropic and
+# Gemini aliases alike), besides the identity fields turnout sets itself, or keeps
+# on the job (`job_metadata`, `user_id`, `purpose`, `call_metadata`). Anything else
+# (`response_format`, `seed`, `n`, penalties, ...) it drops, silently or for some
+# upstreams only: a request that needs it is never sent here.
+CALL_PARAMETERS = frozenset(
+    {"temperature", "max_tokens", "top_p", "stop", "job_metadata", "user_id", "purpose"}
 )
+JOB_CALL_PARAMETERS = frozenset({"temperature", "max_tokens", "top_p", "stop", "purpose", "call_metadata"})
+# Parameters `turnout` already reports as features ("tools", "response_format").
+_FEATURE_PARAMETERS = frozenset({"tools", "functions", "tool_choice", "function_call", "response_format"})
+# The endpoint decides whether an answer streams.
+_IGNORED_PARAMETERS = frozenset({"stream"})
 
 
-def upstream_status(text: str) -> int | None:
-    """The upstream HTTP status a wrapped error message reports, if any (the innermost)."""
-    for pattern in _UPSTREAM_PATTERNS:
-        found = pattern.findall(text[:8192])
-        if found:
-            status = int(found[-1])
-            return status if 400 <= status <= 599 else None
-    return None
-
-
-_K = ErrorKind
-LITELLM_ERRORS = ErrorTable(
-    codes={
-        # SaaS-LiteLLM has no error codes of its own; these are the upstream
-        # providers' codes it forwards verbatim in `{"error": {...}}` stream frames.
-        "rate_limit_exceeded": CodeRule(_K.RATE_LIMITED, description="OpenAI upstream, in a stream frame"),
-        "rate_limit_error": CodeRule(_K.RATE_LIMITED, description="Anthropic upstream, in a stream frame"),
-        "overloaded_error": CodeRule(_K.UNAVAILABLE, description="Anthropic upstream, in a stream frame"),
-        "api_error": CodeRule(_K.SERVER_ERROR, description="Anthropic upstream, in a stream frame"),
-        "context_length_exceeded": CodeRule(_K.CONTEXT_LENGTH_EXCEEDED, description="OpenAI upstream"),
-        "RESOURCE_EXHAUSTED": CodeRule(_K.RATE_LIMITED, description="Gemini upstream, in a stream frame"),
-        "UNAVAILABLE": CodeRule(_K.UNAVAILABLE, description="Gemini upstream, in a stream frame"),
-    },
-    message_rules=[
-        # 403 means one of several things; the wording tells which.
-        MessageRule(r"\bcredits?\b", _K.INSUFFICIENT_CREDITS, {403}),
-        MessageRule(r"\b(?:suspended|paused)\b", _K.PERMISSION_DENIED, {403}),
-        MessageRule(r"does not belong to", _K.PERMISSION_DENIED, {403}),
-        MessageRule(r"does not have access|not found or inactive", _K.PERMISSION_DENIED, {403}),
-        # Upstream wording kept in a wrapped 500 or a stream frame.
-        MessageRule(r"context_length_exceeded|maximum context length", _K.CONTEXT_LENGTH_EXCEEDED),
-        MessageRule(r"content_policy_violation|content management policy", _K.CONTENT_FILTERED),
-    ],
-    statuses={
-        400: _K.BAD_REQUEST,
-        401: _K.AUTHENTICATION,
-        403: _K.PERMISSION_DENIED,
-        404: _K.NOT_FOUND,
-        422: _K.VALIDATION,
-        429: _K.RATE_LIMITED,
-        500: _K.SERVER_ERROR,
-        503: _K.UNAVAILABLE,
-    },
-)
-
-# 429, 500, 503, timeouts and connection errors; 1 s doubling to 32 s, ±25 %, 3 attempts.
-LITELLM_RETRY = RetryPolicy(
-    max_retries=2,
-    base=1.0,
-    cap=32.0,
-    multiplier=2.0,
-    jitter="symmetric",
-    jitter_ratio=0.25,
-    retry_on=frozenset(
-        {
-            _K.RATE_LIMITED,
-            _K.SERVER_ERROR,
-            # An upstream 502 wrapped in the server's 500: still a 500 on the wire.
-            _K.UPSTREAM_ERROR,
-            _K.UNAVAILABLE,
-            _K.TIMEOUT,
-            _K.CONNECTION,
-        }
-    ),
-    retry_statuses=frozenset({429, 500, 503}),
-)
-
-# Upstream finish reasons in OpenAI's words, so every frame shape reads the same.
-_FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-}
-
-
-def _finish(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return _FINISH_REASONS.get(value, value.lower())
+def check_job_id(job_id: Any) -> str:
+    """A job id as the server accepts it (a UUID), else ValueError: anything else gets a
+    plain-text 500 from the server, which would look like its own failure."""
+    try:
+        uuid.UUID(job_id)
+    except (TypeError, ValueError, AttributeError):
+        shown = repr(job_id) if len(repr(job_id)) <= 60 else repr(job_id)[:57] + "..."
+        raise ValueError(f"a SaaS-LiteLLM job id is a UUID, not {shown}") from None
+    return str(job_id)
 
 
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _count(value: Any) -> int:
-    return value if _is_count(value) else 0
-
-
-def _text(content: Any) -> str | None:
-    """Message content as text: a string, None (a tool call), or the text parts of a list."""
-    if isinstance(content, str):
-        return content
-    if content is None:
-        return ""
-    if isinstance(content, list):
-        return "".join(
-            part["text"]
-            for part in content
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
-    return None
-
-
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-# -- error extraction ----------------------------------------------------------
-
-
-def _field_errors(items: Sequence[Any]) -> tuple[FieldError, ...]:
-    """pydantic v2 (`type: "missing"`) and v1 (`type: "value_error.missing"`) items alike."""
-    found: list[FieldError] = []
-    for item in items:
-        if not isinstance(item, Mapping):
-            continue
-        loc = item.get("loc")
-        if isinstance(loc, list | tuple):
-            path = ".".join(str(part) for part in loc if isinstance(part, str | int))
-        else:
-            path = str(loc) if isinstance(loc, str | int) else ""
-        code = item.get("type")
-        message = item.get("msg")
-        found.append(
-            FieldError(
-                path[:200],
-                code[:100] if isinstance(code, str) else None,
-                message[:300] if isinstance(message, str) else "",
-            )
-        )
-    return tuple(found)
-
-
-def _from_detail(detail: Any) -> ErrorFields:
-    if isinstance(detail, str):
-        return ErrorFields(message=detail, upstream_status=upstream_status(detail))
-    if isinstance(detail, list):
-        details = _field_errors(detail)
-        if not details:
-            return ErrorFields()
-        shown = "; ".join(f"{d.field}: {d.message}" if d.field else d.message for d in details[:5])
-        more = f" (+{len(details) - 5} more)" if len(details) > 5 else ""
-        return ErrorFields(
-            message=f"request validation failed: {shown}{more}",
-            details=details,
-            kind=ErrorKind.VALIDATION,
-        )
-    if isinstance(detail, Mapping):
-        # Some deployments raise HTTPException(detail={...}).
-        message = next(
-            (detail[k] for k in ("message", "msg", "error", "detail") if isinstance(detail.get(k), str)), None
-        )
-        code = next((detail[k] for k in ("code", "type") if isinstance(detail.get(k), str)), None)
-        return ErrorFields(
-            code=code, message=message, upstream_status=upstream_status(message) if message else None
-        )
-    if detail is None or isinstance(detail, bool):
-        return ErrorFields()
-    if isinstance(detail, int | float):
-        return ErrorFields(message=str(detail))
-    return ErrorFields()
-
-
-def _from_error(payload: Mapping[str, Any]) -> ErrorFields:
-    error = payload.get("error")
-    if isinstance(error, str):
-        return ErrorFields(message=error, upstream_status=upstream_status(error))
-    if not isinstance(error, Mapping):
-        return ErrorFields()
-    fields = extract_openai(payload)
-    raw_code = error.get("code")
-    status: int | None = None
-    if isinstance(raw_code, int) and not isinstance(raw_code, bool):
-        # Gemini: {"code": 429, "message", "status": "RESOURCE_EXHAUSTED"}.
-        status = raw_code if 400 <= raw_code <= 599 else None
-        code = _str(error.get("status")) or _str(error.get("type"))
-        fields = evolve(fields, code=code)
-    if status is None and fields.message:
-        status = upstream_status(fields.message)
-    return evolve(fields, upstream_status=status)
-
-
-def extract_litellm(payload: Any) -> ErrorFields:
-    """The FastAPI `detail` envelope, and the `{"error": ...}` frames of its streams."""
-    if not isinstance(payload, Mapping):
-        return ErrorFields()
-    if "detail" in payload:
-        return _from_detail(payload["detail"])
-    if "error" in payload:
-        return _from_error(payload)
-    return extract_openai(payload)
 
 
 # -- data ----------------------------------------------------------------------
 
 
+def _job_id(instance: Any, attribute: Any, value: Any) -> None:
+    check_job_id(value)
+
+
 @frozen
 class JobCallRequest(ChatRequest):
-    """A chat request made inside an open job: sent to `/jobs/{job_id}/llm-call(-stream)`."""
+    """A chat request made inside an open job: sent to `/jobs/{job_id}/llm-call(-stream)`.
+    `job_id` must be a UUID (ValueError otherwise, before anything is sent)."""
 
-    job_id: str = field(kw_only=True)
+    job_id: str = field(kw_only=True, validator=_job_id)
     # The model alias or group for this call; None: the deployment's model.
     model: str | None = field(default=None, kw_only=True)
 
 
+def _lower(value: str) -> str:
+    return value.lower()
+
+
 @frozen
 class JobResult:
-    """What `/jobs/{id}/complete` reported: the job's final status and its costs."""
+    """What `/jobs/{id}/complete` reported: the job's final status and its costs.
+
+    `status` is `"completed"` or `"failed"`, in lower case whatever the server's
+    casing (v1.0.2 answers `"COMPLETED"`)."""
 
     job_id: str
-    status: str
+    status: str = field(converter=_lower)
     # As the server returns them: total_calls, successful_calls, failed_calls,
     # total_tokens, total_cost_usd, avg_latency_ms, credit_applied, credits_remaining.
     costs: Mapping[str, Any] = field(factory=dict)
@@ -334,6 +185,22 @@ class JobResult:
 # -- the provider ----------------------------------------------------------------
 
 
+def _filled(value: str) -> bool:
+    return bool(value.strip())
+
+
+NonEmpty = Annotated[str, Check(_filled, "must be a non-empty string")]
+
+
+@frozen
+class LiteLLMOptions(OpenAIOptions):
+    """A SaaS-LiteLLM deployment's options: the team its key belongs to (required),
+    the job type of router calls, and the codec's `headers` and `params`."""
+
+    team_id: NonEmpty = field(kw_only=True)
+    job_type: NonEmpty = field(default=DEFAULT_JOB_TYPE, kw_only=True)
+
+
 class LiteLLM(OpenAICompatible):
     """SaaS-LiteLLM: one router call is one job; multi-call jobs go through `JobSession`."""
 
@@ -344,30 +211,25 @@ class LiteLLM(OpenAICompatible):
     stream_path: ClassVar[str] = "/jobs/create-and-call-stream"
     # Streams end with [DONE] (OpenAI upstreams) or just a clean close (Anthropic, Gemini).
     clean_close_ends_stream = True
-    option_names = frozenset({"team_id", "job_type", "headers", "params"})
+    options_type = LiteLLMOptions
+    # Content parts are passed on verbatim; tool calls are dropped from the answers,
+    # and `response_format` reaches OpenAI upstreams only.
+    capabilities = frozenset({"content_parts"})
     error_table = LITELLM_ERRORS
     retry_policy = LITELLM_RETRY
 
     # -- configuration -------------------------------------------------------
 
     def check_deployment(self, deployment: Deployment, path: str) -> None:
-        super().check_deployment(deployment, path)
-        options = deployment.options
-        team_id = options.get("team_id")
-        if team_id is None:
-            raise ConfigError(
-                "required option missing: the SaaS-LiteLLM team the key belongs to",
-                path=f"{path}.options.team_id",
-            )
-        if not isinstance(team_id, str) or not team_id.strip():
-            raise ConfigError("must be a non-empty string", path=f"{path}.options.team_id", value=team_id)
-        job_type = options.get("job_type")
-        if job_type is not None and (not isinstance(job_type, str) or not job_type.strip()):
-            raise ConfigError("must be a non-empty string", path=f"{path}.options.job_type", value=job_type)
-        for name in ("headers", "params"):
-            value = options.get(name)
-            if value is not None and not isinstance(value, Mapping):
-                raise ConfigError("must be a table", path=f"{path}.options.{name}", value=value)
+        super().check_deployment(deployment, path)  # the options, typed (team_id required)
+        known = CALL_PARAMETERS | JOB_CALL_PARAMETERS
+        for name in self.openai_options(deployment).params:
+            if name not in known:
+                raise ConfigError(
+                    f"SaaS-LiteLLM drops this parameter; it carries {', '.join(sorted(known))}",
+                    path=f"{path}.options.params.{name}",
+                    value=name,
+                )
         if not deployment.base_url:
             raise ConfigError(
                 "SaaS-LiteLLM has no public URL: set it to your server's API root "
@@ -379,27 +241,34 @@ class LiteLLM(OpenAICompatible):
                 "must be an http:// or https:// URL", path=f"{path}.base_url", value=deployment.base_url
             )
 
-    @staticmethod
-    def team_id(deployment: Deployment) -> str:
-        return str(deployment.options["team_id"])
+    def litellm_options(self, deployment: Deployment) -> LiteLLMOptions:
+        return self.typed_options(deployment, LiteLLMOptions)
 
-    @staticmethod
-    def job_type(deployment: Deployment) -> str:
-        value = deployment.options.get("job_type")
-        return value if isinstance(value, str) and value else DEFAULT_JOB_TYPE
+    def team_id(self, deployment: Deployment) -> str:
+        return self.litellm_options(deployment).team_id
+
+    def job_type(self, deployment: Deployment) -> str:
+        return self.litellm_options(deployment).job_type
+
+    def unsupported(self, deployment: Deployment, request: ChatRequest, *, stream: bool) -> list[str]:
+        """Tools (the answers drop tool calls), `response_format`, and any parameter the
+        endpoint does not carry to every upstream: `parameter 'seed'`."""
+        missing = super().unsupported(deployment, request, stream=stream)
+        carried = JOB_CALL_PARAMETERS if isinstance(request, JobCallRequest) else CALL_PARAMETERS
+        skip = carried | _FEATURE_PARAMETERS | _IGNORED_PARAMETERS
+        return missing + [f"parameter {name!r}" for name in request.params if name not in skip]
 
     # -- requests ------------------------------------------------------------
 
     def call_params(self, deployment: Deployment, request: ChatRequest) -> dict[str, Any]:
-        """Sampling parameters (temperature, max_tokens, top_p, stop, job_metadata, ...):
-        the deployment's `params` option, then the call's own."""
-        params: dict[str, Any] = {}
-        defaults = deployment.options.get("params")
-        if isinstance(defaults, Mapping):
-            params.update(defaults)
+        """Call parameters (temperature, max_tokens, top_p, stop, job_metadata, ...): those
+        of the deployment's `params` option this endpoint carries, then the call's own."""
+        carried = JOB_CALL_PARAMETERS if isinstance(request, JobCallRequest) else CALL_PARAMETERS
+        defaults = self.openai_options(deployment).params
+        params: dict[str, Any] = {k: v for k, v in defaults.items() if k in carried}
         params.update(request.params)
-        # The endpoint decides whether the answer streams.
-        params.pop("stream", None)
+        for name in _IGNORED_PARAMETERS:
+            params.pop(name, None)
         stop = params.get("stop")
         if isinstance(stop, str):
             params["stop"] = [stop]  # the server takes a list only
@@ -409,17 +278,16 @@ class LiteLLM(OpenAICompatible):
         messages = [m.to_wire() for m in request.messages]
         params = self.call_params(deployment, request)
         if isinstance(request, JobCallRequest):
-            # Job-level fields belong to /jobs/create, not to a call.
-            for name in ("team_id", "job_type", "job_metadata", "user_id"):
-                params.pop(name, None)
-            return {**params, "model": request.model or deployment.model, "messages": messages}
-        return {
-            **params,
-            "team_id": self.team_id(deployment),
-            "job_type": self.job_type(deployment),
-            "model": deployment.model,
-            "messages": messages,
-        }
+            identity: dict[str, Any] = {"model": request.model or deployment.model, "messages": messages}
+        else:
+            identity = {
+                "team_id": self.team_id(deployment),
+                "job_type": self.job_type(deployment),
+                "model": deployment.model,
+                "messages": messages,
+            }
+        # The deployment's identity wins over a parameter; the caller's extra_body over all.
+        return {**params, **identity, **request.extra_body}
 
     def request(self, deployment: Deployment, request: ChatRequest, *, stream: bool) -> HTTPRequest:
         base = self.base_url(deployment)
@@ -432,26 +300,30 @@ class LiteLLM(OpenAICompatible):
         headers = self.headers(deployment)
         if stream:
             headers["accept"] = "text/event-stream"
+        # Not safe to repeat: the server finishes the call and charges it even when
+        # the client has gone (a read timeout, a dropped connection).
         return HTTPRequest.json(
-            "POST", url, self.payload(deployment, request, stream=stream), headers=headers, timeout=timeout
+            "POST",
+            url,
+            self.payload(deployment, request, stream=stream),
+            headers=headers,
+            timeout=timeout,
+            repeatable=False,
         )
 
     # -- responses -----------------------------------------------------------
 
     def _json_object(self, response: HTTPResponse) -> Mapping[str, Any]:
-        if response.truncated:
-            raise self.parse_error("the response body is larger than allowed", response)
-        try:
-            payload = json.loads(response.body)
-        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
-            raise self.parse_error("the response body is not JSON", response) from None
+        payload = self.json_body(response)
         if not isinstance(payload, Mapping):
             raise self.parse_error("the response body is not a JSON object", response)
         return payload
 
     def parse_completion(self, response: HTTPResponse) -> ChatResponse:
         """`create-and-call` (`job_id`) and `llm-call` (`call_id`) answers alike:
-        `{"response": {"content", "finish_reason"}, "metadata": {"tokens_used", "latency_ms", "model"}}`."""
+        `{"response": {"content", "finish_reason"}, "metadata": {"tokens_used", "latency_ms", "model"}}`.
+        The finish reason is given in OpenAI's words (`end_turn` is `stop`); only the
+        total of tokens is reported (prompt and completion are unknown: None)."""
         payload = self._json_object(response)
         if "choices" in payload:
             # A whole OpenAI completion (a proxy answering for the server).
@@ -462,83 +334,66 @@ class LiteLLM(OpenAICompatible):
                 # An error reported with a 2xx status.
                 raise self.normalize(status=None, headers=response.headers, body=payload)
             raise self.parse_error("the response has no `response` object", response)
-        if payload.get("status") == "failed":
+        status = payload.get("status")
+        if isinstance(status, str) and status.lower() == "failed":
             message = _str(payload.get("error_message")) or "the job failed"
             raise self.normalize(status=None, headers=response.headers, body={"detail": message})
-        content = _text(answer.get("content"))
+        content = text_of(answer.get("content"))
         if content is None:
             raise self.parse_error("the response's content is not text", response)
         metadata = payload.get("metadata")
         metadata = metadata if isinstance(metadata, Mapping) else {}
         tokens = metadata.get("tokens_used")
-        usage = Usage(0, 0, tokens) if _is_count(tokens) else None
         return ChatResponse(
             content=content,
-            finish_reason=_str(answer.get("finish_reason")),
-            usage=usage,
+            finish_reason=finish_reason(answer.get("finish_reason")),
+            usage=Usage(total_tokens=tokens) if _is_count(tokens) else None,
             model=_str(metadata.get("model")),
             request_id=_str(payload.get("job_id")) or _str(payload.get("call_id")),
+            message={"role": "assistant", "content": content},
+            raw=payload,
+            headers=dict(response.headers),
         )
 
     def chunk_from(self, payload: Mapping[str, Any]) -> ChatChunk | None:
         """Frames are the upstream's own JSON: OpenAI, Anthropic or Gemini."""
         if "choices" in payload:
             return super().chunk_from(payload)
-        kind = payload.get("type")
-        if kind == "content_block_delta":
-            delta = payload.get("delta")
-            text = delta.get("text") if isinstance(delta, Mapping) else None
-            return ChatChunk(text) if isinstance(text, str) and text else None
-        if kind == "message_delta":
-            delta = payload.get("delta")
-            finish = _finish(delta.get("stop_reason")) if isinstance(delta, Mapping) else None
-            usage_in = payload.get("usage")
-            usage = None
-            if isinstance(usage_in, Mapping):
-                prompt, completion = (
-                    _count(usage_in.get("input_tokens")),
-                    _count(usage_in.get("output_tokens")),
-                )
-                usage = Usage(prompt, completion, prompt + completion)
-            if finish is None and usage is None:
-                return None
-            return ChatChunk("", finish, usage)
-        candidates = payload.get("candidates")
-        if isinstance(candidates, list):
-            return self._gemini_chunk(candidates, payload.get("usageMetadata"))
-        return None
-
-    @staticmethod
-    def _gemini_chunk(candidates: list[Any], usage_in: Any) -> ChatChunk | None:
-        text = ""
-        finish = None
-        first = candidates[0] if candidates else None
-        if isinstance(first, Mapping):
-            content = first.get("content")
-            parts = content.get("parts") if isinstance(content, Mapping) else None
-            if isinstance(parts, list):
-                text = _text(parts) or ""
-            finish = _finish(first.get("finishReason"))
-        usage = None
-        if isinstance(usage_in, Mapping):
-            prompt = _count(usage_in.get("promptTokenCount"))
-            completion = _count(usage_in.get("candidatesTokenCount"))
-            usage = Usage(prompt, completion, _count(usage_in.get("totalTokenCount")) or prompt + completion)
-        if not text and finish is None and usage is None:
-            return None
-        return ChatChunk(text, finish, usage)
+        if "type" in payload:
+            return anthropic_chunk(payload)
+        return gemini_chunk(payload)
 
     def stream_error(self, payload: Mapping[str, Any], response: HTTPResponse) -> ProviderError | None:
-        """`{"error": "text"}` (the server's own) or `{"error": {...}}` (an upstream's)."""
+        """`{"error": "text"}` (the server's own) or `{"error": {...}}` (an upstream's).
+        Either comes once the call has started: it may have run upstream (and be
+        charged), so it is never repeated on the same deployment."""
         error = payload.get("error")
         if not error or not isinstance(error, str | Mapping):
             return None
-        return self.normalize(status=None, headers=response.headers, body=payload)
+        found = self.normalize(status=None, headers=response.headers, body=payload)
+        found.retryable = False
+        found.maybe_processed = True
+        if _BROKEN_STREAM in found.message:
+            found.message += f" ({_BROKEN_STREAM_HINT})"
+            found.args = (found.message,)
+        return found
+
+    def stream(self, deployment: Deployment, request: ChatRequest) -> Flow[None]:
+        return hold_usage(super().stream(deployment, request))
 
     # -- errors --------------------------------------------------------------
 
     def extract_error(self, payload: Any) -> ErrorFields:
         return extract_litellm(payload)
+
+    def error_from(self, response: HTTPResponse) -> ProviderError:
+        """The normalized error; FastAPI's bare `Not Found` (no route there) says what to
+        check, as it is not the server's `Job not found`."""
+        error = super().error_from(response)
+        if response.status == 404 and error.message == "Not Found":
+            error.message = f"Not Found ({_NO_ROUTE})"
+            error.args = (error.message,)
+        return error
 
     # -- job flows (driven by JobSession; never retried here) ----------------
 
@@ -550,7 +405,8 @@ class LiteLLM(OpenAICompatible):
         metadata: Mapping[str, Any] | None = None,
         user_id: str | None = None,
     ) -> Flow[str]:
-        """`POST /jobs/create` → the new job's id."""
+        """`POST /jobs/create` → the new job's id. Safe to repeat: a job created by a
+        request whose answer was lost stays pending and costs nothing."""
         body: dict[str, Any] = {
             "team_id": self.team_id(deployment),
             "job_type": job_type or self.job_type(deployment),
@@ -565,21 +421,24 @@ class LiteLLM(OpenAICompatible):
                 body,
                 headers=self.headers(deployment),
                 timeout=CREATE_TIMEOUT,
+                repeatable=True,
             )
         )
         if not response.ok:
             raise self.error_from(response)
         job_id = self._json_object(response).get("job_id")
-        if not isinstance(job_id, str) or not job_id or len(job_id) > 200:
-            raise self.parse_error("the created job has no job_id", response)
-        return job_id
+        try:
+            return check_job_id(job_id)
+        except ValueError:
+            raise self.parse_error("the created job's job_id is not a UUID", response) from None
 
     def job_call(self, deployment: Deployment, request: JobCallRequest) -> Flow[ChatResponse]:
         """`POST /jobs/{id}/llm-call` → the answer (request_id = the call's id)."""
         return self.chat(deployment, request)
 
     def job_stream(self, deployment: Deployment, request: JobCallRequest) -> Flow[None]:
-        """`POST /jobs/{id}/llm-call-stream`: emits the chunks."""
+        """`POST /jobs/{id}/llm-call-stream`: emits the chunks. Broken on the server up to
+        v1.0.2 at least: every such stream ends in an error frame."""
         return self.stream(deployment, request)
 
     def complete_job(
@@ -592,9 +451,10 @@ class LiteLLM(OpenAICompatible):
         metadata: Mapping[str, Any] | None = None,
     ) -> Flow[JobResult]:
         """`POST /jobs/{id}/complete`. Not idempotent on the server (a repeat charges
-        again): send it once and never retry it."""
+        again, every other time): send it once and never retry it."""
         if status not in ("completed", "failed"):
             raise ValueError(f"a job is completed as 'completed' or 'failed', not {status!r}")
+        check_job_id(job_id)
         body: dict[str, Any] = {"status": status, "error_message": error_message}
         if metadata:
             body["metadata"] = dict(metadata)
@@ -605,6 +465,7 @@ class LiteLLM(OpenAICompatible):
                 body,
                 headers=self.headers(deployment),
                 timeout=COMPLETE_TIMEOUT,
+                repeatable=False,
             )
         )
         if not response.ok:
@@ -619,3 +480,15 @@ class LiteLLM(OpenAICompatible):
             calls=tuple(dict(c) for c in calls if isinstance(c, Mapping)) if isinstance(calls, list) else (),
             completed_at=_str(payload.get("completed_at")),
         )
+
+
+_NO_ROUTE = (
+    "no such endpoint: check the deployment's base_url, the server's API root with its /api "
+    "(e.g. http://localhost:8003/api)"
+)
+# What v1.0.2's llm-call-stream says on every call, after the upstream call ran.
+_BROKEN_STREAM = "does not support the asynchronous context manager protocol"
+_BROKEN_STREAM_HINT = (
+    "SaaS-LiteLLM's /jobs/{id}/llm-call-stream is broken on this server (v1.0.2): "
+    "use job.chat, or a router's stream (create-and-call-stream)"
+)

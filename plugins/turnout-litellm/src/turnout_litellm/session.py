@@ -10,7 +10,11 @@ Leaving the block normally completes the job as `completed`; an exception
 escaping it completes the job as `failed` (no credit is spent) and goes on.
 `/complete` is sent at most once per job and never retried: the server
 charges again on a repeat. `create` and the calls are retried under the
-deployment's retry policy (a stream only until its first chunk).
+deployment's retry policy, except what the server has already retried or may
+have run: a wrapped upstream failure (`LLM call failed: ...`), a call whose
+answer was lost after it was sent (read timeout, dropped connection), an error
+frame in a stream. A request the server would not carry faithfully (tools,
+`response_format`, a parameter it drops) is refused before it is sent.
 
 The protocol lives in the provider's sans-IO flows; `JobSession` drives them
 with `turnout.run_flow` / `stream_flow` over an `httpx.Client`, and
@@ -35,6 +39,8 @@ from turnout import (
     ChatResponse,
     ConfigError,
     Deployment,
+    ErrorKind,
+    FieldError,
     Flow,
     Message,
     ProviderError,
@@ -44,6 +50,7 @@ from turnout import (
     astream_flow,
     attribute_error,
     effective_policy,
+    error_for,
     redact,
     retrying,
     run_flow,
@@ -114,9 +121,14 @@ class _JobBase:
 
     # -- flows ---------------------------------------------------------------
 
-    def _limits(self) -> CallLimits:
-        """Each request of the session (create, a call, complete) has the whole deadline."""
-        return CallLimits.starting_now(self.deadline)
+    def _limits(self, timeout: float | None = None) -> CallLimits:
+        """Each request of the session (create, a call, complete) has the whole deadline;
+        `timeout` (a call's own) replaces the endpoint's timeout, as a router's does."""
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0
+        ):
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        return CallLimits.starting_now(self.deadline, override=timeout)
 
     def _retrying(
         self, make: Callable[[], Flow[T]], limits: CallLimits, *, streaming: bool = False
@@ -153,23 +165,38 @@ class _JobBase:
             raise RuntimeError(f"job {self.job_id} is already completed")
         return JobCallRequest(messages, params, job_id=self.job_id, model=model)
 
+    def _carried(self, request: JobCallRequest, *, stream: bool) -> JobCallRequest:
+        """The request, or the router's `unsupported_feature` error before anything is
+        sent: the server would drop what it cannot carry without a word."""
+        missing = self.provider.unsupported(self.deployment, request, stream=stream)
+        if missing:
+            raise self._own(
+                error_for(
+                    ErrorKind.BAD_REQUEST,
+                    f"SaaS-LiteLLM cannot carry this request ({', '.join(missing)})",
+                    code="unsupported_feature",
+                    details=(FieldError(self.deployment.name, "unsupported_feature", ", ".join(missing)),),
+                )
+            )
+        return request
+
     def _call_flow(
         self, messages: MessagesIn, model: str | None, params: dict[str, Any], limits: CallLimits
     ) -> Flow[ChatResponse]:
-        request = self._call_request(messages, model, params)
+        request = self._carried(self._call_request(messages, model, params), stream=False)
         return self._retrying(lambda: self.provider.job_call(self.deployment, request), limits)
 
     def _stream_flow(
         self, messages: MessagesIn, model: str | None, params: dict[str, Any], limits: CallLimits
     ) -> Flow[None]:
-        request = self._call_request(messages, model, params)
+        request = self._carried(self._call_request(messages, model, params), stream=True)
         return self._retrying(
             lambda: self.provider.job_stream(self.deployment, request), limits, streaming=True
         )
 
     def _complete_flow(self, status: str, error_message: str | None) -> Flow[JobResult] | None:
         """The completion to send, or None when this job needs none (never started, or
-        already completed). Claimed under the lock: a job is completed once."""
+        its completion already sent). Claimed under the lock: a job is completed once."""
         if status not in ("completed", "failed"):
             raise ValueError(f"a job is completed as 'completed' or 'failed', not {status!r}")
         with self._lock:
@@ -202,14 +229,28 @@ class _JobBase:
         text = str(exc)
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
+    def _no_completion(self) -> RuntimeError:
+        """Why `complete()` sends nothing: never started, completed, or its one
+        completion failed (it is not sent again: a repeat may charge again)."""
+        if self.job_id is None:
+            return RuntimeError("the job is not started")
+        if self.complete_error is not None:
+            return RuntimeError(
+                f"completing job {self.job_id} was already tried and failed ({self.complete_error}); "
+                "it is not sent again, as a repeated /complete may charge again"
+            )
+        return RuntimeError(f"job {self.job_id} is already completed")
+
     def _failed_completion_failed(self, exc: BaseException, error: Exception) -> None:
-        self.complete_error = error
         if isinstance(error, ProviderError):
             self._own(error)
         exc.add_note(f"turnout-litellm: completing job {self.job_id} as failed also failed: {error}")
 
     def __repr__(self) -> str:
-        state = "completed" if self._completion_sent else ("open" if self.job_id else "not started")
+        if self.complete_error is not None:
+            state = "completion failed"
+        else:
+            state = "completed" if self._completion_sent else ("open" if self.job_id else "not started")
         return f"<{type(self).__name__} {self.deployment.name!r} job_id={self.job_id!r} {state}>"
 
 
@@ -247,26 +288,50 @@ class JobSession(_JobBase):
         self.job_id = self._run(self._create_flow(limits), limits)
         return self.job_id
 
-    def chat(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> ChatResponse:
+    def chat(
+        self,
+        messages: MessagesIn,
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> ChatResponse:
         """One call in the job (`POST /jobs/{id}/llm-call`). `model`: another alias or
-        group than the deployment's; `params`: temperature, max_tokens, top_p, stop, ..."""
-        limits = self._limits()
+        group than the deployment's; `timeout`: this call's, in seconds, instead of the
+        endpoint's; `params`: temperature, max_tokens, top_p, stop, purpose, call_metadata."""
+        limits = self._limits(timeout)
         return self._attributed(self._run(self._call_flow(messages, model, params, limits), limits))
 
-    def stream(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> JobStream:
-        """One streamed call in the job (`POST /jobs/{id}/llm-call-stream`)."""
-        limits = self._limits()
+    def stream(
+        self,
+        messages: MessagesIn,
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> JobStream:
+        """One streamed call in the job (`POST /jobs/{id}/llm-call-stream`; broken on the
+        server up to v1.0.2 at least, see the docs)."""
+        limits = self._limits(timeout)
         flow = self._stream_flow(messages, model, params, limits)
         return JobStream(stream_flow(flow, self._client, limits=limits), self)
+
+    def _complete_now(self, flow: Flow[JobResult]) -> JobResult:
+        """Send the one completion; a failure is kept in `complete_error` and raised."""
+        try:
+            self.result = self._run(flow, self._limits())
+        except Exception as error:
+            self.complete_error = error
+            raise
+        return self.result
 
     def complete(self, status: str = "completed", *, error_message: str | None = None) -> JobResult:
         """Complete the job now (`POST /jobs/{id}/complete`), once; returns its costs.
         Leaving the `with` block then completes nothing more."""
         flow = self._complete_flow(status, error_message)
         if flow is None:
-            raise RuntimeError("the job is not started or is already completed")
-        self.result = self._run(flow, self._limits())
-        return self.result
+            raise self._no_completion()
+        return self._complete_now(flow)
 
     def fail(self, error_message: str) -> JobResult:
         """Complete the job as `failed` (no credit is spent)."""
@@ -291,12 +356,12 @@ class JobSession(_JobBase):
             if exc is None:
                 flow = self._complete_flow("completed", None)
                 if flow is not None:
-                    self.result = self._run(flow, self._limits())
+                    self._complete_now(flow)
                 return
             flow = self._complete_flow("failed", self._describe(exc))
             if flow is not None:
                 try:
-                    self.result = self._run(flow, self._limits())
+                    self._complete_now(flow)
                 except Exception as error:  # the block's own exception is the one to raise
                     self._failed_completion_failed(exc, error)
         finally:
@@ -333,22 +398,43 @@ class AsyncJobSession(_JobBase):
         self.job_id = await self._run(self._create_flow(limits), limits)
         return self.job_id
 
-    async def chat(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> ChatResponse:
-        limits = self._limits()
+    async def chat(
+        self,
+        messages: MessagesIn,
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> ChatResponse:
+        limits = self._limits(timeout)
         return self._attributed(await self._run(self._call_flow(messages, model, params, limits), limits))
 
-    def stream(self, messages: MessagesIn, *, model: str | None = None, **params: Any) -> AsyncJobStream:
-        limits = self._limits()
+    def stream(
+        self,
+        messages: MessagesIn,
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> AsyncJobStream:
+        limits = self._limits(timeout)
         flow = self._stream_flow(messages, model, params, limits)
         out: list[Any] = []
         return AsyncJobStream(astream_flow(flow, self._client, out, limits=limits), self)
 
+    async def _complete_now(self, flow: Flow[JobResult]) -> JobResult:
+        try:
+            self.result = await self._run(flow, self._limits())
+        except Exception as error:
+            self.complete_error = error
+            raise
+        return self.result
+
     async def complete(self, status: str = "completed", *, error_message: str | None = None) -> JobResult:
         flow = self._complete_flow(status, error_message)
         if flow is None:
-            raise RuntimeError("the job is not started or is already completed")
-        self.result = await self._run(flow, self._limits())
-        return self.result
+            raise self._no_completion()
+        return await self._complete_now(flow)
 
     async def fail(self, error_message: str) -> JobResult:
         return await self.complete("failed", error_message=error_message)
@@ -372,12 +458,12 @@ class AsyncJobSession(_JobBase):
             if exc is None:
                 flow = self._complete_flow("completed", None)
                 if flow is not None:
-                    self.result = await self._run(flow, self._limits())
+                    await self._complete_now(flow)
                 return
             flow = self._complete_flow("failed", self._describe(exc))
             if flow is not None:
                 try:
-                    self.result = await self._run(flow, self._limits())
+                    await self._complete_now(flow)
                 except Exception as error:  # the block's own exception is the one to raise
                     self._failed_completion_failed(exc, error)
         finally:

@@ -22,6 +22,7 @@ from turnout.emulation import (
     Emulator,
     Fault,
     WireLog,
+    answer_text,
 )
 
 from .provider import IN_PROGRESS, MODELROUTE_CODES, TERMINAL, fake_key
@@ -337,7 +338,14 @@ class ModelRouteEmulator(Emulator):
                     retry_after=outcome.retry_after if limited else None,
                     retryable=outcome.retryable,
                 )
-            text = outcome.text if outcome.text is not None else self.echo(request)
+            try:
+                # The answer's text: structured output as its JSON, else the echo.
+                text = outcome.text if outcome.text is not None else answer_text(payload["input"])
+            except ValueError as invalid:
+                field = f"input.{getattr(invalid, 'param', None) or 'messages'}"
+                return self.render_error(
+                    "INPUT_VALIDATION_ERROR", details=(FieldError(field, "invalid", str(invalid)),)
+                )
             execution = EmulatedExecution(
                 self._next_id("exe"), key, payload, text, outcome, int(self.clock())
             )

@@ -45,10 +45,11 @@ from turnout import (
     Send,
     Sleep,
     UpstreamError,
-    Usage,
     backoff,
+    finish_reason,
     parse_retry_after,
     quota_exhausted,
+    usage_from,
 )
 
 __all__ = [
@@ -261,6 +262,10 @@ class ModelRoute(Provider):
     retry_policy = RetryPolicy(max_retries=3, base=1.0, cap=30.0, jitter="full")
     request_id_headers = ("x-request-id",)
     option_names: ClassVar[frozenset[str]] = frozenset({"poll_interval", "params", "metadata"})
+    # The documented `input` carries the messages verbatim (content parts included) and
+    # the parameters (`response_format` included); the `output` is text only, so an
+    # answer's tool calls could not come back: a request with tools goes elsewhere.
+    capabilities: ClassVar[frozenset[str]] = frozenset({"content_parts", "response_format"})
 
     # Calls whose execution already ended FAILED or EXPIRED, per (deployment, call_id):
     # their next submit needs a fresh key. Bounded: only recent calls matter.
@@ -427,17 +432,20 @@ class ModelRoute(Provider):
             raise self.error_from(response)
         payload = self._json_object(response, "result")
         output = payload.get("output")
-        text = output.get("text") if isinstance(output, Mapping) else None
-        if not isinstance(text, str):
+        if not isinstance(output, Mapping) or not isinstance(output.get("text"), str):
             raise self.parse_error("the execution's result has no output text", response)
-        finish = output.get("finish_reason") if isinstance(output, Mapping) else None
+        text: str = output["text"]
         model = payload.get("model", execution.get("model"))
         return ChatResponse(
             content=text,
-            finish_reason=finish if isinstance(finish, str) else "stop",
-            usage=_usage(payload.get("usage")),
+            # The output is text only: it ends as a whole text answer does.
+            finish_reason=finish_reason(output.get("finish_reason")) or "stop",
+            usage=usage_from(payload.get("usage")),
             model=model if isinstance(model, str) else None,
             request_id=execution["id"],
+            message={"role": "assistant", "content": text},
+            raw=payload,
+            headers=dict(response.headers),
         )
 
     def _guard(self, command: Send | Sleep, cancel: HTTPRequest) -> Flow[Any]:
@@ -477,6 +485,10 @@ class ModelRoute(Provider):
             raise self.parse_error(f"the {what} body is not JSON", response) from None
         if not isinstance(payload, Mapping):
             raise self.parse_error(f"the {what} body is not a JSON object", response)
+        if isinstance(payload.get("error"), Mapping) and not _ANSWER_KEYS & payload.keys():
+            # ModelRoute's error envelope under a 2xx (a proxy's rewrite, a gateway bug):
+            # the error it names, not a parse error (a FAILED execution has a status).
+            raise self.normalize(status=None, headers=response.headers, body=payload)
         return payload
 
     def _execution(self, response: HTTPResponse, execution_id: str | None = None) -> dict[str, Any]:
@@ -495,23 +507,11 @@ class ModelRoute(Provider):
         return payload
 
 
+# What an execution or a result carries, and an error envelope does not.
+_ANSWER_KEYS = frozenset({"id", "status", "output"})
+
+
 def _positive(value: Any) -> bool:
     return (
         isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     )
-
-
-def _count(usage: Mapping[str, Any], *names: str) -> int:
-    for name in names:
-        value = usage.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return 0
-
-
-def _usage(value: Any) -> Usage | None:
-    if not isinstance(value, Mapping):
-        return None
-    prompt = _count(value, "prompt_tokens", "input_tokens")
-    completion = _count(value, "completion_tokens", "output_tokens")
-    return Usage(prompt, completion, _count(value, "total_tokens") or prompt + completion)

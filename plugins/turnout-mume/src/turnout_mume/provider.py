@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from attrs import evolve
+
 from turnout import (
     CodeRule,
     ErrorFields,
@@ -127,17 +129,7 @@ class Mume(OpenAICompatible):
         upstream = fields.upstream_status or _http_status(fields.code)
         if request_id == fields.request_id and upstream == fields.upstream_status:
             return fields
-        return ErrorFields(
-            code=fields.code,
-            message=fields.message,
-            request_id=request_id,
-            retry_after=fields.retry_after,
-            retryable=fields.retryable,
-            details=fields.details,
-            kind=fields.kind,
-            upstream_status=upstream,
-            extra=fields.extra,
-        )
+        return evolve(fields, request_id=request_id, upstream_status=upstream)
 
     def stream_error(self, payload: Mapping[str, Any], response: HTTPResponse) -> ProviderError | None:
         """A chunk carrying a non-empty `error` (`{"error": {"message", "code"?}, "reqId"}`).

@@ -12,16 +12,19 @@ the codes below, one wording rule, and the documented retry policy.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Annotated, ClassVar
+
+from attrs import field, frozen
 
 from turnout import (
+    Check,
     CodeRule,
-    ConfigError,
     Deployment,
     ErrorKind,
     ErrorTable,
     MessageRule,
     OpenAICompatible,
+    OpenAIOptions,
     RetryPolicy,
 )
 
@@ -32,6 +35,7 @@ __all__ = [
     "MYTHICDOT_RETRY_POLICY",
     "ORGANIZATION_HEADER",
     "MythicDot",
+    "MythicDotOptions",
 ]
 
 DEFAULT_BASE_URL = "https://api.mythicdot.ai/v1"
@@ -109,6 +113,20 @@ MYTHICDOT_RETRY_POLICY = RetryPolicy(
 )
 
 
+def _filled(value: str) -> bool:
+    return bool(value.strip())
+
+
+@frozen
+class MythicDotOptions(OpenAIOptions):
+    """A MythicDot deployment's options: the organization its requests are billed to
+    (sent as `OpenAI-Organization`), and the codec's `headers` and `params`."""
+
+    organization: Annotated[str, Check(_filled, "must be a non-empty string")] | None = field(
+        default=None, kw_only=True
+    )
+
+
 class MythicDot(OpenAICompatible):
     """The MythicDot API. Options: `organization`, plus the codec's `headers` and `params`."""
 
@@ -118,19 +136,11 @@ class MythicDot(OpenAICompatible):
     error_table = MYTHICDOT_ERRORS
     retry_policy = MYTHICDOT_RETRY_POLICY
     request_id_headers = ("x-request-id",)
-    option_names: ClassVar[frozenset[str]] = frozenset({"headers", "params", "organization"})
-
-    def check_deployment(self, deployment: Deployment, path: str) -> None:
-        super().check_deployment(deployment, path)
-        organization = deployment.options.get("organization")
-        if organization is not None and (not isinstance(organization, str) or not organization):
-            raise ConfigError(
-                "must be a non-empty string", path=f"{path}.options.organization", value=organization
-            )
+    options_type: ClassVar[type | None] = MythicDotOptions
 
     def auth_headers(self, deployment: Deployment) -> dict[str, str]:
         headers = super().auth_headers(deployment)
-        organization = deployment.options.get("organization")
-        if isinstance(organization, str) and organization:
+        organization = self.typed_options(deployment, MythicDotOptions).organization
+        if organization is not None:
             headers[ORGANIZATION_HEADER] = organization
         return headers

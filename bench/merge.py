@@ -1,0 +1,112 @@
+"""Merging a run of some cells into an existing report (`run.py --cells ... --merge`).
+
+The new run's report is rendered as usual, then its measured targets and its
+request tables replace (or join) the old report's, its method text replaces
+the old one, and one row of "Machine and run" says which run made them: the
+rest of the report stays as its own run made it. Nothing is retyped: every
+line comes from one of the two generated reports.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["merge"]
+
+
+def _section(lines: list[str], heading: str) -> tuple[int, int]:
+    """[start, end) of the lines under `heading` (a `## ` line), up to the next `## `."""
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return start, end
+
+
+def _cell(row: str, index: int) -> str:
+    return row.split(" | ")[index].strip("| ").strip()
+
+
+def _rows(lines: list[str], heading: str) -> list[int]:
+    """The indices of a section's table rows (not the head or the separator)."""
+    start, end = _section(lines, heading)
+    table = [i for i in range(start, end) if lines[i].startswith("| ")]
+    return table[1:] if table and lines[table[0] + 1].startswith("|---") else table
+
+
+def _subsections(lines: list[str], heading: str) -> dict[str, list[str]]:
+    """The `### ` subsections of a section, each with its lines."""
+    start, end = _section(lines, heading)
+    found: dict[str, list[str]] = {}
+    title = None
+    for line in lines[start + 1 : end]:
+        if line.startswith("### "):
+            title = line
+            found[title] = []
+        if title is not None:
+            found[title].append(line)
+    return found
+
+
+def _targets(old: list[str], new: list[str]) -> None:
+    """Measured targets replace the old rows; a new one goes where a full run puts it
+    (after the row that precedes it in the new report), else last."""
+    order = [new[i] for i in _rows(new, "## Targets")]
+    for position, row in enumerate(order):
+        if _cell(row, 1) == "not measured":
+            continue
+        rows = _rows(old, "## Targets")
+        keys = {_cell(old[i], 0): i for i in rows}
+        if _cell(row, 0) in keys:
+            old[keys[_cell(row, 0)]] = row
+            continue
+        before = [keys[_cell(r, 0)] for r in order[:position] if _cell(r, 0) in keys]
+        old.insert((before[-1] if before else rows[-1]) + 1, row)
+
+
+def _requests(old: list[str], new: list[str]) -> None:
+    for title, block in _subsections(new, "## Requests").items():
+        present = _subsections(old, "## Requests")
+        if title in present:
+            start = old.index(title)
+            old[start : start + len(present[title])] = block
+        else:
+            _, end = _section(old, "## Requests")
+            old[end:end] = block
+
+
+def _method(old: list[str], new: list[str]) -> None:
+    def span(lines: list[str]) -> tuple[int, int]:
+        start = lines.index("How it is measured:")
+        return start, lines.index("## Requests", start)
+
+    (a, b), (c, d) = span(old), span(new)
+    old[a:b] = new[c:d]
+
+
+def _run_row(old: list[str], new: list[str], label: str) -> None:
+    facts = {_cell(new[i], 0): _cell(new[i], 1) for i in _rows(new, "## Machine and run")}
+    parts = [
+        facts.get("command", ""),
+        facts.get("settings", ""),
+        f"started {facts.get('started', '?')}",
+        f"upstream served {facts.get('upstream served', '?')}",
+        f"load average at the start {facts.get('load average when the run started (1 / 5 / 15 min)', '?')}, "
+        f"at the end {facts.get('load average when the run ended', '?')}",
+    ]
+    row = f"| {label} | {'; '.join(p for p in parts if p)} |"
+    rows = _rows(old, "## Machine and run")
+    same = [i for i in rows if _cell(old[i], 0) == label]
+    if same:
+        old[same[0]] = row
+    else:
+        old.insert(rows[-1] + 1, row)
+
+
+def merge(old: str, new: str, *, label: str) -> str:
+    """`old` with `new`'s measured targets, request tables, method and a `label` row."""
+    lines, fresh = old.splitlines(), new.splitlines()
+    _targets(lines, fresh)
+    _requests(lines, fresh)
+    _method(lines, fresh)
+    _run_row(lines, fresh, label)
+    text = "\n".join(lines).rstrip() + "\n"
+    return re.sub(r"\n{3,}", "\n\n", text)
