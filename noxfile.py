@@ -38,7 +38,7 @@ def short(plugin: str) -> str:
 
 
 def install_all(session: nox.Session, *extra: str) -> None:
-    session.install("./core[redis,cli,fake]", *[f"./plugins/{p}" for p in PLUGINS], *extra)
+    session.install("./core[redis,cli,fake,server]", *[f"./plugins/{p}" for p in PLUGINS], *extra)
 
 
 @nox.session
@@ -142,6 +142,21 @@ def chaos(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     install_all(session, "openai>=1.40", "litellm", "httpx-aiohttp", "httpx-sse")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(name="serve-bench")
+def serve_bench(session: nox.Session) -> None:
+    """The server cell: turnout serve and the LiteLLM proxy (litellm[proxy], in a venv of its
+    own so neither install changes the other's dependencies) before one loopback upstream."""
+    install_all(session, "psutil")
+    proxy = Path(session.create_tmp()) / "litellm-proxy"
+    session.run("python", "-m", "venv", "--clear", str(proxy))
+    session.run(
+        str(proxy / "bin" / "python"), "-m", "pip", "install", "--quiet", "litellm[proxy]", external=True
+    )
+    session.run(
+        "python", "bench/serve_bench.py", "--litellm", str(proxy / "bin" / "litellm"), *session.posargs
+    )
 
 
 def core_requirement(name: str) -> Requirement:

@@ -5,13 +5,19 @@ request tables replace (or join) the old report's, its method text replaces
 the old one, and one row of "Machine and run" says which run made them: the
 rest of the report stays as its own run made it. Nothing is retyped: every
 line comes from one of the two generated reports.
+
+The server cell (bench/serve_bench.py) writes its own section between two
+markers; `splice` puts it in a report, and a full run keeps it (`server_section`).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["merge"]
+__all__ = ["SERVER_END", "SERVER_START", "merge", "server_section", "splice"]
+
+SERVER_START = "<!-- serve-bench:start -->"
+SERVER_END = "<!-- serve-bench:end -->"
 
 
 def _section(lines: list[str], heading: str) -> tuple[int, int]:
@@ -110,3 +116,19 @@ def merge(old: str, new: str, *, label: str) -> str:
     _run_row(lines, fresh, label)
     text = "\n".join(lines).rstrip() + "\n"
     return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def server_section(text: str) -> str | None:
+    """The server cell's section of a report, markers included, if it has one."""
+    start, end = text.find(SERVER_START), text.find(SERVER_END)
+    if start < 0 or end < start:
+        return None
+    return text[start : end + len(SERVER_END)] + "\n"
+
+
+def splice(text: str, section: str) -> str:
+    """`text` with its server cell's section replaced by `section` (appended if it has none)."""
+    old = server_section(text)
+    if old is not None:
+        return text.replace(old, section)
+    return text.rstrip("\n") + "\n\n" + section

@@ -69,7 +69,8 @@ def make_core(plugins: Plugins, clock: FakeClock) -> Callable[..., RouterCore]:
     def make(deployments: list[turnout.Deployment], routes: Any = None, **kw: Any) -> RouterCore:
         kw.setdefault("rng", random.Random(7))
         kw.setdefault("wall_clock", clock)
-        targets = bind(deployments, plugins, kw.pop("retry_policy", None))
-        return RouterCore(targets, check_routes(routes, list(targets)), clock=clock, **kw)
+        policy = kw.pop("retry_policy", None)
+        checked = check_routes(routes, [d.name for d in deployments])
+        return RouterCore(bind(deployments, plugins, policy, checked), checked, clock=clock, **kw)
 
     return make

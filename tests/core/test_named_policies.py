@@ -45,8 +45,9 @@ def test_the_most_specific_level_wins(named: Plugins) -> None:
         },
     )
     assert r.policy("a") == r.policy("d") == PATIENT  # the router's
-    assert r.policy("b") == EAGER  # its route's, over the router's
-    assert r.policy("c") == PATIENT  # its own, over its route's
+    assert r.policy("b", "fast") == EAGER  # its route's, over the router's
+    assert r.policy("c", "fast") == PATIENT  # its own, over its route's
+    assert r.policy("b") == PATIENT  # through no route that sets one: the router's
 
 
 def test_a_retry_table_changes_fields_of_the_named_policy_at_its_level(named: Plugins) -> None:
@@ -100,22 +101,18 @@ def test_a_name_that_is_not_a_string_is_a_type_error_with_its_path(named: Plugin
     assert info.value.path == "deployments[0].retry_policy"
 
 
-def test_a_deployment_in_two_routes_naming_different_policies(named: Plugins) -> None:
+def test_a_deployment_in_two_routes_has_each_routes_policy(named: Plugins) -> None:
     config = {
         "deployments": [dep("a"), dep("b")],
         "routes": {"chat": {"deployments": ["a", "b"], "retry_policy": "eager"}, "batch": ["b"]},
     }
-    with pytest.raises(turnout.ConfigError) as info:
-        router(named, config)
-    assert info.value.path == "routes.chat.retry_policy"
-    assert (
-        "deployment 'b' is in route 'chat' (retry_policy 'eager') and route 'batch' (retry_policy None)"
-        in str(info.value)
-    )
-    # Its own retry_policy settles it.
+    r = router(named, config)
+    assert r.policy("b", "chat") == EAGER
+    assert r.policy("b", "batch") == r.policy("b") == Acme.retry_policy
+    # Its own retry_policy wins in every route.
     config["deployments"] = [dep("a"), dep("b", retry_policy="patient")]
     r = router(named, config)
-    assert (r.policy("a"), r.policy("b")) == (EAGER, PATIENT)
+    assert (r.policy("a", "chat"), r.policy("b", "chat"), r.policy("b", "batch")) == (EAGER, PATIENT, PATIENT)
 
 
 def test_a_route_policy_no_deployment_uses_is_refused(named: Plugins) -> None:
@@ -150,3 +147,16 @@ def test_effective_policy_looks_names_up_in_the_process(default_acme: None) -> N
     assert turnout.effective_policy(Acme.retry_policy, "patient") == PATIENT
     with pytest.raises(turnout.ConfigError, match="known: patient"):
         turnout.effective_policy(Acme.retry_policy, turnout.NamedPolicy("other"))
+
+
+def test_in_code_a_route_names_one(named: Plugins) -> None:
+    deployments = [turnout.Deployment(n, "acme", "m", base_url=f"https://{n}.test/v1") for n in "ab"]
+    routes = {"chat": turnout.Route("chat", ("a", "b"), retry_policy="eager"), "other": ["b"]}
+    r = turnout.Router(deployments, routes, plugins=named)
+    assert r.policy("a", "chat") == r.policy("b", "chat") == EAGER
+    assert r.policy("b", "other") == Acme.retry_policy
+    with pytest.raises(turnout.ConfigError) as info:
+        turnout.Router(
+            deployments, {"chat": turnout.Route("chat", ("a",), retry_policy="typo")}, plugins=named
+        )
+    assert info.value.path == "routes.chat.retry_policy"

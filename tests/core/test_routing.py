@@ -99,6 +99,28 @@ def test_not_retryable_errors_are_not_repeated(make_core, clock):
     assert response.deployment == "b"
 
 
+def test_each_deployment_retries_by_the_policy_of_the_route_that_lists_it(make_core, clock):
+    """A call on "fast" does not retry its own deployment; falling back into "careful",
+    it retries there as "careful" says."""
+    careful = turnout.RetryPolicy(max_retries=2, base=0.01, cap=0.01, jitter="none")
+    routes = {
+        "fast": {
+            "deployments": ["a"],
+            "fallbacks": ["careful"],
+            "retry_policy": turnout.RetryPolicy(max_retries=0),
+        },
+        "careful": {"deployments": ["b"], "retry_policy": careful},
+    }
+    core = make_core([deployment("a"), deployment("b")], routes, retry_policy=FAST)
+    script = Script(
+        clock, {"a.test": [fail(503, "overloaded")], "b.test": [fail(503, "overloaded")] * 2 + [ok()]}
+    )
+    response, _ = call(core, script, model="fast")
+    assert script.hosts == ["a.test", "b.test", "b.test", "b.test"]
+    assert [a.decision for a in response.attempts] == ["fallback", "retry", "retry", "done"]
+    assert script.sleeps == [0.01, 0.01]
+
+
 def test_content_filter_goes_only_to_the_content_policy_route(make_core, clock):
     routes = {
         "chat": {"deployments": ["a", "b"], "content_policy_fallbacks": ["lenient"]},

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from attrs import evolve, frozen
+from attrs import evolve, field, frozen
 
 from ._errors import ConfigError
 from ._logmask import hide_in_logs
@@ -43,11 +43,17 @@ MAX_URL_LENGTH = 2048
 
 @frozen
 class Target:
-    """A deployment bound to its provider and its effective retry policy."""
+    """A deployment bound to its provider and its effective retry policies."""
 
     deployment: Deployment
     provider: Provider
+    # Its policy on a call that reaches it through a route with no retry_policy...
     policy: RetryPolicy
+    # ...and through each route that sets one (by route name).
+    route_policies: Mapping[str, RetryPolicy] = field(factory=dict)
+
+    def policy_for(self, route: str | None) -> RetryPolicy:
+        return self.policy if route is None else self.route_policies.get(route, self.policy)
 
 
 def check_positive(value: Any, path: str, *, allow_zero: bool = False, integer: bool = False) -> None:
@@ -95,10 +101,10 @@ def check_url(url: str, path: str) -> None:
 
 
 def _check_deployment(deployment: Deployment, path: str) -> None:
-    for field in ("name", "model"):
-        value = getattr(deployment, field)
+    for attribute in ("name", "model"):
+        value = getattr(deployment, attribute)
         if not isinstance(value, str) or not value.strip():
-            raise ConfigError("must be a non-empty string", path=f"{path}.{field}", value=value)
+            raise ConfigError("must be a non-empty string", path=f"{path}.{attribute}", value=value)
     check_positive(deployment.weight, f"{path}.weight", allow_zero=True)
     check_positive(deployment.input_cost, f"{path}.input_cost", allow_zero=True)
     check_positive(deployment.output_cost, f"{path}.output_cost", allow_zero=True)
@@ -123,11 +129,18 @@ def bind(
     deployments: Sequence[Deployment],
     plugins: Plugins,
     policy: PolicyLayer = None,
+    routes: Mapping[str, Route] | None = None,
 ) -> dict[str, Target]:
-    """Each deployment with its provider and effective retry policy, checked: the
-    provider's, then the router's, then the deployment's (named policies looked
-    up in `plugins`; an unknown name is a ConfigError naming the known ones)."""
+    """Each deployment with its provider and effective retry policies, checked: the
+    provider's, then the router's, then the route's (for each route that lists it
+    and sets one), then the deployment's (named policies looked up in `plugins`;
+    an unknown name is a ConfigError naming the known ones)."""
     router_layer = policy_layer(policy, "retry_policy")
+    route_layers = {
+        name: (route.deployments, policy_layer(route.retry_policy, f"routes.{name}.retry_policy"))
+        for name, route in (routes or {}).items()
+        if route.retry_policy is not None
+    }
     if not deployments:
         raise ConfigError("at least one deployment is needed", path="deployments")
     targets: dict[str, Target] = {}
@@ -150,10 +163,18 @@ def bind(
                 f"provider {provider.name!r} has no public URL: set one", path=f"{path}.base_url"
             )
         check_url(base, f"{path}.base_url")
-        layers = (router_layer, policy_layer(deployment.retry_policy, f"{path}.retry_policy"))
-        effective = layered_policy(provider.retry_policy, layers, plugins.named_policy)
-        target = targets[deployment.name] = Target(deployment, provider, effective)
+        own = policy_layer(deployment.retry_policy, f"{path}.retry_policy")
+        effective = layered_policy(provider.retry_policy, (router_layer, own), plugins.named_policy)
+        by_route = {
+            name: layered_policy(provider.retry_policy, (router_layer, layer, own), plugins.named_policy)
+            for name, (listed, layer) in route_layers.items()
+            if deployment.name in listed
+        }
+        target = targets[deployment.name] = Target(deployment, provider, effective, by_route)
         hide_in_logs(key, target)
+    # A route's named policy is checked even when every deployment overrides it.
+    for _, layer in route_layers.values():
+        layered_policy(RetryPolicy(), (layer,), plugins.named_policy)
     return targets
 
 

@@ -130,10 +130,11 @@ class RouterCore:
     def deployment(self, name: str) -> Deployment:
         return self.targets[name].deployment
 
-    def policy(self, name: str) -> RetryPolicy:
+    def policy(self, name: str, route: str | None = None) -> RetryPolicy:
         """The retry policy in force for a deployment: its provider's, adjusted by the
-        router's and the deployment's own."""
-        return self.targets[name].policy
+        router's, the route's (when the call reaches it through `route`, and the
+        route sets one) and the deployment's own."""
+        return self.targets[name].policy_for(route)
 
     def route(self, model: str | None) -> Route:
         """The route a call's `model` names: a route, else a single deployment."""
@@ -360,7 +361,7 @@ class RouterCore:
 
         return retry_loop(
             seat,
-            self.targets[name].policy,
+            self.targets[name].policy_for(self.table.listed_by(route).get(name)),
             limits=limits,
             streaming=stream,
             note=lambda attempt: self.note(record, attempt),

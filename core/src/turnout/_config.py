@@ -11,11 +11,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cattrs
 from attrs import field, frozen
 
+from ._checks import Check
 from ._errors import ConfigError
 from ._health import BreakerConfig
 from ._limits import DEFAULT_MAX_BODY, DEFAULT_MAX_EVENT, DEFAULT_MAX_STREAM
@@ -25,7 +26,7 @@ from ._routing import Route
 from ._state import RetryBudget, StateStore
 from ._structure import make_converter, structure
 
-__all__ = ["RouterConfig", "load_config"]
+__all__ = ["RouterConfig", "ServerConfig", "load_config", "resolve_secret"]
 
 ENV_PREFIX = "env:"
 
@@ -64,6 +65,18 @@ class StateConfig:
 
 
 @frozen
+class ServerConfig:
+    """`[server]`: read by `turnout serve` only; a router built from the same file
+    ignores it. `api_keys` may be `env:NAME` (see `resolve_secret`)."""
+
+    api_keys: list[str] = field(factory=list)
+    # Bytes of one request body; a larger one is refused (413) before it is parsed.
+    max_body: Annotated[int, Check(lambda n: n > 0, "must be a positive number of bytes")] = 4 * 1024 * 1024
+    # Seconds in-flight calls have to finish once the server is told to stop.
+    grace_period: Annotated[float, Check(lambda s: s >= 0, "must be zero or more seconds")] = 30.0
+
+
+@frozen
 class RouterConfig:
     deployments: list[DeploymentConfig]
     deadline: float = 600.0
@@ -79,6 +92,7 @@ class RouterConfig:
     budget: RetryBudget | None = None
     wait_for_healthy: bool = True
     state: StateConfig | None = None
+    server: ServerConfig | None = None
 
     def router_kwargs(self) -> dict[str, Any]:
         self._check_route_policies()
@@ -91,7 +105,7 @@ class RouterConfig:
                 base_url=d.base_url,
                 weight=d.weight,
                 options=d.options,
-                retry_policy=self._deployment_policy(i, d),
+                retry_policy=_named(d.retry_policy, d.retry, f"deployments[{i}].retry_policy"),
                 input_cost=d.input_cost,
                 output_cost=d.output_cost,
             )
@@ -106,6 +120,7 @@ class RouterConfig:
                 tuple(r.content_policy_fallbacks),
                 tuple(r.context_window_fallbacks),
                 r.hedge_after,
+                _named(r.retry_policy, None, f"routes.{name}.retry_policy"),
             )
             for name, r in self.routes.items()
         }
@@ -136,30 +151,6 @@ class RouterConfig:
                     path=f"routes.{name}.retry_policy",
                     value=route.retry_policy,
                 )
-
-    def _deployment_policy(self, index: int, deployment: DeploymentConfig) -> PolicyLayer:
-        """The deployment's retry settings, its routes' named policy folded in: the
-        deployment's own name wins over its routes', its `[retry]` adjusts either.
-
-        A router looks a deployment's policy up by the deployment alone, so a
-        deployment in two routes that name different policies is refused here
-        rather than given one of them silently.
-        """
-        named = [(n, r.retry_policy) for n, r in self.routes.items() if deployment.name in r.deployments]
-        distinct = list(dict.fromkeys(policy for _, policy in named))
-        if len(distinct) > 1 and deployment.retry_policy is None:
-            first, second = (next(item for item in named if item[1] == p) for p in distinct[:2])
-            culprit = second if second[1] is not None else first
-            raise ConfigError(
-                f"deployment {deployment.name!r} is in route {first[0]!r} (retry_policy {first[1]!r}) "
-                f"and route {second[0]!r} (retry_policy {second[1]!r}); a deployment has one retry "
-                "policy: set retry_policy on the deployment, or configure it twice under two names",
-                path=f"routes.{culprit[0]}.retry_policy",
-            )
-        if deployment.retry_policy is not None:
-            return _named(deployment.retry_policy, deployment.retry, f"deployments[{index}].retry_policy")
-        route, policy = next(((n, p) for n, p in named if p is not None), ("", None))
-        return _named(policy, deployment.retry, f"routes.{route}.retry_policy")
 
 
 def _named(name: str | None, overrides: RetryOverrides | None, path: str) -> PolicyLayer:
@@ -195,6 +186,14 @@ def _store(state: StateConfig | None) -> StateStore | None:
         path="state.backend",
         value=state.backend,
     )
+
+
+def resolve_secret(value: str, path: str) -> Secret:
+    """A secret from the configuration: `env:NAME` reads the environment; a ConfigError
+    naming `path` (never the value) when the variable is not set."""
+    found = _resolve_key(value, path)
+    assert found is not None
+    return found
 
 
 def _resolve_key(value: str | None, path: str) -> Secret | None:

@@ -29,7 +29,7 @@ from ._models import ChatResponse, Deployment, Message
 from ._observe import Observers
 from ._record import CallRecord
 from ._request import call_request
-from ._retry import RetryOverrides, RetryPolicy
+from ._retry import PolicyLayer
 from ._routing import Route
 from ._state import RetryBudget, StateStore
 from ._stream import AsyncStream, Stream
@@ -76,7 +76,7 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         mounts: Mapping[str, TransportT] | None = None,
         deadline: float = 600.0,
         timeout: float = 60.0,
-        retry_policy: RetryPolicy | RetryOverrides | None = None,
+        retry_policy: PolicyLayer = None,
         max_retry_wait: float = 30.0,
         max_body: int = DEFAULT_MAX_BODY,
         max_event: int = DEFAULT_MAX_EVENT,
@@ -99,10 +99,14 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         check_positive(max_body, "max_body", integer=True)
         check_positive(max_event, "max_event", integer=True)
         check_positive(max_stream, "max_stream", integer=True)
-        targets = bind(deployments, plugins or default_plugins(), retry_policy)
+        registry: Plugins = plugins or default_plugins()
+        targets = bind(deployments, registry, retry_policy)
+        checked = check_routes(routes, list(targets))
+        if any(route.retry_policy is not None for route in checked.values()):
+            targets = bind(deployments, registry, retry_policy, checked)
         super().__init__(
             targets,
-            check_routes(routes, list(targets)),
+            checked,
             deadline=deadline,
             max_retry_wait=max_retry_wait,
             timeout=timeout,
@@ -111,7 +115,8 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
             budget=budget,
             store=store,
             wait_for_healthy=wait_for_healthy,
-            observers=Observers(observers),
+            # The router's own observers, then those installed plugins contribute.
+            observers=Observers([*observers, *registry.observers()]),
             clock=clock,
             wall_clock=wall_clock,
             rng=rng,

@@ -19,6 +19,7 @@ from attrs import field, frozen
 from ._errors import ConfigError, Fallback, ProviderError
 from ._health import BreakerConfig, DeploymentState, availability
 from ._models import Deployment
+from ._retry import PolicyLayer
 
 __all__ = ["DEFAULT_ROUTE", "STRATEGIES", "Route", "RouteTable"]
 
@@ -46,6 +47,9 @@ class Route:
     # Hedging: when the first attempt has not answered after this many seconds, the
     # next deployment is started too and the first success wins (chat calls only).
     hedge_after: float | None = None
+    # The retry policy of this route's own deployments (a policy, overrides or a
+    # registered name), between the router's and each deployment's own.
+    retry_policy: PolicyLayer = None
 
 
 Order = Callable[["RouteTable", Route, Mapping[str, DeploymentState]], list[str]]
@@ -117,7 +121,7 @@ class RouteTable:
         self.breaker = breaker
         self.rng = rng
         self._turns: dict[str, Iterator[int]] = {name: itertools.count() for name in routes}
-        self._members: dict[str, tuple[str, ...]] = {}
+        self._members: dict[str, dict[str, str]] = {}
 
     def turns(self, route: str) -> Iterator[int]:
         """The round-robin counter of a route (routes made for one deployment share one)."""
@@ -143,21 +147,28 @@ class RouteTable:
     def members(self, route: Route) -> tuple[str, ...]:
         """Every deployment a call on `route` could reach, fallbacks and special
         fallback routes included (unordered: no strategy consulted, no turn taken)."""
+        return tuple(self.listed_by(route))
+
+    def listed_by(self, route: Route) -> Mapping[str, str]:
+        """Every deployment a call on `route` could reach, with the route that lists
+        it: `route` itself first, then its fallback routes in the order they are
+        reached. A deployment's retry policy on this call is that route's."""
         found = self._members.get(route.name)
         if found is None or route.name not in self.routes:
-            names = dict.fromkeys(route.deployments)
+            names = dict.fromkeys(route.deployments, route.name)
             pending = [*route.fallbacks, *route.content_policy_fallbacks, *route.context_window_fallbacks]
-            seen: set[str] = set()
+            seen: set[str] = {route.name}
             while pending:
                 other = self.routes[pending.pop(0)]
                 if other.name in seen:
                     continue
                 seen.add(other.name)
-                names.update(dict.fromkeys(other.deployments))
+                for name in other.deployments:
+                    names.setdefault(name, other.name)
                 pending.extend(
                     [*other.fallbacks, *other.content_policy_fallbacks, *other.context_window_fallbacks]
                 )
-            found = tuple(names)
+            found = names
             if route.name in self.routes:
                 self._members[route.name] = found
         return found

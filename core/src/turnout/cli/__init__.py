@@ -1,8 +1,8 @@
-"""The `turnout` command line: providers, explain, chat, serve-fake, demo.
+"""The `turnout` command line: providers, explain, chat, serve, serve-fake, demo.
 
 One module per command, each adding its own arguments and a `run(args, out)`;
 `output` writes plain text or rich tables. Imports stay lazy: the router, the
-plugins, rich and uvicorn are loaded by the command that needs them, never by
+plugins, rich, uvicorn and the server are loaded by the command that needs them, never by
 `import turnout`. Expected problems are one line on stderr: exit code 2 for
 usage and bad input (configuration, unknown provider, unreadable file), 1 for
 a call that failed.
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import chat, demo, explain, providers, serve_fake
+from . import chat, demo, explain, providers, serve, serve_fake
 from .errors import CallFailed, UsageError
 from .output import make_output
 
@@ -24,7 +24,7 @@ __all__ = ["build_parser", "main"]
 
 PROG = "turnout"
 # Each adds its subcommand `NAME` (with its `run` as a default) to the parser, in this order.
-COMMANDS = (providers, explain, chat, serve_fake, demo)
+COMMANDS = (providers, explain, chat, serve, serve_fake, demo)
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,7 +38,7 @@ def build_parser() -> Parser:
     parser = Parser(
         prog=PROG,
         description="Route LLM requests across gateways: inspect providers, explain errors, "
-        "make a call, run fake gateways, watch the demo.",
+        "make a call, serve the router over HTTP, run fake gateways, watch the demo.",
     )
     parser.add_argument("--plain", action="store_true", help="plain text output, even on a terminal")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
