@@ -37,8 +37,19 @@ def short(plugin: str) -> str:
     return plugin.removeprefix("turnout-")
 
 
+def plugin_spec(plugin: str) -> str:
+    """What pip installs for a plugin: with its `test` extra when it declares one (what
+    its tests need beside it, such as turnout-otel's OpenTelemetry SDK)."""
+    project = nox.project.load_toml(ROOT / "plugins" / plugin / "pyproject.toml")["project"]
+    return (
+        f"./plugins/{plugin}[test]"
+        if "test" in project.get("optional-dependencies", {})
+        else f"./plugins/{plugin}"
+    )
+
+
 def install_all(session: nox.Session, *extra: str) -> None:
-    session.install("./core[redis,cli,fake,server]", *[f"./plugins/{p}" for p in PLUGINS], *extra)
+    session.install("./core[redis,cli,fake,server]", *[plugin_spec(p) for p in PLUGINS], *extra)
 
 
 @nox.session
@@ -73,7 +84,7 @@ def core(session: nox.Session) -> None:
 @nox.parametrize("plugin", PLUGINS)
 def plugin(session: nox.Session, plugin: str) -> None:
     """One plugin with only the core beside it."""
-    session.install("./core", f"./plugins/{plugin}", *TEST_DEPS, "openai>=1.40")
+    session.install("./core", plugin_spec(plugin), *TEST_DEPS, "openai>=1.40")
     session.run("pytest", f"tests/{short(plugin)}", *session.posargs)
 
 

@@ -8,7 +8,9 @@ Writes docs/generated/*.md, which pages include with `--8<-- "name.md"`:
   attrs classes themselves (a field without a description here, or a
   description of a field that is gone, stops the build);
 - finish-reasons.md: turnout.FINISH_REASONS; capabilities.md: what each
-  installed provider declares it carries.
+  installed provider declares it carries;
+- otel-attributes.md, otel-metrics.md, otel-errors.md: turnout-otel's span
+  attributes and metrics (turnout_otel.names) and the `error.type` values.
 """
 
 from __future__ import annotations
@@ -233,6 +235,47 @@ def capabilities_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- turnout-otel --------------------------------------------------------------------
+
+SPANS = {"call": "call", "attempt": "attempt", "both": "call, attempt"}
+
+
+def otel_attributes_table() -> str:
+    """Every span attribute turnout-otel sets, from its own table of names."""
+    from turnout_otel.names import SPAN_ATTRIBUTES
+
+    lines = ["| attribute | span | when | meaning |", "|---|---|---|---|"]
+    lines += [
+        f"| `{a.name}` | {SPANS[a.span]} | {cell(a.when)} | {cell(a.meaning)} |" for a in SPAN_ATTRIBUTES
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def otel_metrics_table() -> str:
+    from turnout_otel.names import METRICS
+
+    lines = ["| metric | instrument | unit | what | attributes |", "|---|---|---|---|---|"]
+    lines += [
+        f"| `{m.name}` | {m.instrument} | `{m.unit}` | {cell(m.description)} | "
+        + ", ".join(f"`{name}`" for name in m.attributes)
+        + " |"
+        for m in METRICS
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def otel_errors_table() -> str:
+    """The `error.type` values turnout-otel reports: every kind, and the one error a call
+    raises that is not a gateway's."""
+    lines = ["| `error.type` | the error | on |", "|---|---|---|"]
+    lines += [
+        f"| `{kind.value}` | `{rule.exception.__name__}` | attempt and call spans, metrics |"
+        for kind, rule in KIND_RULES.items()
+    ]
+    lines.append(f"| `{turnout.NoHealthyDeploymentError.__name__}` | the same | call span |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / "kinds.md").write_text(kinds_table())
@@ -241,6 +284,9 @@ def main() -> None:
         (OUT / f"type-{cls.__name__}.md").write_text(type_table(cls))
     (OUT / "finish-reasons.md").write_text(finish_reasons_table())
     (OUT / "capabilities.md").write_text(capabilities_table())
+    (OUT / "otel-attributes.md").write_text(otel_attributes_table())
+    (OUT / "otel-metrics.md").write_text(otel_metrics_table())
+    (OUT / "otel-errors.md").write_text(otel_errors_table())
     for name, provider in default_plugins().providers().items():
         (OUT / f"{name}.md").write_text(provider_table(provider))
     print(f"wrote tables for {len(default_plugins().providers())} providers to {OUT}")
