@@ -132,6 +132,15 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """The property tests (tests/properties) with many examples until a time budget, then
+    stop: `nox -s fuzz -- 600` (seconds; default $TURNOUT_FUZZ_SECONDS, else 180).
+    Not a default session, nor part of .ci/run."""
+    install_all(session, *TEST_DEPS)
+    session.run("python", "-m", "tests.properties.fuzz", *session.posargs)
+
+
+@nox.session
 def chaos(session: nox.Session) -> None:
     """Resilience with the defaults: the simulation, then the chaos benchmark over loopback
     (about five minutes; `-- --quick` for two). Not in the default sessions or CI."""

@@ -72,6 +72,7 @@ from ._hints import (
 from ._limits import (
     DEFAULT_MAX_BODY as DEFAULT_MAX_BODY,
     DEFAULT_MAX_EVENT as DEFAULT_MAX_EVENT,
+    DEFAULT_MAX_STREAM as DEFAULT_MAX_STREAM,
     ERROR_BODY_LIMIT as ERROR_BODY_LIMIT,
     CallLimits as CallLimits,
 )

@@ -13,7 +13,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from ._driving import DRAIN_READS, LOST_RACE, DriverBase, abandon_reason, is_cleanup
+from ._driving import DRAIN_READS, LOST_RACE, DriverBase, abandon_reason, is_cleanup, is_cleanup_send
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
@@ -110,6 +110,7 @@ class AsyncDriver(DriverBase):
         kind = type(command)
         if kind not in _BOUNDED:  # state upkeep: the store bounds its own operations
             return await self.handlers[kind](command)
+        cleanup = cleanup or is_cleanup_send(command)
         seconds = self.limits.cleanup_timeout() if cleanup else self.limits.left()
         try:
             async with asyncio.timeout(max(seconds, 0.0)):

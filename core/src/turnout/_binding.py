@@ -10,7 +10,6 @@ characters (it would fail every call, and leak into transport errors), a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -18,7 +17,9 @@ from urllib.parse import urlsplit
 from attrs import evolve, field, frozen
 
 from ._errors import ConfigError
+from ._logmask import hide_in_logs
 from ._models import Deployment
+from ._ranges import Range
 from ._retry import NamedPolicy, PolicyLayer, RetryOverrides, RetryPolicy, layered_policy
 from ._routing import DEFAULT_ROUTE, STRATEGIES, Route, route_from
 
@@ -57,13 +58,7 @@ class Target:
 
 def check_positive(value: Any, path: str, *, allow_zero: bool = False, integer: bool = False) -> None:
     """A finite positive number (or zero), else a ConfigError naming `path`."""
-    number_types = (int,) if integer else (int, float)
-    ok = isinstance(value, number_types) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and (value > 0 or (allow_zero and value == 0)):
-        return
-    what = "integer" if integer else "number"
-    qualifier = "non-negative" if allow_zero else "positive"
-    raise ConfigError(f"must be a finite {qualifier} {what}", path=path, value=value)
+    Range(0, above=not allow_zero, integer=integer).check(value, path)
 
 
 def check_key(key: str | None, path: str) -> None:
@@ -159,7 +154,9 @@ def bind(
         provider = plugins.provider(deployment.provider, path=f"{path}.provider")
         # The provider's own checks first: it explains a missing base URL best.
         provider.check_deployment(deployment, path)
-        check_key(deployment.key(), f"{path}.api_key")
+        # An empty key is refused too (`key()` reads it as no key at all).
+        key = deployment.api_key.reveal() if deployment.api_key is not None else None
+        check_key(key, f"{path}.api_key")
         base = deployment.base_url or provider.default_base_url
         if not base:
             raise ConfigError(
@@ -173,7 +170,8 @@ def bind(
             for name, (listed, layer) in route_layers.items()
             if deployment.name in listed
         }
-        targets[deployment.name] = Target(deployment, provider, effective, by_route)
+        target = targets[deployment.name] = Target(deployment, provider, effective, by_route)
+        hide_in_logs(key, target)
     # A route's named policy is checked even when every deployment overrides it.
     for _, layer in route_layers.values():
         layered_policy(RetryPolicy(), (layer,), plugins.named_policy)

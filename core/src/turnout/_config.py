@@ -19,6 +19,7 @@ from attrs import field, frozen
 from ._checks import Check
 from ._errors import ConfigError
 from ._health import BreakerConfig
+from ._limits import DEFAULT_MAX_BODY, DEFAULT_MAX_EVENT, DEFAULT_MAX_STREAM
 from ._models import Deployment, Secret
 from ._retry import NamedPolicy, PolicyLayer, RetryOverrides
 from ._routing import Route
@@ -81,6 +82,9 @@ class RouterConfig:
     deadline: float = 600.0
     timeout: float = 60.0
     max_retry_wait: float = 30.0
+    max_body: int = DEFAULT_MAX_BODY
+    max_event: int = DEFAULT_MAX_EVENT
+    max_stream: int = DEFAULT_MAX_STREAM
     routes: dict[str, RouteConfig] = field(factory=dict)
     retry: RetryOverrides | None = None
     retry_policy: str | None = None
@@ -126,6 +130,9 @@ class RouterConfig:
             "deadline": self.deadline,
             "timeout": self.timeout,
             "max_retry_wait": self.max_retry_wait,
+            "max_body": self.max_body,
+            "max_event": self.max_event,
+            "max_stream": self.max_stream,
             "retry_policy": _named(self.retry_policy, self.retry, "retry_policy"),
             "breaker": self.breaker,
             "budget": self.budget,

@@ -23,7 +23,7 @@ from ._reading import BodyReader
 from ._state import MemoryStore, StateStore, UpdateBudget, UpdateState
 from ._transport import transport_error
 
-__all__ = ["USER_AGENT", "DriverBase", "is_cleanup"]
+__all__ = ["USER_AGENT", "DriverBase", "is_cleanup", "is_cleanup_send"]
 
 USER_AGENT = "turnout/0.1"
 # What every request carries besides the provider's own headers. Only encodings the
@@ -31,6 +31,13 @@ USER_AGENT = "turnout/0.1"
 _BASE_HEADERS = {"user-agent": USER_AGENT, "accept-encoding": "gzip, deflate"}
 # Raw reads made after a stream's end so its connection goes back to the pool.
 DRAIN_READS = 16
+
+
+def is_cleanup_send(command: Any) -> bool:
+    """A best-effort cleanup request: bounded by the cleanup budget (a short timeout,
+    ending by the deadline plus `CLEANUP_GRACE`), not by the time left in the call, so
+    a cancel sent just before the deadline still gets a chance to arrive."""
+    return type(command) is Send and command.cleanup
 
 
 _UPKEEP = frozenset({UpdateState, UpdateBudget, Notify})
@@ -54,7 +61,7 @@ def abandon_reason(exc: BaseException) -> str:
 def is_cleanup(command: Any) -> bool:
     """What a flow may still do once its caller has gone: cleanup requests, state upkeep."""
     kind = type(command)
-    return (kind is Send and command.cleanup) or kind in _UPKEEP
+    return is_cleanup_send(command) or kind in _UPKEEP
 
 
 @functools.lru_cache(maxsize=512)

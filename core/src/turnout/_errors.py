@@ -64,6 +64,7 @@ __all__ = [
     "UpstreamError",
     "ValidationError",
     "DECISIONS",
+    "MIN_SECRET",
     "attribute_error",
     "deadline_error",
     "mask_secret",
@@ -388,9 +389,13 @@ KIND_CLASSES: Mapping[ErrorKind, type[ProviderError]] = {
 }
 
 
+# Shorter secrets are not masked: "***" in place of every "abc" would garble messages.
+MIN_SECRET = 6
+
+
 def redact(text: str, secret: str | None) -> str:
     """`text` with `secret` masked: gateways sometimes echo the key they rejected."""
-    if not secret or len(secret) < 6 or secret not in text:
+    if not secret or len(secret) < MIN_SECRET or secret not in text:
         return text
     return text.replace(secret, "***")
 
@@ -419,7 +424,7 @@ _MASKED_FIELDS = ("message", "code", "request_id", "partial_text", "details", "e
 def mask_secret(error: ProviderError, secret: str | None) -> ProviderError:
     """Mask `secret` in every field of `error` a user can reach: message, code,
     request id, details, extra fields and the text already streamed."""
-    if not secret or len(secret) < 6:
+    if not secret or len(secret) < MIN_SECRET:
         return error
     for name in _MASKED_FIELDS:
         value = getattr(error, name)
@@ -435,9 +440,15 @@ def attribute_error(
     error: ProviderError, *, provider: str, deployment: str, secret: str | None = None
 ) -> ProviderError:
     """Name who failed, where the error does not say already, and keep the
-    deployment's key out of it. The one place errors are attributed."""
+    deployment's key out of it. The one place errors are attributed.
+
+    The error outlives its attempt (in `attempts`, and as the error the call
+    raises), so it lets go of its traceback: the provider flow's frames would
+    keep that attempt's response (a body of up to `max_body`) and request alive
+    for as long as the error lives, one per attempt."""
     error.provider = error.provider or provider
     error.deployment = error.deployment or deployment
+    error.__traceback__ = None
     return mask_secret(error, secret)
 
 

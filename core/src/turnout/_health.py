@@ -18,6 +18,7 @@ from attrs import evolve, field, frozen
 
 from ._errors import KIND_RULES, ErrorKind, ProviderError
 from ._hints import bounded, quota_exhausted, reset_in
+from ._ranges import COUNT, FRACTION, POSITIVE, SHARE
 from ._retry import backoff
 
 __all__ = [
@@ -58,24 +59,24 @@ class BreakerConfig:
     """
 
     # Open after this many consecutive health failures...
-    consecutive_failures: int = 12
+    consecutive_failures: int = field(default=12, validator=COUNT)
     # ...or when this share of the last `window` attempts failed (with at least
-    # `min_calls` of them seen: a rate is evidence only over a real sample).
-    failure_rate: float = 0.6
-    window: int = 100
-    min_calls: int = 50
+    # `min_calls` of them seen: a rate is evidence only over a real sample; above 1: never).
+    failure_rate: float = field(default=0.6, validator=POSITIVE)
+    window: int = field(default=100, validator=COUNT)
+    min_calls: int = field(default=50, validator=COUNT)
     # Open for this long, doubling on each re-trip up to `max_open`, ± `jitter`. Short
     # at first (an upstream down for seconds is back soon: its calls should be too),
     # long once it stays down (a dead upstream soon gets one probe every two minutes).
-    open_for: float = 10.0
-    max_open: float = 120.0
-    jitter: float = 0.1
+    open_for: float = field(default=10.0, validator=POSITIVE)
+    max_open: float = field(default=120.0, validator=POSITIVE)
+    jitter: float = field(default=0.1, validator=FRACTION)
     # Calls let through at once while half-open, and how long a probe may hold its
     # slot (a process that died mid-probe must not keep the breaker half-open forever).
-    probes: int = 1
-    probe_timeout: float = 120.0
+    probes: int = field(default=1, validator=COUNT)
+    probe_timeout: float = field(default=120.0, validator=POSITIVE)
     # Weight of the newest latency sample in the moving average.
-    ewma_alpha: float = 0.3
+    ewma_alpha: float = field(default=0.3, validator=SHARE)
 
 
 @frozen

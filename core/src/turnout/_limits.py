@@ -22,6 +22,7 @@ __all__ = [
     "CLEANUP_TIMEOUT",
     "DEFAULT_MAX_BODY",
     "DEFAULT_MAX_EVENT",
+    "DEFAULT_MAX_STREAM",
     "ERROR_BODY_LIMIT",
     "CallLimits",
     "FlowOptions",
@@ -34,10 +35,16 @@ DEFAULT_MAX_BODY = 32 * 1024 * 1024
 ERROR_BODY_LIMIT = 64 * 1024
 # One server-sent event (its lines and its data together) may not grow past this.
 DEFAULT_MAX_EVENT = 4 * 1024 * 1024
+# A whole stream (its events, inflated) may not grow past this: the router keeps the
+# streamed text (for `stream.response` and an error's `partial_text`), so an upstream
+# sending valid chunks as fast as loopback allows must end as an error, not as
+# gigabytes of text. A 100,000-token answer is about 25 MB of OpenAI-style events.
+DEFAULT_MAX_STREAM = 64 * 1024 * 1024
 # Best-effort cleanup requests (cancelling an execution, failing a job) get at most
-# this long, and never more than CLEANUP_GRACE past the call's deadline.
+# this long, and never more than CLEANUP_GRACE past the call's deadline: a call ends
+# within its deadline plus one second, whatever the cleanup endpoint does.
 CLEANUP_TIMEOUT = 5.0
-CLEANUP_GRACE = 1.0
+CLEANUP_GRACE = 0.5
 # The shortest timeout a request is ever given: zero would mean "no timeout" to httpx.
 _MIN_TIMEOUT = 0.001
 
@@ -70,7 +77,8 @@ class CallLimits:
     `deadline_at` is on `clock` (monotonic by default); `deadline` is the
     call's total in seconds, for messages. `timeout` is the default timeout
     of one request; `override` (the caller's `timeout=`) replaces every
-    endpoint's own.
+    endpoint's own. `max_body`, `max_event` and `max_stream` cap a body, one
+    server-sent event and a whole stream, in bytes.
     """
 
     deadline_at: float
@@ -80,6 +88,7 @@ class CallLimits:
     max_event: int = DEFAULT_MAX_EVENT
     override: float | None = None
     clock: Callable[[], float] = time.monotonic
+    max_stream: int = DEFAULT_MAX_STREAM
 
     @classmethod
     def starting_now(
@@ -91,8 +100,9 @@ class CallLimits:
         max_event: int = DEFAULT_MAX_EVENT,
         override: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_stream: int = DEFAULT_MAX_STREAM,
     ) -> CallLimits:
-        return cls(clock() + deadline, deadline, timeout, max_body, max_event, override, clock)
+        return cls(clock() + deadline, deadline, timeout, max_body, max_event, override, clock, max_stream)
 
     def left(self) -> float:
         """Seconds until the deadline (negative once it passed)."""

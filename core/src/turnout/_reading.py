@@ -79,16 +79,19 @@ class Inflater:
 
 class _Stage:
     def __init__(self, name: str) -> None:
+        # gzip: a gzip header. deflate: a zlib header, or (some servers) none at all,
+        # which the first two bytes tell (RFC 1950's header check), once they have come.
         self._deflate = name == "deflate"
-        # gzip: a gzip header; deflate: a zlib header, or (some servers) none at all.
-        self._wbits = zlib.MAX_WBITS if self._deflate else zlib.MAX_WBITS | 16
-        self._decompressor = zlib.decompressobj(self._wbits)
-        self._started = False
+        self._decompressor = None if self._deflate else zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._head = b""
 
     def run(self, pieces: Iterator[bytes], *, final: bool = False) -> Iterator[bytes]:
         for data in pieces:
             yield from self._inflate(data)
         if final:
+            if self._decompressor is None:
+                yield from self._inflate(b"", final=True)
+            assert self._decompressor is not None
             try:
                 tail = self._decompressor.flush()
             except zlib.error as exc:
@@ -96,21 +99,28 @@ class _Stage:
             if tail:
                 yield tail
 
-    def _inflate(self, data: bytes) -> Iterator[bytes]:
+    def _inflate(self, data: bytes, *, final: bool = False) -> Iterator[bytes]:
+        if self._decompressor is None:
+            self._head += data
+            if len(self._head) < 2 and not final:
+                return
+            wbits = zlib.MAX_WBITS if _zlib_header(self._head) else -zlib.MAX_WBITS
+            self._decompressor = zlib.decompressobj(wbits)
+            data, self._head = self._head, b""
         while data:
             try:
                 out = self._decompressor.decompress(data, _PIECE)
             except zlib.error as exc:
-                if self._deflate and not self._started:
-                    # A raw deflate stream without the zlib header.
-                    self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
-                    self._started = True
-                    continue
                 raise _corrupt(exc) from None
-            self._started = True
             data = self._decompressor.unconsumed_tail
             if out:
                 yield out
+
+
+def _zlib_header(head: bytes) -> bool:
+    """The two bytes of a zlib header: method 8 (deflate), a window of at most 32 KiB,
+    and a check making them a multiple of 31."""
+    return len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and (head[0] << 8 | head[1]) % 31 == 0
 
 
 def _corrupt(exc: zlib.error) -> ProviderError:
@@ -118,7 +128,9 @@ def _corrupt(exc: zlib.error) -> ProviderError:
 
 
 class BodyBuffer:
-    """A body kept up to `limit` bytes; `feed` says when the limit is passed."""
+    """A body kept up to `limit` bytes; `feed` says when the limit is passed. Nothing
+    past the limit is kept, and the body is joined once: at most about twice the
+    limit is ever held, whatever arrives."""
 
     __slots__ = ("_pieces", "_size", "limit", "truncated")
 
@@ -129,16 +141,18 @@ class BodyBuffer:
         self.truncated = False
 
     def feed(self, piece: bytes) -> bool:
-        """Keep `piece`; True once the body is over the limit (stop reading)."""
-        self._pieces.append(piece)
-        self._size += len(piece)
-        if self._size > self.limit:
+        """Keep `piece` (what fits of it); True once the body is over the limit (stop reading)."""
+        room = self.limit - self._size
+        if len(piece) > room:
             self.truncated = True
+            piece = piece[:room]
+        if piece:
+            self._pieces.append(piece)
+            self._size += len(piece)
         return self.truncated
 
     def body(self) -> bytes:
-        body = b"".join(self._pieces)
-        return body[: self.limit] if self.truncated else body
+        return self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
 
 
 @frozen
@@ -187,6 +201,8 @@ class SSEDecoder:
         return events
 
     def _lines(self, text: str) -> list[Event]:
+        if not text:  # an empty read (or half a character): a pending CR still waits for its LF
+            return []
         events: list[Event] = []
         if self._after_cr and text.startswith("\n"):
             text = text[1:]  # the LF of a CRLF split across reads
@@ -301,9 +317,10 @@ class EventReader:
     """The events of an open stream: `next()` is an event, None at the end, or
     `PENDING` when the driver must read more (and `feed` it: bytes, or None at
     the end of the body). The deadline is checked on every read, so a stream of
-    comments, blank lines or one endless line cannot outlive the call."""
+    comments, blank lines or one endless line cannot outlive the call; one
+    event is capped by `max_event` and the whole stream by `max_stream`."""
 
-    __slots__ = ("_decoder", "_ended", "_events", "_inflater", "_limits")
+    __slots__ = ("_decoder", "_ended", "_events", "_inflater", "_limits", "_size")
 
     def __init__(self, encoding: str | None, limits: CallLimits) -> None:
         self._inflater = Inflater(encoding)
@@ -311,6 +328,7 @@ class EventReader:
         self._limits = limits
         self._events: deque[Event] = deque()
         self._ended = False
+        self._size = 0
 
     def next(self) -> Event | Pending | None:
         if self._events:
@@ -320,10 +338,16 @@ class EventReader:
     def feed(self, raw: bytes | None) -> None:
         if raw is None:
             for piece in self._inflater.flush():
-                self._events.extend(self._decoder.feed(piece))
+                self._decode(piece)
             self._events.extend(self._decoder.close())
             self._ended = True
             return
         for piece in self._inflater.feed(raw):
-            self._events.extend(self._decoder.feed(piece))
+            self._decode(piece)
         self._limits.check()
+
+    def _decode(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._size > self._limits.max_stream:
+            raise too_large("the stream", self._limits.max_stream)
+        self._events.extend(self._decoder.feed(piece))

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from attrs import evolve, field, frozen
+from attrs.validators import optional
 
 from ._errors import ErrorKind, ProviderError
+from ._ranges import FRACTION, MULTIPLIER, NON_NEGATIVE, RETRIES
 
 __all__ = [
     "GiveUp",
@@ -92,13 +94,13 @@ class RetryPolicy:
     repeated, and a retry never waits less than the server's `retry_after`.
     """
 
-    max_retries: int = 2
-    base: float = 0.5
-    cap: float = 8.0
-    multiplier: float = 2.0
+    max_retries: int = field(default=2, validator=RETRIES)
+    base: float = field(default=0.5, validator=NON_NEGATIVE)
+    cap: float = field(default=8.0, validator=NON_NEGATIVE)
+    multiplier: float = field(default=2.0, validator=MULTIPLIER)
     # "full": uniform in [0, d] (AWS's full jitter); "symmetric": d ± jitter_ratio·d; "none".
     jitter: Literal["full", "symmetric", "none"] = "full"
-    jitter_ratio: float = 0.25
+    jitter_ratio: float = field(default=0.25, validator=FRACTION)
     retry_on: frozenset[ErrorKind] | None = field(default=None, converter=_kind_set)
     retry_statuses: frozenset[int] | None = field(default=None, converter=_status_set)
     # Some SDKs never repeat a streaming request (its first bytes may have been used).
@@ -156,12 +158,12 @@ class RetryOverrides:
     MeshAPI deployment keeps MeshAPI's statuses and its no-streams rule.
     """
 
-    max_retries: int | None = None
-    base: float | None = None
-    cap: float | None = None
-    multiplier: float | None = None
+    max_retries: int | None = field(default=None, validator=optional(RETRIES))
+    base: float | None = field(default=None, validator=optional(NON_NEGATIVE))
+    cap: float | None = field(default=None, validator=optional(NON_NEGATIVE))
+    multiplier: float | None = field(default=None, validator=optional(MULTIPLIER))
     jitter: Literal["full", "symmetric", "none"] | None = None
-    jitter_ratio: float | None = None
+    jitter_ratio: float | None = field(default=None, validator=optional(FRACTION))
     retry_on: frozenset[ErrorKind] | None = field(default=None, converter=_kind_set)
     retry_statuses: frozenset[int] | None = field(default=None, converter=_status_set)
     retry_streams: bool | None = None

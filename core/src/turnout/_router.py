@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import httpx
+from attrs import evolve
 
 from ._async_driver import AsyncDriver
 from ._binding import bind, check_positive, check_routes
@@ -23,7 +24,7 @@ from ._call import RouterCore
 from ._errors import TurnoutError
 from ._flow import Flow
 from ._health import BreakerConfig, Health
-from ._limits import DEFAULT_MAX_BODY, CallLimits
+from ._limits import DEFAULT_MAX_BODY, DEFAULT_MAX_EVENT, DEFAULT_MAX_STREAM, CallLimits
 from ._models import ChatResponse, Deployment, Message
 from ._observe import Observers
 from ._record import CallRecord
@@ -78,6 +79,8 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         retry_policy: PolicyLayer = None,
         max_retry_wait: float = 30.0,
         max_body: int = DEFAULT_MAX_BODY,
+        max_event: int = DEFAULT_MAX_EVENT,
+        max_stream: int = DEFAULT_MAX_STREAM,
         breaker: BreakerConfig | None = None,
         budget: RetryBudget | None = None,
         store: StateStore | None = None,
@@ -94,6 +97,8 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         check_positive(timeout, "timeout")
         check_positive(max_retry_wait, "max_retry_wait", allow_zero=True)
         check_positive(max_body, "max_body", integer=True)
+        check_positive(max_event, "max_event", integer=True)
+        check_positive(max_stream, "max_stream", integer=True)
         registry: Plugins = plugins or default_plugins()
         targets = bind(deployments, registry, retry_policy)
         checked = check_routes(routes, list(targets))
@@ -116,6 +121,9 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
             wall_clock=wall_clock,
             rng=rng,
         )
+        # Caps on one server-sent event and on a whole stream (see turnout._limits).
+        self.max_event = max_event
+        self.max_stream = max_stream
         self._closed = False
         self._client: ClientT | None = http_client
         # Without a transport of the user's, proxies from the environment apply (as in httpx).
@@ -139,6 +147,10 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         return router
 
     # -- a call ------------------------------------------------------------------
+
+    def limits(self, deadline: float | None = None, timeout: float | None = None) -> CallLimits:
+        """A call's limits, with this router's caps on events and streams."""
+        return evolve(super().limits(deadline, timeout), max_event=self.max_event, max_stream=self.max_stream)
 
     def _start(
         self,

@@ -17,10 +17,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from attrs import frozen
+from attrs import field, frozen
 
 from ._flow import BudgetFn, LoadState, StateFn, UpdateBudget, UpdateState
 from ._health import DeploymentState
+from ._ranges import NON_NEGATIVE
 
 __all__ = ["LoadState", "MemoryStore", "RetryBudget", "StateStore", "UpdateBudget", "UpdateState"]
 
@@ -38,8 +39,8 @@ class RetryBudget:
     1.5 attempts per call.
     """
 
-    ratio: float = 0.5
-    burst: float = 10.0
+    ratio: float = field(default=0.5, validator=NON_NEGATIVE)
+    burst: float = field(default=10.0, validator=NON_NEGATIVE)
 
     def deposit(self, tokens: float) -> tuple[float, None]:
         return min(self.burst, tokens + self.ratio), None

@@ -31,6 +31,7 @@ from cattrs.gen import make_dict_structure_fn, make_mapping_structure_fn
 
 from ._checks import Check
 from ._errors import ConfigError
+from ._ranges import OutOfRange
 
 __all__ = ["BadValue", "Check", "ChoiceError", "make_converter", "structure", "suggestion"]
 
@@ -194,7 +195,7 @@ def _leaves(exc: BaseException, steps: tuple[Step, ...]) -> list[tuple[tuple[Ste
         if isinstance(note, AttributeValidationNote):
             step: Step = (f".{note.name}", note.name)
         else:
-            step = (f".{note.index}" if mapping else f"[{note.index}]", note.index)
+            step = (f".{_key(note.index)}" if mapping else f"[{note.index}]", note.index)
         found.extend(_leaves(sub, (*steps, step)))
     for sub in without:
         found.extend(_leaves(sub, steps))
@@ -208,6 +209,13 @@ def _first(exc: BaseException) -> tuple[tuple[Step, ...], BaseException]:
         if isinstance(leaf, ForbiddenExtraKeysError):
             return steps, leaf
     return leaves[0]
+
+
+def _key(key: Any) -> str:
+    """A mapping key as a path shows it: as written, unless it would break the one line
+    an error is (a newline, a control character), then quoted."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)
 
 
 def _lookup(data: Any, steps: Sequence[Step]) -> Any:
@@ -253,9 +261,13 @@ def _config_error(leaf: BaseException, steps: tuple[Step, ...], root: str, data:
         extra = sorted(leaf.extra_fields)[0]
         known = _field_names(leaf.cl)
         return ConfigError(
-            f"unknown key{suggestion(extra, known)}", path=_join(root, _join(where, extra)), show_value=False
+            f"unknown key{suggestion(extra, known)}",
+            path=_join(root, _join(where, _key(extra))),
+            show_value=False,
         )
     path = _join(root, where)
+    if isinstance(leaf, OutOfRange):  # an attrs validator's refusal, naming its field
+        return ConfigError(leaf.reason, path=_join(path, leaf.field), value=leaf.value)
     if isinstance(leaf, KeyError):
         return ConfigError("required field missing", path=path)
     value = _lookup(data, steps)

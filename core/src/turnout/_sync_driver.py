@@ -13,7 +13,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from ._driving import DRAIN_READS, DriverBase, abandon_reason, is_cleanup
+from ._driving import DRAIN_READS, DriverBase, abandon_reason, is_cleanup, is_cleanup_send
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
@@ -116,6 +116,7 @@ class SyncDriver(DriverBase):
         if type(command) in _STATE:  # state upkeep: the store bounds its own operations
             return self.handlers[type(command)](command)
         # A cleanup request gets its own short bound, past the call's deadline if need be.
+        cleanup = cleanup or is_cleanup_send(command)
         scope = self.cleanup_scope() if cleanup else self.scope
         token = SCOPE.set(scope)
         try:
@@ -268,28 +269,33 @@ class SyncDriver(DriverBase):
         finished: list[Any] = []
         began = self.limits.clock()
         pending: set[concurrent.futures.Future[Any]] = set()
-        while True:
-            start, wait = next_start(
-                race.delays, len(legs), began, self.limits.clock(), len(pending), self.limits.deadline_at
-            )
-            if start:
-                leg = self.child()
-                future = executor.submit(_exhaust, leg.run(race.flows[len(legs)]))
-                order[future] = len(legs)
-                legs[future] = leg
-                pending.add(future)
-                continue
-            if not pending:
-                return finished
-            done, pending = concurrent.futures.wait(
-                pending, timeout=wait, return_when=concurrent.futures.FIRST_COMPLETED
-            )
-            for future in sorted(done, key=order.__getitem__):
-                finished.append(future.result())
-                if race.won(finished[-1]):
-                    for loser in pending:
-                        legs[loser].scope.cancel()
+        try:
+            while True:
+                start, wait = next_start(
+                    race.delays, len(legs), began, self.limits.clock(), len(pending), self.limits.deadline_at
+                )
+                if start:
+                    leg = self.child()
+                    future = executor.submit(_exhaust, leg.run(race.flows[len(legs)]))
+                    order[future] = len(legs)
+                    legs[future] = leg
+                    pending.add(future)
+                    continue
+                if not pending:
                     return finished
+                done, pending = concurrent.futures.wait(
+                    pending, timeout=wait, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in sorted(done, key=order.__getitem__):
+                    finished.append(future.result())
+                    if race.won(finished[-1]):
+                        return finished
+        finally:
+            # The losers, and every leg when the caller went away (KeyboardInterrupt in
+            # the wait): their sockets are shut down, their threads freed at once.
+            for future, leg in legs.items():
+                if not future.done():
+                    leg.scope.cancel()
 
     def child(self) -> SyncDriver:
         """A driver for one leg of a race: this call's limits, store and send path."""
