@@ -105,6 +105,7 @@ def test_unknown_options_are_refused() -> None:
     with pytest.raises(turnout.ConfigError) as caught:
         turnout.Router([deployment(options={"pol_interval": 1})])
     assert caught.value.path == "deployments[0].options.pol_interval"
+    assert "did you mean 'poll_interval'?" in str(caught.value)  # typed options (ModelRouteOptions)
 
 
 @pytest.mark.parametrize("option", ["params", "metadata"])

@@ -21,14 +21,17 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final
 from urllib.parse import quote
+
+from attrs import field, frozen
 
 from turnout import (
     APITimeoutError,
     CallAbandoned,
     ChatRequest,
     ChatResponse,
+    Check,
     CodeRule,
     ConfigError,
     Deployment,
@@ -60,6 +63,7 @@ __all__ = [
     "MODELROUTE_CODES",
     "TERMINAL",
     "ModelRoute",
+    "ModelRouteOptions",
     "cancelled_error",
     "expired_error",
     "extract_modelroute",
@@ -245,6 +249,20 @@ def _is_deadline(error: ProviderError) -> bool:
 # -- the provider ---------------------------------------------------------------
 
 
+Seconds = Annotated[float, Check(lambda value: _positive(value), "must be a positive number of seconds")]
+
+
+@frozen
+class ModelRouteOptions:
+    """A ModelRoute deployment's options: how often a running execution is polled,
+    default sampling parameters (the call's own win), and the metadata every
+    execution is submitted with."""
+
+    poll_interval: Seconds = DEFAULT_POLL_INTERVAL
+    params: dict[str, Any] = field(factory=dict)
+    metadata: dict[str, Any] = field(factory=dict)
+
+
 class ModelRoute(Provider):
     """ModelRoute's executions API.
 
@@ -261,7 +279,7 @@ class ModelRoute(Provider):
     error_table = ErrorTable(codes=MODELROUTE_CODES, case_sensitive=True)
     retry_policy = RetryPolicy(max_retries=3, base=1.0, cap=30.0, jitter="full")
     request_id_headers = ("x-request-id",)
-    option_names: ClassVar[frozenset[str]] = frozenset({"poll_interval", "params", "metadata"})
+    options_type: ClassVar[type | None] = ModelRouteOptions
     # The documented `input` carries the messages verbatim (content parts included) and
     # the parameters (`response_format` included); the `output` is text only, so an
     # answer's tool calls could not come back: a request with tools goes elsewhere.
@@ -279,31 +297,17 @@ class ModelRoute(Provider):
     # -- configuration -------------------------------------------------------
 
     def check_deployment(self, deployment: Deployment, path: str) -> None:
-        super().check_deployment(deployment, path)
-        options = deployment.options
-        if "poll_interval" in options:
-            interval = options["poll_interval"]
-            if not _positive(interval):
-                raise ConfigError(
-                    "must be a positive number of seconds",
-                    path=f"{path}.options.poll_interval",
-                    value=interval,
-                )
-        for option in ("params", "metadata"):
-            if option in options and not isinstance(options[option], Mapping):
-                raise ConfigError(
-                    "must be a table (a mapping)",
-                    path=f"{path}.options.{option}",
-                    value=type(options[option]).__name__,
-                )
+        super().check_deployment(deployment, path)  # the options, typed (ModelRouteOptions)
         # The key is never shown: the message says only what is wrong with its shape.
         problem = key_problem(deployment.key())
         if problem is not None:
             raise ConfigError(f"the ModelRoute API key {problem}", path=f"{path}.api_key", show_value=False)
 
+    def options(self, deployment: Deployment) -> ModelRouteOptions:
+        return self.typed_options(deployment, ModelRouteOptions)
+
     def poll_interval(self, deployment: Deployment) -> float:
-        value = deployment.options.get("poll_interval", DEFAULT_POLL_INTERVAL)
-        return float(value) if _positive(value) else DEFAULT_POLL_INTERVAL
+        return float(self.options(deployment).poll_interval)
 
     # -- errors --------------------------------------------------------------
 
@@ -329,11 +333,8 @@ class ModelRoute(Provider):
     # -- requests ------------------------------------------------------------
 
     def payload(self, deployment: Deployment, request: ChatRequest) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        defaults = deployment.options.get("params")
-        if isinstance(defaults, Mapping):
-            params.update(defaults)
-        params.update(request.params)
+        options = self.options(deployment)
+        params: dict[str, Any] = {**options.params, **request.params}
         body: dict[str, Any] = {
             "model": deployment.model,
             "input": {**params, "messages": [m.to_wire() for m in request.messages]},
@@ -341,9 +342,8 @@ class ModelRoute(Provider):
         # The deployment's configured execution metadata; a call's own `metadata=` is
         # never sent (it is for observers): a call sets the execution's with
         # `extra_body={"metadata": {...}}`, merged over the body as given.
-        configured = deployment.options.get("metadata")
-        if isinstance(configured, Mapping) and configured:
-            body["metadata"] = dict(configured)
+        if options.metadata:
+            body["metadata"] = dict(options.metadata)
         body.update(request.extra_body)
         return body
 
