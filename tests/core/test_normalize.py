@@ -5,7 +5,9 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -314,3 +316,22 @@ def test_the_openai_type_refines_a_status_only_where_it_says_more(status, catego
     error = normalize("acme", table, status=status, body=body)
     assert error.kind is kind
     assert error.code == category  # still shown: it is the body's own name for the failure
+
+
+def test_a_huge_request_id_and_endless_details_are_bounded() -> None:
+    """An error carries what a person or a log needs, never a body's worth."""
+    body = {
+        "error": {"message": "bad", "code": "invalid", "request_id": "r" * 100_000},
+        "details": [{"field": "f" * 10_000, "code": "c", "message": "m" * 10_000}] * 5_000,
+    }
+
+    def extract(payload: Any) -> turnout.ErrorFields:
+        found = turnout.extract_openai(payload)
+        many = tuple(turnout.FieldError(d["field"], d["code"], d["message"]) for d in payload["details"])
+        return attrs.evolve(found, details=many)
+
+    error = normalize("acme", ErrorTable(), status=400, body=body, extract=extract)
+    assert error.request_id is not None
+    assert len(error.request_id) == 200
+    assert len(error.details) == 20
+    assert all(len(d.field) <= 200 and len(d.message) <= 500 for d in error.details)

@@ -346,9 +346,30 @@ def normalize(
         code=truncate(code, 200) if code is not None else None,
         retryable=retryable,
         retry_after=max(hints) if hints else None,
-        request_id=fields.request_id or request_id_from(lower, request_id_headers),
-        details=fields.details,
+        request_id=_bounded_id(fields.request_id) or request_id_from(lower, request_id_headers),
+        details=_bounded_details(fields.details),
         extra=fields.extra,
+    )
+
+
+# An error carries what a person or a log needs, never a body's worth: a request id of
+# a few hundred characters at most, and the first few field errors, each bounded.
+MAX_DETAILS = 20
+
+
+def _bounded_id(value: str | None) -> str | None:
+    return truncate(value, 200) if value else value
+
+
+def _bounded_details(details: tuple[FieldError, ...]) -> tuple[FieldError, ...]:
+    return tuple(
+        FieldError(
+            truncate(str(d.field), 200),
+            None if d.code is None else truncate(str(d.code), 200),
+            truncate(str(d.message)),
+        )
+        for d in tuple(details)[:MAX_DETAILS]
+        if isinstance(d, FieldError)
     )
 
 
