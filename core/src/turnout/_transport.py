@@ -8,7 +8,8 @@ connection pool (its public `ConnectionPool`, `NetworkBackend` and
 time left in the call (`Scope`, set by the driver around each command), and a
 scope can be cancelled from another thread (a hedged leg that lost), which
 shuts its socket down. The asyncio driver needs none of this: it wraps each
-command in `asyncio.timeout`, so it uses httpx's own `AsyncHTTPTransport`.
+command in `asyncio.timeout` (its transport, cheap under concurrency, is in
+`turnout._async_transport`).
 
 Everything goes through public APIs: `handle_request` / `handle_async_request`
 of httpx transports, and httpcore's documented pool and backend interfaces.
@@ -31,7 +32,7 @@ import httpx
 from ._errors import ErrorKind, ProviderError, error_for
 from ._normalize import truncate
 
-__all__ = ["SCOPE", "Mounts", "Scope", "SyncTransport", "transport_error"]
+__all__ = ["SCOPE", "Mounts", "Scope", "SyncTransport", "httpx_errors", "transport_error"]
 
 T = TypeVar("T")
 
@@ -229,7 +230,7 @@ _MAPPED: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = tuple(
 
 
 @contextlib.contextmanager
-def _httpx_errors(request: httpx.Request) -> Iterator[None]:
+def httpx_errors(request: httpx.Request) -> Iterator[None]:
     try:
         yield
     except tuple(c for c, _ in _MAPPED) as exc:
@@ -243,7 +244,7 @@ class _Body(httpx.SyncByteStream):
         self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
-        with _httpx_errors(self._request):
+        with httpx_errors(self._request):
             yield from self._inner
 
     def close(self) -> None:
@@ -283,7 +284,7 @@ class SyncTransport(httpx.BaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        with _httpx_errors(request):
+        with httpx_errors(request):
             response = self._pool.handle_request(core_request)
         assert isinstance(response.stream, Iterable)
         return httpx.Response(
