@@ -63,11 +63,17 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-# The transport before (httpx's own) and now (the default): the same failures must
-# come out the same.
+def aiohttp() -> dict[str, Any]:
+    httpx_aiohttp = pytest.importorskip("httpx_aiohttp")
+    return {"transport": httpx_aiohttp.AiohttpTransport()}
+
+
+# The transport before (httpx's own), now (the default), and httpx-aiohttp's (the
+# `aiohttp` extra, `turnout serve`'s default): the same failures must come out the same.
 TRANSPORTS: dict[str, Callable[[], dict[str, Any]]] = {
     "httpx": lambda: {"transport": httpx.AsyncHTTPTransport()},
     "default": dict,
+    "aiohttp": aiohttp,
 }
 BOTH = pytest.mark.parametrize("transport", list(TRANSPORTS))
 
@@ -102,6 +108,14 @@ async def test_a_refused_connection_is_connection_and_was_never_sent(transport: 
         False,
         True,
     )
+
+
+@BOTH
+async def test_a_server_that_hangs_up_without_answering_may_have_processed_the_request(
+    server: Upstream, transport: str
+) -> None:
+    error = await failure(router(server.url("hangup"), **TRANSPORTS[transport]()), deadline=5.0)
+    assert (error.kind, error.code, error.maybe_processed) == ("connection", "RemoteProtocolError", True)
 
 
 @BOTH

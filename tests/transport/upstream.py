@@ -8,6 +8,7 @@ deployment's `base_url` is one behaviour:
     ok     an OpenAI completion; with `"stream": true`, three SSE chunks and [DONE]
     hold   the same, once `release` is set
     close  the same, then the server closes the connection (no `Connection: close`)
+    hangup no answer: the server reads the request and closes the connection
     reset  a head promising 1,000 bytes, 10 of them, then a TCP reset
     drip   a head sent one byte at a time, 50 ms apart (never finished within a test)
     stall  a stream's first chunk, then nothing until `release` is set
@@ -127,6 +128,8 @@ class Upstream:
         mode = urlsplit(target).path.strip("/").split("/")[0]
         stream = bool(body.get("stream"))
         if mode == "hold" and not await self._held(reader):
+            return False
+        if mode == "hangup":
             return False
         if mode == "reset":
             writer.write(_head("200 OK", "application/json", 1000) + b'{"choices"')

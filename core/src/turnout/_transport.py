@@ -63,6 +63,7 @@ def transport_error(exc: Exception, *, streaming: bool) -> ProviderError:
     Built outside any `except` block by the drivers, so no exception chain
     holds the request (and its key).
     """
+    exc = _what_happened(exc)
     kind, processed = ErrorKind.CONNECTION, False
     for cls, before, during, maybe in _TRANSPORT_KINDS:
         if isinstance(exc, cls):
@@ -72,6 +73,20 @@ def transport_error(exc: Exception, *, streaming: bool) -> ProviderError:
     detail = "" if isinstance(exc, _OPAQUE) else str(exc)
     message = f"{name}: {truncate(detail, 300)}" if detail else name
     return error_for(kind, message, code=name, maybe_processed=processed)
+
+
+def _what_happened(exc: Exception) -> Exception:
+    """httpx-aiohttp's transport raises `httpx.ConnectTimeout` for every aiohttp connection
+    error that is no timeout (refused, DNS, a reset, a server that hung up): its cause says
+    which. A connector error (aiohttp's `ClientConnectorError` and its subclasses, named, so
+    aiohttp is never imported here) means nothing was sent; any other, that the connection
+    broke once the request may have gone out."""
+    cause = exc.__cause__
+    if type(exc) is not httpx.ConnectTimeout or cause is None or isinstance(cause, TimeoutError):
+        return exc
+    if any(c.__name__ == "ClientConnectorError" for c in type(cause).__mro__):
+        return httpx.ConnectError(str(exc))
+    return httpx.RemoteProtocolError(str(exc))
 
 
 # -- the bound of one call ---------------------------------------------------------
