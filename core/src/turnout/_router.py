@@ -285,7 +285,9 @@ class AsyncRouter(BaseRouter[httpx.AsyncClient, httpx.AsyncBaseTransport]):
 
     @staticmethod
     def _transport(proxy: str | None = None) -> httpx.AsyncBaseTransport:
-        return async_transport(proxy, max_connections=_MAX_CONNECTIONS, max_keepalive=_MAX_KEEPALIVE)
+        # Every connection is kept for reuse (5 s): a burst of concurrent calls finds those the
+        # last one opened, instead of closing all but 50 and opening them again.
+        return async_transport(proxy, max_connections=_MAX_CONNECTIONS, max_keepalive=_MAX_CONNECTIONS)
 
     def _driver(self, limits: CallLimits, headers: Mapping[str, str] | None = None) -> AsyncDriver:
         return AsyncDriver(
