@@ -6,18 +6,32 @@ the old one, and one row of "Machine and run" says which run made them: the
 rest of the report stays as its own run made it. Nothing is retyped: every
 line comes from one of the two generated reports.
 
-The server cell (bench/serve_bench.py) writes its own section between two
-markers; `splice` puts it in a report, and a full run keeps it (`server_section`).
+The server cell (bench/serve_bench.py) and the concurrency cell
+(bench/concurrency_bench.py) write their own sections between markers; `splice`
+puts one in a report, and a full run keeps them (`kept_sections`).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["SERVER_END", "SERVER_START", "merge", "server_section", "splice"]
+__all__ = [
+    "CONCURRENCY_END",
+    "CONCURRENCY_START",
+    "SERVER_END",
+    "SERVER_START",
+    "kept_sections",
+    "merge",
+    "splice",
+]
 
 SERVER_START = "<!-- serve-bench:start -->"
 SERVER_END = "<!-- serve-bench:end -->"
+# bench/concurrency_bench.py's section: AsyncRouter's transport at 50 and 200 concurrent calls.
+CONCURRENCY_START = "<!-- concurrency-bench:start -->"
+CONCURRENCY_END = "<!-- concurrency-bench:end -->"
+# Sections that scripts of their own write; a full run of bench/run.py keeps them as they are.
+_MARKERS = ((SERVER_START, SERVER_END), (CONCURRENCY_START, CONCURRENCY_END))
 
 
 def _section(lines: list[str], heading: str) -> tuple[int, int]:
@@ -118,17 +132,23 @@ def merge(old: str, new: str, *, label: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text)
 
 
-def server_section(text: str) -> str | None:
-    """The server cell's section of a report, markers included, if it has one."""
-    start, end = text.find(SERVER_START), text.find(SERVER_END)
-    if start < 0 or end < start:
+def _marked(text: str, start: str, end: str) -> str | None:
+    """The section between `start` and `end`, markers included, if `text` has one."""
+    first, last = text.find(start), text.find(end)
+    if first < 0 or last < first:
         return None
-    return text[start : end + len(SERVER_END)] + "\n"
+    return text[first : last + len(end)] + "\n"
+
+
+def kept_sections(text: str) -> list[str]:
+    """Every section a script of its own wrote into `text` (the server cell's, the concurrency cell's)."""
+    return [found for start, end in _MARKERS if (found := _marked(text, start, end)) is not None]
 
 
 def splice(text: str, section: str) -> str:
-    """`text` with its server cell's section replaced by `section` (appended if it has none)."""
-    old = server_section(text)
+    """`text` with the section of the same markers replaced by `section` (appended if it has none)."""
+    start, end = next((s, e) for s, e in _MARKERS if section.startswith(s))
+    old = _marked(text, start, end)
     if old is not None:
         return text.replace(old, section)
     return text.rstrip("\n") + "\n\n" + section
