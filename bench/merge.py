@@ -1,9 +1,10 @@
 """Merging a run of some cells into an existing report (`run.py --cells ... --merge`).
 
 The new run's report is rendered as usual, then its measured targets and its
-request tables replace (or join) the old report's, its method text replaces
-the old one, and one row of "Machine and run" says which run made them: the
-rest of the report stays as its own run made it. Nothing is retyped: every
+request tables replace (or join) the old report's, its observations about one
+cell and its method text replace the old ones, and one row of "Machine and
+run" says which run made them: the rest of the report stays as its own run
+made it. Nothing is retyped: every
 line comes from one of the two generated reports.
 
 The server cell (bench/serve_bench.py) and the concurrency cell
@@ -93,6 +94,20 @@ def _requests(old: list[str], new: list[str]) -> None:
             old[end:end] = block
 
 
+def _observations(old: list[str], new: list[str]) -> None:
+    """An observation about one cell ("- At concurrency 50, ...") becomes the new run's, when
+    it made one; those about several cells stay as their run wrote them."""
+    prefix, heading = "- At concurrency ", "## Observations"
+    if heading not in new or heading not in old:
+        return
+    start, end = _section(new, heading)
+    fresh = {line.split(",")[0]: line for line in new[start:end] if line.startswith(prefix)}
+    start, end = _section(old, heading)
+    for i in range(start, end):
+        if old[i].startswith(prefix) and old[i].split(",")[0] in fresh:
+            old[i] = fresh[old[i].split(",")[0]]
+
+
 def _method(old: list[str], new: list[str]) -> None:
     def span(lines: list[str]) -> tuple[int, int]:
         start = lines.index("How it is measured:")
@@ -126,6 +141,7 @@ def merge(old: str, new: str, *, label: str) -> str:
     lines, fresh = old.splitlines(), new.splitlines()
     _targets(lines, fresh)
     _requests(lines, fresh)
+    _observations(lines, fresh)
     _method(lines, fresh)
     _run_row(lines, fresh, label)
     text = "\n".join(lines).rstrip() + "\n"
