@@ -155,6 +155,14 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/run.py", *session.posargs)
 
 
+@nox.session(name="concurrency-bench")
+def concurrency_bench(session: nox.Session) -> None:
+    """AsyncRouter's transport at 50 and 200 concurrent calls, against raw httpx and
+    httpx-aiohttp: its own section of docs/benchmarks.md (about three minutes)."""
+    install_all(session, "httpx-aiohttp", "httpx-sse")
+    session.run("python", "bench/concurrency_bench.py", *session.posargs)
+
+
 @nox.session(name="serve-bench")
 def serve_bench(session: nox.Session) -> None:
     """The server cell: turnout serve and the LiteLLM proxy (litellm[proxy], in a venv of its

@@ -214,13 +214,23 @@ class RawHttpx(Contender):
 
 
 def _async_transport(name: str) -> Any:
+    """`httpx`: the library's own default; `aiohttp`: httpx-aiohttp's transport; `httpcore`:
+    httpx's `AsyncHTTPTransport` (httpcore's pool), given to a router whose default differs."""
     if name == "httpx":
         return None
     if name == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        return AiohttpTransport()
+        return AiohttpTransport(limits=_httpx_limits())
+    if name == "httpcore":
+        import httpx
+
+        return httpx.AsyncHTTPTransport(limits=_httpx_limits())
     raise ValueError(f"unknown transport {name!r}")
+
+
+# How a contender on another transport than its library's default is labelled.
+_TRANSPORT_LABELS = {"aiohttp": " + aiohttp", "httpcore": " on httpx's pool"}
 
 
 # -- turnout -------------------------------------------------------------------
@@ -305,7 +315,7 @@ class Turnout(Contender):
         )
         self.label = "turnout, 503 → fallback" if fallback else "turnout"
         if transport != "httpx":
-            self.label += f" + {transport}"
+            self.label += _TRANSPORT_LABELS[transport]
             self.sync = False
         self.last_attempts: tuple[Any, ...] = ()
 
@@ -485,6 +495,8 @@ CONTENDERS: dict[str, Factory] = {
     "httpx-aiohttp": lambda base: RawHttpx(base, transport="aiohttp"),
     "turnout": Turnout,
     "turnout-aiohttp": lambda base: Turnout(base, transport="aiohttp"),
+    # AsyncRouter on httpx's AsyncHTTPTransport: its default transport before issue 21.
+    "turnout-httpcore": lambda base: Turnout(base, transport="httpcore"),
     "turnout-fallback": lambda base: Turnout(base, fallback=True),
     "openai": OpenAISDK,
     "litellm": LiteLLMRouter,

@@ -1,23 +1,38 @@
 """Merging a run of some cells into an existing report (`run.py --cells ... --merge`).
 
 The new run's report is rendered as usual, then its measured targets and its
-request tables replace (or join) the old report's, its method text replaces
-the old one, and one row of "Machine and run" says which run made them: the
-rest of the report stays as its own run made it. Nothing is retyped: every
+request tables replace (or join) the old report's, its observations about one
+cell and its method text replace the old ones, and one row of "Machine and
+run" says which run made them: the rest of the report stays as its own run
+made it. Nothing is retyped: every
 line comes from one of the two generated reports.
 
-The server cell (bench/serve_bench.py) writes its own section between two
-markers; `splice` puts it in a report, and a full run keeps it (`server_section`).
+The server cell (bench/serve_bench.py) and the concurrency cell
+(bench/concurrency_bench.py) write their own sections between markers; `splice`
+puts one in a report, and a full run keeps them (`kept_sections`).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["SERVER_END", "SERVER_START", "merge", "server_section", "splice"]
+__all__ = [
+    "CONCURRENCY_END",
+    "CONCURRENCY_START",
+    "SERVER_END",
+    "SERVER_START",
+    "kept_sections",
+    "merge",
+    "splice",
+]
 
 SERVER_START = "<!-- serve-bench:start -->"
 SERVER_END = "<!-- serve-bench:end -->"
+# bench/concurrency_bench.py's section: AsyncRouter's transport at 50 and 200 concurrent calls.
+CONCURRENCY_START = "<!-- concurrency-bench:start -->"
+CONCURRENCY_END = "<!-- concurrency-bench:end -->"
+# Sections that scripts of their own write; a full run of bench/run.py keeps them as they are.
+_MARKERS = ((SERVER_START, SERVER_END), (CONCURRENCY_START, CONCURRENCY_END))
 
 
 def _section(lines: list[str], heading: str) -> tuple[int, int]:
@@ -79,6 +94,20 @@ def _requests(old: list[str], new: list[str]) -> None:
             old[end:end] = block
 
 
+def _observations(old: list[str], new: list[str]) -> None:
+    """An observation about one cell ("- At concurrency 50, ...") becomes the new run's, when
+    it made one; those about several cells stay as their run wrote them."""
+    prefix, heading = "- At concurrency ", "## Observations"
+    if heading not in new or heading not in old:
+        return
+    start, end = _section(new, heading)
+    fresh = {line.split(",")[0]: line for line in new[start:end] if line.startswith(prefix)}
+    start, end = _section(old, heading)
+    for i in range(start, end):
+        if old[i].startswith(prefix) and old[i].split(",")[0] in fresh:
+            old[i] = fresh[old[i].split(",")[0]]
+
+
 def _method(old: list[str], new: list[str]) -> None:
     def span(lines: list[str]) -> tuple[int, int]:
         start = lines.index("How it is measured:")
@@ -112,23 +141,30 @@ def merge(old: str, new: str, *, label: str) -> str:
     lines, fresh = old.splitlines(), new.splitlines()
     _targets(lines, fresh)
     _requests(lines, fresh)
+    _observations(lines, fresh)
     _method(lines, fresh)
     _run_row(lines, fresh, label)
     text = "\n".join(lines).rstrip() + "\n"
     return re.sub(r"\n{3,}", "\n\n", text)
 
 
-def server_section(text: str) -> str | None:
-    """The server cell's section of a report, markers included, if it has one."""
-    start, end = text.find(SERVER_START), text.find(SERVER_END)
-    if start < 0 or end < start:
+def _marked(text: str, start: str, end: str) -> str | None:
+    """The section between `start` and `end`, markers included, if `text` has one."""
+    first, last = text.find(start), text.find(end)
+    if first < 0 or last < first:
         return None
-    return text[start : end + len(SERVER_END)] + "\n"
+    return text[first : last + len(end)] + "\n"
+
+
+def kept_sections(text: str) -> list[str]:
+    """Every section a script of its own wrote into `text` (the server cell's, the concurrency cell's)."""
+    return [found for start, end in _MARKERS if (found := _marked(text, start, end)) is not None]
 
 
 def splice(text: str, section: str) -> str:
-    """`text` with its server cell's section replaced by `section` (appended if it has none)."""
-    old = server_section(text)
+    """`text` with the section of the same markers replaced by `section` (appended if it has none)."""
+    start, end = next((s, e) for s, e in _MARKERS if section.startswith(s))
+    old = _marked(text, start, end)
     if old is not None:
         return text.replace(old, section)
     return text.rstrip("\n") + "\n\n" + section

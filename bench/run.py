@@ -26,7 +26,7 @@ from typing import Any
 from cells import Cell
 from harness import Placement, Plan, log, run_matrix
 from importcost import measure_imports
-from merge import merge, server_section, splice
+from merge import kept_sections, merge, splice
 from normbench import measure_normalization
 from report import machine, render, targets
 
@@ -168,9 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         label = "run of " + ", ".join(f"`{cell.key}`" for cell in plan_cells)
         text = merge(args.output.read_text(encoding="utf-8"), text, label=label)
     elif args.output.exists():
-        # The server cell is bench/serve_bench.py's: a full run keeps it as it was.
-        kept = server_section(args.output.read_text(encoding="utf-8"))
-        if kept is not None:
+        # The server and concurrency cells are their own scripts': a full run keeps them as they were.
+        for kept in kept_sections(args.output.read_text(encoding="utf-8")):
             text = splice(text, kept)
     args.output.write_text(text, encoding="utf-8")
     if args.json is not None:

@@ -19,6 +19,7 @@ import httpx
 from attrs import evolve
 
 from ._async_driver import AsyncDriver
+from ._async_transport import async_transport
 from ._binding import bind, check_positive, check_routes
 from ._call import RouterCore
 from ._errors import TurnoutError
@@ -284,8 +285,9 @@ class AsyncRouter(BaseRouter[httpx.AsyncClient, httpx.AsyncBaseTransport]):
 
     @staticmethod
     def _transport(proxy: str | None = None) -> httpx.AsyncBaseTransport:
-        limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_KEEPALIVE)
-        return httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
+        # Every connection is kept for reuse (5 s): a burst of concurrent calls finds those the
+        # last one opened, instead of closing all but 50 and opening them again.
+        return async_transport(proxy, max_connections=_MAX_CONNECTIONS, max_keepalive=_MAX_CONNECTIONS)
 
     def _driver(self, limits: CallLimits, headers: Mapping[str, str] | None = None) -> AsyncDriver:
         return AsyncDriver(

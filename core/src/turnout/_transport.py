@@ -8,7 +8,8 @@ connection pool (its public `ConnectionPool`, `NetworkBackend` and
 time left in the call (`Scope`, set by the driver around each command), and a
 scope can be cancelled from another thread (a hedged leg that lost), which
 shuts its socket down. The asyncio driver needs none of this: it wraps each
-command in `asyncio.timeout`, so it uses httpx's own `AsyncHTTPTransport`.
+command in `asyncio.timeout` (its transport, cheap under concurrency, is in
+`turnout._async_transport`).
 
 Everything goes through public APIs: `handle_request` / `handle_async_request`
 of httpx transports, and httpcore's documented pool and backend interfaces.
@@ -31,7 +32,7 @@ import httpx
 from ._errors import ErrorKind, ProviderError, error_for
 from ._normalize import truncate
 
-__all__ = ["SCOPE", "Mounts", "Scope", "SyncTransport", "transport_error"]
+__all__ = ["SCOPE", "Mounts", "Scope", "SyncTransport", "httpx_errors", "transport_error"]
 
 T = TypeVar("T")
 
@@ -62,6 +63,7 @@ def transport_error(exc: Exception, *, streaming: bool) -> ProviderError:
     Built outside any `except` block by the drivers, so no exception chain
     holds the request (and its key).
     """
+    exc = _what_happened(exc)
     kind, processed = ErrorKind.CONNECTION, False
     for cls, before, during, maybe in _TRANSPORT_KINDS:
         if isinstance(exc, cls):
@@ -71,6 +73,20 @@ def transport_error(exc: Exception, *, streaming: bool) -> ProviderError:
     detail = "" if isinstance(exc, _OPAQUE) else str(exc)
     message = f"{name}: {truncate(detail, 300)}" if detail else name
     return error_for(kind, message, code=name, maybe_processed=processed)
+
+
+def _what_happened(exc: Exception) -> Exception:
+    """httpx-aiohttp's transport raises `httpx.ConnectTimeout` for every aiohttp connection
+    error that is no timeout (refused, DNS, a reset, a server that hung up): its cause says
+    which. A connector error (aiohttp's `ClientConnectorError` and its subclasses, named, so
+    aiohttp is never imported here) means nothing was sent; any other, that the connection
+    broke once the request may have gone out."""
+    cause = exc.__cause__
+    if type(exc) is not httpx.ConnectTimeout or cause is None or isinstance(cause, TimeoutError):
+        return exc
+    if any(c.__name__ == "ClientConnectorError" for c in type(cause).__mro__):
+        return httpx.ConnectError(str(exc))
+    return httpx.RemoteProtocolError(str(exc))
 
 
 # -- the bound of one call ---------------------------------------------------------
@@ -229,7 +245,7 @@ _MAPPED: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = tuple(
 
 
 @contextlib.contextmanager
-def _httpx_errors(request: httpx.Request) -> Iterator[None]:
+def httpx_errors(request: httpx.Request) -> Iterator[None]:
     try:
         yield
     except tuple(c for c, _ in _MAPPED) as exc:
@@ -243,7 +259,7 @@ class _Body(httpx.SyncByteStream):
         self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
-        with _httpx_errors(self._request):
+        with httpx_errors(self._request):
             yield from self._inner
 
     def close(self) -> None:
@@ -283,7 +299,7 @@ class SyncTransport(httpx.BaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        with _httpx_errors(request):
+        with httpx_errors(request):
             response = self._pool.handle_request(core_request)
         assert isinstance(response.stream, Iterable)
         return httpx.Response(
