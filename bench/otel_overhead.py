@@ -1,6 +1,6 @@
 """What turnout-otel costs: CPU per call of the same router with and without its observer.
 
-    python bench/otel_overhead.py [--quick] [--no-sdk]
+    python bench/otel_overhead.py [--quick] [--no-sdk | --sample RATIO]
 
 With an OpenTelemetry SDK configured as an application would (a TracerProvider
 with a BatchSpanProcessor over an exporter that drops the spans, a
@@ -16,6 +16,8 @@ and a 503 -> fallback call (two attempts, so two attempt spans); and in one
 process over httpx's MockTransport, where a call costs least and the
 observer's share is largest. `--no-sdk`: no SDK at all (the API's no-ops: what
 an installed plugin costs an application that configured no OpenTelemetry).
+`--sample 0.1`: the SDK traces a tenth of the calls (`ParentBased(TraceIdRatioBased)`),
+as a busy service would; the metrics are still recorded for every call.
 
 With an SDK, each cell also runs a third router whose observer is the SDK floor
 (`Floor`): the very SDK calls turnout-otel made for that cell's call, captured
@@ -43,8 +45,9 @@ from harness import Placement, Upstream
 TARGET = 1.25
 
 
-def configure_sdk() -> None:
-    """The global providers, as an application sets them, exporting nowhere."""
+def configure_sdk(sample: float | None = None) -> None:
+    """The global providers, as an application sets them, exporting nowhere; `sample`:
+    the share of calls traced (a parent-based trace-id ratio sampler), else all."""
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import (
@@ -72,7 +75,11 @@ def configure_sdk() -> None:
         def shutdown(self, timeout_millis: float = 30_000, **kw: Any) -> None:
             pass
 
-    tracer_provider = TracerProvider()
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    tracer_provider = TracerProvider(
+        sampler=None if sample is None else ParentBased(TraceIdRatioBased(sample))
+    )
     tracer_provider.add_span_processor(BatchSpanProcessor(Spans()))
     trace.set_tracer_provider(tracer_provider)
     reader = PeriodicExportingMetricReader(Metrics(), export_interval_millis=1_000)
@@ -125,7 +132,7 @@ class Floor:
         if status is not None:
             call.set_status(status)
         inside = self.set_span_in_context(call)
-        for name, attributes, status in self.attempts:
+        for name, attributes, status in self.attempts if call.is_recording() else ():
             span = self.tracer.start_span(
                 name, inside, self.client, attributes=attributes, start_time=now - 900
             )
@@ -286,6 +293,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, help="calls per variant per round (default 400; quick 60)")
     parser.add_argument("--no-sdk", action="store_true", help="configure no SDK (the API's no-ops)")
     parser.add_argument(
+        "--sample", type=float, metavar="RATIO", help="trace this share of calls (0.1: a tenth), not all"
+    )
+    parser.add_argument(
         "--no-pin", action="store_true", help="do not pin the upstream and this process to CPUs"
     )
     args = parser.parse_args(argv)
@@ -295,12 +305,14 @@ def main(argv: list[str] | None = None) -> None:
     count = args.calls or (60 if args.quick else 400)
     sdk = not args.no_sdk
     if sdk:
-        configure_sdk()
+        configure_sdk(args.sample)
     from turnout_otel import OpenTelemetryObserver
 
     observer = OpenTelemetryObserver()
     plugins = loopback_plugins()
     setup = "SDK: BatchSpanProcessor + periodic metric reader, dropping" if sdk else "no SDK (API no-ops)"
+    if sdk and args.sample is not None:
+        setup += f", {args.sample:.0%} of calls traced"
     print(
         f"turnout-otel overhead, {setup}; "
         f"{rounds} rounds x {count} calls per variant (CPU µs per call); {placement.describe()}\n"
