@@ -1,6 +1,6 @@
 """What turnout-otel costs: CPU per call of the same router with and without its observer.
 
-    python bench/otel_overhead.py [--quick] [--no-sdk]
+    python bench/otel_overhead.py [--quick] [--no-sdk | --sample RATIO]
 
 With an OpenTelemetry SDK configured as an application would (a TracerProvider
 with a BatchSpanProcessor over an exporter that drops the spans, a
@@ -16,6 +16,13 @@ and a 503 -> fallback call (two attempts, so two attempt spans); and in one
 process over httpx's MockTransport, where a call costs least and the
 observer's share is largest. `--no-sdk`: no SDK at all (the API's no-ops: what
 an installed plugin costs an application that configured no OpenTelemetry).
+`--sample 0.1`: the SDK traces a tenth of the calls (`ParentBased(TraceIdRatioBased)`),
+as a busy service would; the metrics are still recorded for every call.
+
+With an SDK, each cell also runs a third router whose observer is the SDK floor
+(`Floor`): the very SDK calls turnout-otel made for that cell's call, captured
+once and replayed with prebuilt arguments. The SDK's share of the cost, which
+no plugin can save; the rest is turnout-otel's own.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import httpx
 
 import turnout
@@ -37,8 +45,9 @@ from harness import Placement, Upstream
 TARGET = 1.25
 
 
-def configure_sdk() -> None:
-    """The global providers, as an application sets them, exporting nowhere."""
+def configure_sdk(sample: float | None = None) -> None:
+    """The global providers, as an application sets them, exporting nowhere; `sample`:
+    the share of calls traced (a parent-based trace-id ratio sampler), else all."""
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import (
@@ -66,7 +75,11 @@ def configure_sdk() -> None:
         def shutdown(self, timeout_millis: float = 30_000, **kw: Any) -> None:
             pass
 
-    tracer_provider = TracerProvider()
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    tracer_provider = TracerProvider(
+        sampler=None if sample is None else ParentBased(TraceIdRatioBased(sample))
+    )
     tracer_provider.add_span_processor(BatchSpanProcessor(Spans()))
     trace.set_tracer_provider(tracer_provider)
     reader = PeriodicExportingMetricReader(Metrics(), export_interval_millis=1_000)
@@ -74,48 +87,122 @@ def configure_sdk() -> None:
 
 
 class Floor:
-    """The least the SDK can be asked for what turnout-otel records for a one-attempt
-    call: two spans (a call span, an attempt span inside it) with the same attributes,
-    prebuilt, and three histogram measurements. What it costs is the SDK's, not the
-    plugin's: the difference between the two is what the plugin could still save."""
+    """The least the SDK can be asked for what turnout-otel records for a cell's call:
+    the very same SDK calls (spans with their names, kinds, attributes and statuses;
+    histogram measurements with their values and attributes), captured once from the
+    observer itself (`capture`) and replayed with prebuilt arguments, with no logic of
+    the plugin's in between. What it costs is the SDK's; the difference between the
+    observer and the floor is what the plugin itself costs, and all it could save.
+    (`turnout.router.attempts` is an asynchronous counter: the SDK's work for it is at
+    collection, not per call, so the floor leaves it out.)"""
 
-    def __init__(self) -> None:
+    def __init__(self, script: Script) -> None:
         from opentelemetry import metrics, trace
+        from opentelemetry.trace import SpanKind, Status, StatusCode
 
-        self.trace = trace
+        self.set_span_in_context = trace.set_span_in_context
         self.tracer = trace.get_tracer("bench-floor")
         meter = metrics.get_meter("bench-floor")
-        self.duration = meter.create_histogram("floor.duration", unit="s")
-        self.tokens = meter.create_histogram("floor.tokens", unit="{token}")
-        operation = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "loopback"}
-        self.operation = {**operation, "gen_ai.request.model": MODEL}
-        self.inputs = {**self.operation, "gen_ai.token.type": "input"}
-        self.outputs = {**self.operation, "gen_ai.token.type": "output"}
-        self.call = {"turnout.call_id": "c", "turnout.route": "default", "turnout.attempts": 1}
-        self.attempt = {
-            **self.operation,
-            "turnout.deployment": "primary",
-            "turnout.attempt": 1,
-            "turnout.decision": "done",
-            "gen_ai.usage.input_tokens": 9,
-            "gen_ai.usage.output_tokens": 7,
-        }
+        instruments: dict[str, Any] = {}
+
+        def instrument(name: str) -> Any:
+            if name not in instruments:
+                instruments[name] = meter.create_histogram(f"floor.{name}")
+            return instruments[name]
+
+        self.measures = [
+            [(instrument(name).record, value, attributes) for name, value, attributes in told]
+            for told in script.measures
+        ]
+        error = Status(StatusCode.ERROR)
+        self.call = (script.call[0], script.call[1], error if script.call[2] else None, SpanKind.INTERNAL)
+        self.attempts = [
+            (name, attributes, error if failed else None) for name, attributes, failed in script.attempts
+        ]
+        self.client = SpanKind.CLIENT
 
     def on_attempt(self, event: turnout.AttemptEvent) -> None:
-        self.duration.record(event.elapsed, self.operation)
-        self.tokens.record(9, self.inputs)
-        self.tokens.record(7, self.outputs)
+        for record, value, attributes in self.measures[event.number - 1]:
+            record(value, attributes)
 
     def on_call(self, event: turnout.CallEvent) -> None:
-        from opentelemetry.trace import SpanKind
-
         now = time.time_ns()
-        call = self.tracer.start_span("turnout.chat default", attributes=self.call, start_time=now - 1000)
-        inside = self.trace.set_span_in_context(call)
-        self.tracer.start_span(
-            "chat m", inside, SpanKind.CLIENT, attributes=self.attempt, start_time=now - 900
-        ).end(end_time=now)
+        name, attributes, status, kind = self.call
+        call = self.tracer.start_span(name, kind=kind, attributes=attributes, start_time=now - 1000)
+        if status is not None:
+            call.set_status(status)
+        inside = self.set_span_in_context(call)
+        for name, attributes, status in self.attempts if call.is_recording() else ():
+            span = self.tracer.start_span(
+                name, inside, self.client, attributes=attributes, start_time=now - 900
+            )
+            if status is not None:
+                span.set_status(status)
+            span.end(end_time=now)
         call.end(end_time=now)
+
+
+@attrs.frozen
+class Script:
+    """What the observer asked of the SDK for one call: per attempt told, its histogram
+    measurements (instrument, value, attributes); the call span and the attempt spans
+    (name, attributes, failed)."""
+
+    measures: list[list[tuple[str, float, dict[str, Any]]]]
+    call: tuple[str, dict[str, Any], bool]
+    attempts: list[tuple[str, dict[str, Any], bool]]
+
+
+def capture(call: Callable[[list[Any]], Any]) -> Script:
+    """Run one call (`call(observers)`) under an OpenTelemetryObserver of its own, with a
+    tracer provider exporting to memory and a meter that writes down every measurement."""
+    from opentelemetry.metrics import NoOpHistogram, NoOpMeter, NoOpMeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    from turnout_otel import OpenTelemetryObserver
+
+    measures: list[list[tuple[str, float, dict[str, Any]]]] = []
+
+    class Histogram(NoOpHistogram):
+        def __init__(self, name: str, *args: Any, **kw: Any) -> None:
+            super().__init__(name, *args, **kw)
+            self.instrument = name
+
+        def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+            measures[-1].append((self.instrument, amount, dict(attributes or {})))
+
+    class Meter(NoOpMeter):
+        def create_histogram(self, name: str, *args: Any, **kw: Any) -> Any:
+            return Histogram(name, *args, **kw)
+
+    class MeterProvider(NoOpMeterProvider):
+        def get_meter(self, name: str, *args: Any, **kw: Any) -> Any:
+            return Meter(name)
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = OpenTelemetryObserver(tracer_provider=tracer_provider, meter_provider=MeterProvider())
+
+    class Marking:
+        def on_attempt(self, event: turnout.AttemptEvent) -> None:
+            measures.append([])
+            observer.on_attempt(event)
+
+        def on_call(self, event: turnout.CallEvent) -> None:
+            observer.on_call(event)
+
+    call([Marking()])
+    spans = sorted(exporter.get_finished_spans(), key=lambda span: span.start_time or 0)
+
+    def told(span: Any) -> tuple[str, dict[str, Any], bool]:
+        return span.name, dict(span.attributes or {}), span.status.status_code is StatusCode.ERROR
+
+    (call_span,) = [span for span in spans if span.kind is SpanKind.INTERNAL]
+    return Script(measures, told(call_span), [told(span) for span in spans if span.kind is SpanKind.CLIENT])
 
 
 # -- the cells --------------------------------------------------------------------
@@ -150,18 +237,15 @@ def deployments(base_url: str, fallback: bool) -> list[turnout.Deployment]:
 Call = Callable[[], Any]
 
 
-def sync_cell(routers: dict[str, turnout.Router], stream: bool) -> dict[str, Call]:
-    def plain(router: turnout.Router) -> Call:
+def sync_call(router: turnout.Router, stream: bool) -> Call:
+    if not stream:
         return lambda: router.chat(MESSAGES).content
 
-    def streamed(router: turnout.Router) -> Call:
-        def call() -> str:
-            with router.stream(MESSAGES) as chunks:
-                return "".join(chunk.delta for chunk in chunks)
+    def streamed() -> str:
+        with router.stream(MESSAGES) as chunks:
+            return "".join(chunk.delta for chunk in chunks)
 
-        return call
-
-    return {name: (streamed if stream else plain)(router) for name, router in routers.items()}
+    return streamed
 
 
 def measure(
@@ -186,15 +270,19 @@ def run_sync(call: Call, count: int) -> None:
 
 
 def report(cell: str, found: dict[str, list[float]]) -> bool:
-    ratios = [o / p for o, p in zip(found["otel"], found["plain"], strict=True)]
+    """One row: medians of each variant, the observer's ratio (its range over the rounds)
+    and, with an SDK, the floor's: the same SDK work with no plugin code at all."""
     plain, otel = statistics.median(found["plain"]), statistics.median(found["otel"])
+    ratios = [o / p for o, p in zip(found["otel"], found["plain"], strict=True)]
     ratio = statistics.median(ratios)
     verdict = "pass" if ratio <= TARGET else "MISS"
-    print(
-        f"| {cell} | {plain:,.0f} | {otel:,.0f} | {otel - plain:+,.0f} | "
-        f"{ratio:.2f}x ({min(ratios):.2f}x-{max(ratios):.2f}x) | {verdict} |",
-        flush=True,
-    )
+    spread = f"{min(ratios):.2f}x-{max(ratios):.2f}x"
+    row = f"| {cell} | {plain:,.0f} | {otel:,.0f} | {otel - plain:+,.0f} | {ratio:.2f}x ({spread}) |"
+    if "floor" in found:
+        floor = statistics.median(found["floor"])
+        floors = statistics.median(f / p for f, p in zip(found["floor"], found["plain"], strict=True))
+        row += f" {floor - plain:+,.0f} ({floors:.2f}x) |"
+    print(f"{row} {verdict} |", flush=True)
     return ratio <= TARGET
 
 
@@ -205,6 +293,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, help="calls per variant per round (default 400; quick 60)")
     parser.add_argument("--no-sdk", action="store_true", help="configure no SDK (the API's no-ops)")
     parser.add_argument(
+        "--sample", type=float, metavar="RATIO", help="trace this share of calls (0.1: a tenth), not all"
+    )
+    parser.add_argument(
         "--no-pin", action="store_true", help="do not pin the upstream and this process to CPUs"
     )
     args = parser.parse_args(argv)
@@ -212,37 +303,46 @@ def main(argv: list[str] | None = None) -> None:
     Placement.apply(0, placement.clients)
     rounds = args.rounds or (3 if args.quick else 9)
     count = args.calls or (60 if args.quick else 400)
-    if not args.no_sdk:
-        configure_sdk()
+    sdk = not args.no_sdk
+    if sdk:
+        configure_sdk(args.sample)
     from turnout_otel import OpenTelemetryObserver
 
     observer = OpenTelemetryObserver()
     plugins = loopback_plugins()
-    sdk = (
-        "no SDK (API no-ops)" if args.no_sdk else "SDK: BatchSpanProcessor + periodic metric reader, dropping"
-    )
+    setup = "SDK: BatchSpanProcessor + periodic metric reader, dropping" if sdk else "no SDK (API no-ops)"
+    if sdk and args.sample is not None:
+        setup += f", {args.sample:.0%} of calls traced"
     print(
-        f"turnout-otel overhead, {sdk}; {rounds} rounds x {count} calls per variant "
-        f"(CPU µs per call); {placement.describe()}\n"
+        f"turnout-otel overhead, {setup}; "
+        f"{rounds} rounds x {count} calls per variant (CPU µs per call); {placement.describe()}\n"
     )
-    print("| cell | without | with turnout-otel | difference | ratio (range) | target 1.25x |")
-    print("|---|---|---|---|---|---|")
+    floor_head = " SDK floor (ratio) |" if sdk else ""
+    print(
+        f"| cell | without | with turnout-otel | difference | ratio (range) |{floor_head} target {TARGET}x |"
+    )
+    print("|---|---|---|---|---|" + ("---|" if sdk else "") + "---|")
     passed = []
+
+    def sync_variants(make: Callable[[list[Any]], turnout.Router], stream: bool) -> dict[str, turnout.Router]:
+        variants: dict[str, list[Any]] = {"plain": [], "otel": [observer]}
+        if sdk:
+            variants["floor"] = [Floor(capture(lambda observers: once(make(observers), stream)))]
+        return {name: make(observers) for name, observers in variants.items()}
 
     # In one process: the cheapest call there is, so the largest share for the observer.
     mock = httpx.MockTransport(lambda request: httpx.Response(200, json=json.loads(body())))
-    variants: list[tuple[str, list[Any]]] = [("plain", []), ("otel", [observer])]
-    if not args.no_sdk:
-        variants.append(("floor", [Floor()]))
-    routers = {
-        name: turnout.Router(
+
+    def in_process(observers: list[Any]) -> turnout.Router:
+        return turnout.Router(
             deployments("http://127.0.0.1:9", False), plugins=plugins, transport=mock, observers=observers
         )
-        for name, observers in variants
-    }
-    found = measure(sync_cell(routers, False), rounds, count * 4, run_sync)
-    passed.append(report("in process (MockTransport), plain, sync", found))
-    floor = found.get("floor")
+
+    routers = sync_variants(in_process, False)
+    calls = {name: sync_call(router, False) for name, router in routers.items()}
+    passed.append(
+        report("in process (MockTransport), plain, sync", measure(calls, rounds, count * 4, run_sync))
+    )
 
     upstream = Upstream(placement, max_seconds=1800)
     try:
@@ -252,36 +352,58 @@ def main(argv: list[str] | None = None) -> None:
             ("loopback, 503 -> fallback, sync", False, True),
         ):
             options = _keep_trying() if fallback else {}
-            routers = {
-                name: turnout.Router(
+
+            def over_loopback(
+                observers: list[Any], fallback: bool = fallback, options: Any = options
+            ) -> turnout.Router:
+                return turnout.Router(
                     deployments(upstream.base_url, fallback), plugins=plugins, observers=observers, **options
                 )
-                for name, observers in (("plain", []), ("otel", [observer]))
-            }
-            passed.append(report(label, measure(sync_cell(routers, stream), rounds, count, run_sync)))
+
+            routers = sync_variants(over_loopback, stream)
+            calls = {name: sync_call(router, stream) for name, router in routers.items()}
+            passed.append(report(label, measure(calls, rounds, count, run_sync)))
             for router in routers.values():
                 router.close()
-        passed.append(
-            report("loopback, plain, async", async_cell(upstream.base_url, plugins, observer, rounds, count))
-        )
+        found = async_cell(upstream.base_url, plugins, observer, sdk, rounds, count)
+        passed.append(report("loopback, plain, async", found))
     finally:
         upstream.stop()
     print(f"\n{sum(passed)} of {len(passed)} cells within {TARGET}x")
-    if floor is not None:
-        extra = statistics.median(f - p for f, p in zip(floor, found["plain"], strict=True))
+    if sdk:
         print(
-            f"In process, the SDK floor (the same two spans and three measurements, made inline "
-            f"with prebuilt attributes: class Floor) costs {extra:+,.0f} µs per call; "
-            f"turnout-otel {statistics.median(found['otel']) - statistics.median(found['plain']):+,.0f} µs."
+            "SDK floor: the same SDK calls as the observer's for that cell's call (spans, attributes, "
+            "measurements), prebuilt and replayed inline (class Floor): the SDK's share, which no "
+            "plugin can save."
         )
 
 
-def async_cell(base_url: str, plugins: Any, observer: Any, rounds: int, count: int) -> dict[str, list[float]]:
+def once(router: turnout.Router, stream: bool) -> None:
+    try:
+        sync_call(router, stream)()
+    finally:
+        router.close()
+
+
+def async_cell(
+    base_url: str, plugins: Any, observer: Any, sdk: bool, rounds: int, count: int
+) -> dict[str, list[float]]:
+    def make(observers: list[Any]) -> turnout.AsyncRouter:
+        return turnout.AsyncRouter(deployments(base_url, False), plugins=plugins, observers=observers)
+
+    async def one(observers: list[Any]) -> None:
+        router = make(observers)
+        try:
+            await router.chat(MESSAGES)
+        finally:
+            await router.aclose()
+
+    variants: dict[str, list[Any]] = {"plain": [], "otel": [observer]}
+    if sdk:
+        variants["floor"] = [Floor(capture(lambda observers: asyncio.run(one(observers))))]
+
     async def cell() -> dict[str, list[float]]:
-        routers = {
-            name: turnout.AsyncRouter(deployments(base_url, False), plugins=plugins, observers=observers)
-            for name, observers in (("plain", []), ("otel", [observer]))
-        }
+        routers = {name: make(observers) for name, observers in variants.items()}
         found: dict[str, list[float]] = {name: [] for name in routers}
         for router in routers.values():  # warm up
             for _ in range(max(count // 10, 5)):

@@ -1,8 +1,8 @@
 """turnout uses its dependencies' public APIs only, so an upgrade cannot break users.
 
 A static scan: no `from httpx._x import`, and no attribute named like a private
-attribute of httpx, httpcore, pluggy, cattrs or redis that turnout does not define
-itself; plus names the libraries keep only for backward compatibility."""
+attribute of httpx, httpcore, pluggy, cattrs, redis or OpenTelemetry that turnout does
+not define itself; plus names the libraries keep only for backward compatibility."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(
     [*(ROOT / "core" / "src").rglob("*.py"), *(ROOT / "plugins").glob("*/src/**/*.py")],
 )
-LIBRARIES = ("httpx", "httpcore", "pluggy", "cattrs", "redis", "attrs", "starlette", "uvicorn")
+LIBRARIES = (
+    "httpx", "httpcore", "pluggy", "cattrs", "redis", "attrs", "starlette", "uvicorn", "opentelemetry",
+)  # fmt: skip
 # Kept by pluggy for backward compatibility only; httpx's private transport lookup.
 FORBIDDEN = {"list_plugin_distinfo", "project_name", "_transport_for_url"}
 
@@ -31,9 +33,10 @@ def private_names_of(library: str) -> frozenset[str]:
         module = importlib.import_module(library)
     except ImportError:
         return frozenset()
-    root = Path(inspect.getfile(module)).parent
+    # A package's folders (OpenTelemetry's is a namespace package: the API's, the SDK's...).
+    roots = [Path(p) for p in getattr(module, "__path__", ())] or [Path(inspect.getfile(module)).parent]
     names: set[str] = set()
-    for path in root.rglob("*.py"):
+    for path in (found for root in roots for found in root.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -112,6 +115,8 @@ def test_no_private_attribute_of_a_dependency_is_used() -> None:
         "pool._requests.clear()",  # an httpcore private
         "manager._name2plugin.get(name)",  # a pluggy private
         "manager.list_plugin_distinfo()",  # pluggy's backward-compatibility API
+        "tracer._real_tracer.start_span(name)",  # an OpenTelemetry API private
+        "span._attributes._immutable = True",  # OpenTelemetry SDK privates
     ],
 )
 def test_the_scan_catches_private_uses(source: str) -> None:

@@ -10,7 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 import turnout
@@ -21,7 +24,7 @@ from turnout.emulation import Fault
 from turnout.testing.server import EmulatorServer
 from turnout_otel import OpenTelemetryObserver
 
-from .conftest import Telemetry, retried_then_fell_back
+from .conftest import ONE_RETRY, RETRY_THEN_FALLBACK, Telemetry, retried_then_fell_back
 
 ANSWER = "echo: hello there world"
 
@@ -281,3 +284,44 @@ def test_over_real_http_a_fallback_is_two_attempt_spans(
     ]
     assert attributes(attempts[0])["error.type"] == "unavailable"
     assert {s.parent.span_id for s in attempts if s.parent} == {call.context.span_id}
+
+
+class Dropping(Sampler):
+    """Samples nothing, and writes down which spans it was asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def should_sample(
+        self, parent_context: Any, trace_id: int, name: str, *args: Any, **kw: Any
+    ) -> SamplingResult:
+        self.asked.append(name)
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "Dropping"
+
+
+async def test_a_call_sampled_out_makes_no_attempt_spans_and_is_still_measured(
+    calls: Any, telemetry: Telemetry
+) -> None:
+    sampler = Dropping()
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=sampler)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = OpenTelemetryObserver(tracer_provider=tracer_provider)
+    response = await calls.chat(
+        [deployment("a"), deployment("b")],
+        emulated(per_host(RETRY_THEN_FALLBACK)),
+        retry_policy=ONE_RETRY,
+        observers=[observer],
+    )
+    assert response.content == ANSWER
+    assert sampler.asked == ["turnout.chat default"]  # the attempts' spans are never begun
+    assert exporter.get_finished_spans() == ()
+    durations = telemetry.points("gen_ai.client.operation.duration")
+    assert sorted((a["gen_ai.request.model"], a.get("error.type"), v[0]) for a, v in durations) == [
+        ("model-a", "rate_limited", 1),
+        ("model-a", "unavailable", 1),
+        ("model-b", None, 1),
+    ]

@@ -14,8 +14,12 @@ it at their own `end - elapsed`, with exact timestamps. Metrics need no call:
 they are recorded as each attempt is told.
 
 It is called synchronously on the caller's thread (on the event loop for
-`AsyncRouter`), so it does little: attribute dicts that depend only on the
-deployment are made once and shared (never mutated: the SDK may keep them).
+`AsyncRouter`), so it does little: what depends only on where an attempt went
+(a `Site`: the span's name, its attributes, the measurements' attribute sets)
+is made once and shared (never mutated: the SDK may keep them). Nearly all the
+cost left is the SDK's own work per span and per measurement (it copies,
+cleans and, for metrics, hashes every attribute each time, whatever mapping it
+is given): `bench/otel_overhead.py` measures that floor beside the observer.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -41,7 +45,8 @@ SCOPE: Final = "turnout_otel"
 log = logging.getLogger("turnout.otel")
 _ERROR: Final = Status(StatusCode.ERROR)
 _NS: Final = 1_000_000_000
-_CACHE_MAX: Final = 1024  # attribute dicts kept per kind; the keys are bounded by configuration
+_CACHE_MAX: Final = 1024  # sites, route names, breaker attributes: their keys are bounded by configuration
+_SITE_MAX: Final = 64  # a site's attribute sets by the model that answered and the error's kind
 _METRIC: Final = {metric.name: metric for metric in n.METRICS}
 
 
@@ -97,36 +102,39 @@ class OpenTelemetryObserver:
             unit="{transition}",
             description=_METRIC[n.BREAKER_TRANSITIONS].description,
         )
-        # Attempts told, by call, until the call's end: (event, when it was told, ns).
-        self._pending: dict[str, list[tuple[turnout.AttemptEvent, int]]] = {}
+        # Attempts told, by call, until the call's end: (event, its site, when it was told, ns).
+        self._pending: dict[str, list[tuple[turnout.AttemptEvent, Site, int]]] = {}
         self._max_pending = max_pending
-        self._spans: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._measures: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._sites = Bounded[tuple[Any, ...], Site]()
+        self._call_names = Bounded[str, str]()
+        self._breakers = Bounded[tuple[str, ...], dict[str, Any]]()
 
     # -- the observer protocol ---------------------------------------------------------
 
     def on_attempt(self, event: turnout.AttemptEvent) -> None:
+        key = (event.deployment, event.provider, event.model, event.server_address, event.server_port)
+        site = self._sites.get(key) or self._sites.put(key, Site(*key))
         pending = self._pending
-        pending.setdefault(event.call_id, []).append((event, time.time_ns()))
-        if len(pending) > self._max_pending:
-            self._forget_oldest()
+        told = pending.get(event.call_id)
+        if told is None:
+            told = pending[event.call_id] = []
+            if len(pending) > self._max_pending:
+                self._forget_oldest()
+        told.append((event, site, time.time_ns()))
         kind = None if event.error is None else event.error.kind.value
         self._attempts.add((event.decision, event.deployment, event.provider, kind))
         if event.decision == "abandoned":  # cut short, not ended: counted, never timed
             return
-        address, port = _server(event)
         response = event.response
-        model = None if response is None else response.model
-        self._duration.record(
-            event.elapsed,
-            self._measure((n.OPERATION_DURATION, event.provider, event.model, address, port, model, kind)),
-        )
+        model = (response.model or None) if response is not None else None
+        self._duration.record(event.elapsed, site.duration(model, kind))
         usage = event.usage
         if usage is not None:
-            for tokens, which in ((usage.prompt_tokens, "input"), (usage.completion_tokens, "output")):
-                if tokens is not None:
-                    key = (n.TOKEN_USAGE, event.provider, event.model, address, port, model, which)
-                    self._tokens.record(tokens, self._measure(key))
+            inputs, outputs = site.tokens(model)
+            if usage.prompt_tokens is not None:
+                self._tokens.record(usage.prompt_tokens, inputs)
+            if usage.completion_tokens is not None:
+                self._tokens.record(usage.completion_tokens, outputs)
 
     def on_call(self, event: turnout.CallEvent) -> None:
         told = self._pending.pop(event.call_id, ())
@@ -142,39 +150,31 @@ class OpenTelemetryObserver:
         failed = error_type(event.error)
         if failed is not None:
             attributes[n.ERROR_TYPE] = failed
-        call = self._tracer.start_span(
-            n.CALL_SPAN.format(route=event.route),
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            start_time=start,
-        )
+        route = event.route
+        name = self._call_names.get(route) or self._call_names.put(route, n.CALL_SPAN.format(route=route))
+        call = self._tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes, start_time=start)
         if failed is not None:
             call.set_status(_ERROR)
         # A call span not recorded (no SDK, or sampled out): its attempts' would not be either.
         if told and call.is_recording():
             inside = trace.set_span_in_context(call)
-            request = event.request
-            shared = self._shared(event, request)
+            shared = self._shared(event)
             first_chunk = (
                 None if event.time_to_first_chunk is None else start + event.time_to_first_chunk * _NS
             )
             last = told[-1][0]
-            for attempt, at in told:
+            for attempt, site, at in told:
                 # When it was sent, as the router says (a hedged leg is told after its race).
                 if attempt.started is not None:
                     began = int(attempt.started * _NS)
                     at = began + int(attempt.elapsed * _NS)
                 else:
                     began = at - int(attempt.elapsed * _NS)
-                span_attributes = self._attempt_attributes(attempt, shared)
+                span_attributes = self._attempt_attributes(attempt, site, shared)
                 if first_chunk is not None and attempt is last:
                     span_attributes[n.TIME_TO_FIRST_CHUNK] = max(first_chunk - began, 0) / _NS
                 span = self._tracer.start_span(
-                    n.ATTEMPT_SPAN.format(model=attempt.model),
-                    context=inside,
-                    kind=SpanKind.CLIENT,
-                    attributes=span_attributes,
-                    start_time=began,
+                    site.name, inside, SpanKind.CLIENT, span_attributes, start_time=began
                 )
                 if attempt.error is not None:
                     span.set_status(_ERROR)
@@ -182,17 +182,16 @@ class OpenTelemetryObserver:
         call.end(end_time=end)
 
     def on_breaker(self, event: turnout.BreakerEvent) -> None:
-        key = (n.BREAKER_TRANSITIONS, event.deployment, event.provider, event.old, event.new)
-        self._transitions.add(1, self._measure(key))
+        key = (event.deployment, event.provider, event.old, event.new)
+        attributes = self._breakers.get(key) or self._breakers.put(key, _breaker_measure(*key))
+        self._transitions.add(1, attributes)
 
     # -- attributes -----------------------------------------------------------------------
 
-    def _attempt_attributes(self, attempt: turnout.AttemptEvent, shared: Mapping[str, Any]) -> dict[str, Any]:
-        key = (attempt.deployment, attempt.provider, attempt.model, *_server(attempt))
-        base = self._spans.get(key)
-        if base is None:
-            base = self._spans[key] = self._span_base(*key)
-        attributes = {**base, **shared, n.ATTEMPT: attempt.number, n.DECISION: attempt.decision}
+    def _attempt_attributes(
+        self, attempt: turnout.AttemptEvent, site: Site, shared: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        attributes = {**site.span, **shared, n.ATTEMPT: attempt.number, n.DECISION: attempt.decision}
         if attempt.reason:
             attributes[n.REASON] = attempt.reason
         if attempt.waited > 0:
@@ -210,23 +209,11 @@ class OpenTelemetryObserver:
             _answer_attributes(attributes, response, self.capture_content)
         return attributes
 
-    def _span_base(
-        self, deployment: str, provider: str, model: str, address: str | None, port: int | None
-    ) -> dict[str, Any]:
-        if len(self._spans) >= _CACHE_MAX:
-            self._spans.clear()
-        base = {
-            n.OPERATION_NAME: n.CHAT,
-            n.PROVIDER_NAME: provider,
-            n.REQUEST_MODEL: model,
-            n.DEPLOYMENT: deployment,
-        }
-        return _with_server(base, address, port)
-
-    def _shared(self, event: turnout.CallEvent, request: turnout.ChatRequest | None) -> Mapping[str, Any]:
+    def _shared(self, event: turnout.CallEvent) -> Mapping[str, Any]:
         """What every attempt span of a call carries: the stream flag, the request's
         parameters, and (when captured) its messages."""
         shared: dict[str, Any] = {n.REQUEST_STREAM: True} if event.stream else {}
+        request = event.request
         if request is not None:
             for param, value in request.params.items():
                 found = n.REQUEST_PARAMS.get(param)
@@ -235,15 +222,6 @@ class OpenTelemetryObserver:
             if self.capture_content:
                 shared[n.INPUT_MESSAGES] = input_messages(request.messages)
         return shared
-
-    def _measure(self, key: tuple[Any, ...]) -> dict[str, Any]:
-        """A metric's attributes, made once per distinct key (the instrument's name first)."""
-        found = self._measures.get(key)
-        if found is None:
-            if len(self._measures) >= _CACHE_MAX:
-                self._measures.clear()
-            found = self._measures[key] = _MEASURES[key[0]](*key[1:])
-        return found
 
     def _forget_oldest(self) -> None:
         """A call whose end was never told (it cannot happen through a router; a bound
@@ -254,6 +232,91 @@ class OpenTelemetryObserver:
             return
         if self._pending.pop(oldest, None) is not None:
             log.warning("turnout-otel: call %s never ended; its attempt spans are dropped", oldest)
+
+
+class Site:
+    """Where attempts went: one deployment of one provider, its model, its server. What
+    their spans and measurements repeat is made here once: the attempt span's name, the
+    span's attributes that depend on the site alone, and the measurements' attribute sets
+    by what else they hold (the model that answered, the error's kind). The SDK copies
+    and cleans what it is given, so passing the same mapping again costs it no more; it
+    saves the observer building it. Never mutated once made (the SDK may keep them)."""
+
+    __slots__ = ("_durations", "_operation", "_tokens", "name", "span")
+
+    def __init__(
+        self, deployment: str, provider: str, model: str, address: str | None, port: int | None
+    ) -> None:
+        address = address or None
+        self.name = n.ATTEMPT_SPAN.format(model=model)
+        self._operation = _with_server(
+            {n.OPERATION_NAME: n.CHAT, n.PROVIDER_NAME: provider, n.REQUEST_MODEL: model}, address, port
+        )
+        self.span = _with_server(
+            {
+                n.OPERATION_NAME: n.CHAT,
+                n.PROVIDER_NAME: provider,
+                n.REQUEST_MODEL: model,
+                n.DEPLOYMENT: deployment,
+            },
+            address,
+            port,
+        )
+        # Keyed by what the gateway answers (its model name): bounded, a hostile one cannot grow them.
+        self._durations = Bounded[tuple[str | None, str | None], dict[str, Any]](_SITE_MAX)
+        self._tokens = Bounded[str | None, tuple[dict[str, Any], dict[str, Any]]](_SITE_MAX)
+
+    def duration(self, response_model: str | None, kind: str | None) -> dict[str, Any]:
+        """`gen_ai.client.operation.duration`'s attributes."""
+        key = (response_model, kind)
+        found = self._durations.get(key)
+        if found is None:
+            found = self._answered(response_model)
+            if kind is not None:
+                found[n.ERROR_TYPE] = kind
+            self._durations.put(key, found)
+        return found
+
+    def tokens(self, response_model: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`gen_ai.client.token.usage`'s attributes: input, output."""
+        found = self._tokens.get(response_model)
+        if found is None:
+            answered = self._answered(response_model)
+            found = self._tokens.put(
+                response_model,
+                ({**answered, n.TOKEN_TYPE: "input"}, {**answered, n.TOKEN_TYPE: "output"}),
+            )
+        return found
+
+    def _answered(self, response_model: str | None) -> dict[str, Any]:
+        found = dict(self._operation)
+        if response_model:
+            found[n.RESPONSE_MODEL] = response_model
+        return found
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class Bounded(Generic[_K, _V]):
+    """A cache that forgets everything when full: its keys come from configuration
+    (bounded) or from what gateways answer (not), so it must not grow without end."""
+
+    __slots__ = ("_found", "_most")
+
+    def __init__(self, most: int = _CACHE_MAX) -> None:
+        self._found: dict[_K, _V] = {}
+        self._most = most
+
+    def get(self, key: _K) -> _V | None:
+        return self._found.get(key)
+
+    def put(self, key: _K, value: _V) -> _V:
+        if len(self._found) >= self._most:
+            self._found.clear()
+        self._found[key] = value
+        return value
 
 
 def _answer_attributes(attributes: dict[str, Any], response: turnout.ChatResponse, content: bool) -> None:
@@ -292,41 +355,8 @@ def _attempts_measure(decision: str, deployment: str, provider: str, kind: str |
     return found
 
 
-def _duration_measure(
-    provider: str,
-    model: str,
-    address: str | None,
-    port: int | None,
-    response_model: str | None,
-    kind: str | None,
-) -> dict[str, Any]:
-    found = _with_server(
-        {n.OPERATION_NAME: n.CHAT, n.PROVIDER_NAME: provider, n.REQUEST_MODEL: model}, address, port
-    )
-    if response_model:
-        found[n.RESPONSE_MODEL] = response_model
-    if kind is not None:
-        found[n.ERROR_TYPE] = kind
-    return found
-
-
-def _tokens_measure(
-    provider: str, model: str, address: str | None, port: int | None, response_model: str | None, which: str
-) -> dict[str, Any]:
-    found = _duration_measure(provider, model, address, port, response_model, None)
-    found[n.TOKEN_TYPE] = which
-    return found
-
-
 def _breaker_measure(deployment: str, provider: str, old: str, new: str) -> dict[str, Any]:
     return {n.DEPLOYMENT: deployment, n.PROVIDER_NAME: provider, n.BREAKER_FROM: old, n.BREAKER_TO: new}
-
-
-_MEASURES: Final[Mapping[str, Any]] = {
-    n.OPERATION_DURATION: _duration_measure,
-    n.TOKEN_USAGE: _tokens_measure,
-    n.BREAKER_TRANSITIONS: _breaker_measure,
-}
 
 
 class Tally:
@@ -362,8 +392,3 @@ def tally_for(meter_provider: metrics.MeterProvider | None) -> Tally:
         if found is None:
             found = _TALLIES[meter_provider] = Tally()
         return found
-
-
-def _server(event: turnout.AttemptEvent) -> tuple[str | None, int | None]:
-    """`server.address` and `server.port` (host and port only, as the router gives them)."""
-    return event.server_address or None, event.server_port
