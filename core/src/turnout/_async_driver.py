@@ -17,6 +17,7 @@ from ._driving import DRAIN_READS, LOST_RACE, DriverBase, abandon_reason, is_cle
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
+    Claim,
     Emit,
     Flow,
     HTTPResponse,
@@ -27,9 +28,8 @@ from ._flow import (
     ReadBody,
     ReadEvent,
     Send,
+    Settle,
     Sleep,
-    UpdateBudget,
-    UpdateState,
 )
 from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
@@ -73,8 +73,8 @@ class AsyncDriver(DriverBase):
             Sleep: self.sleep,
             Race: self.race,
             LoadState: lambda c: self.store.aload(c.names),
-            UpdateState: lambda c: self.store.aupdate(c.name, c.fn),
-            UpdateBudget: lambda c: self.store.aupdate_budget(c.fn),
+            Claim: lambda c: self.store.aclaim(c),
+            Settle: lambda c: self.store.asettle(c),
             Notify: self.notify,
         }
 

@@ -34,8 +34,8 @@ from typing import Any, TypeAlias, TypeVar
 
 from attrs import frozen
 
-from ._flow import BudgetFn, StateFn
-from ._health import DeploymentState
+from ._flow import Claim, Claimed, Settle
+from ._health import DeploymentState, admit, availability, failing, settle
 from ._redis_codec import Layout, Record
 from ._redis_outage import Mode, Outage
 
@@ -56,6 +56,14 @@ __all__ = [
 
 R = TypeVar("R")
 V = TypeVar("V")
+
+StateFn = Callable[[DeploymentState], tuple[DeploymentState, Any]]
+BudgetFn = Callable[[float], tuple[float, Any]]
+
+
+class _Local(Exception):
+    """Redis failed during a step: the whole step is made locally instead."""
+
 
 # The commands in one round of a transaction (WATCH, GET, MULTI/SET/EXEC) may take
 # this many socket timeouts, as a whole.
@@ -205,6 +213,25 @@ def conflict_pause(conflicts: int) -> float:
 # -- the flows -------------------------------------------------------------------
 
 
+def _adding(tokens: float, burst: float) -> BudgetFn:
+    return lambda held: (min(burst, held + tokens), None)
+
+
+def _withdraw(tokens: float) -> tuple[float, bool]:
+    return (tokens - 1.0, True) if tokens >= 1.0 else (tokens, False)
+
+
+Admission = tuple[bool, DeploymentState, DeploymentState]  # admitted, before, after
+
+
+def _admitting(at: float, breaker: Any) -> Callable[[DeploymentState], tuple[DeploymentState, Admission]]:
+    def apply(state: DeploymentState) -> tuple[DeploymentState, Admission]:
+        new, admitted = admit(state, at, breaker)
+        return new, (admitted, state, new)
+
+    return apply
+
+
 class RedisCore:
     """The flows of one `RedisStore`: its key layout, its outage switch, and the
     meaning of its client's exceptions."""
@@ -221,51 +248,109 @@ class RedisCore:
         if not names:
             return {}
         mode = self.outage.mode()
-        if mode is not Mode.LOCAL:
-            try:
-                raws = yield from self._fetch([self.layout.key(name) for name in names], clock)
-            except Unavailable as failure:
-                self.outage.failed(failure.cause)
-            else:
-                if mode is Mode.PROBE:
-                    self.outage.resumed()
-                decode = self.layout.decode_state
-                states = {name: decode(raw) for name, raw in zip(names, raws, strict=True)}
-                self.outage.seen.update(states)
-                return states
-        return self.outage.local.load(names)
+        if mode is Mode.LOCAL:
+            return self.outage.local.load(names)
+        try:
+            states = yield from self._load(names, clock)
+        except _Local:
+            return self.outage.local.load(names)
+        if mode is Mode.PROBE:
+            self.outage.resumed()
+        return states
 
-    def update(self, name: str, fn: StateFn, clock: Clock = None) -> Flow[Any]:
-        done = yield from self._update(self.layout.key(name), self.layout.state, fn, clock)
+    def claim(self, command: Claim, clock: Clock = None) -> Flow[Claimed]:
+        """The `Claim` step (see `turnout._state.claim`), made with one transaction per
+        key it changes: the budget's deposit, each candidate tried, its token. The
+        whole step is made locally when Redis fails on the way."""
+        return (
+            yield from self._step(
+                lambda probing: self._claim(command, clock, probing), lambda: self.outage.local.claim(command)
+            )
+        )
+
+    def settle(self, command: Settle, clock: Clock = None) -> Flow[tuple[DeploymentState, DeploymentState]]:
+        def apply(state: DeploymentState) -> tuple[DeploymentState, tuple[DeploymentState, DeploymentState]]:
+            new = settle(state, command.outcome, command.breaker)
+            return new, (state, new)
+
+        settled: tuple[DeploymentState, DeploymentState] = yield from self._step(
+            lambda probing: self._shared(command.name, apply, clock, probing),
+            lambda: self.outage.local.settle(command),
+        )
+        return settled
+
+    def _step(self, shared: Callable[[bool], Flow[R]], local: Callable[[], R]) -> Flow[R]:
+        """One step in Redis (the outage switch asked once: shared, or this call probes
+        Redis after an outage), else locally."""
+        mode = self.outage.mode()
+        if mode is Mode.LOCAL:
+            return local()
+        try:
+            result = yield from shared(mode is Mode.PROBE)
+        except _Local:
+            return local()
+        if mode is Mode.PROBE:
+            self.outage.resumed()
+        return result
+
+    def _claim(self, command: Claim, clock: Clock, probing: bool) -> Flow[Claimed]:
+        budget, at, breaker = command.budget, command.at, command.breaker
+        if command.deposit:
+            yield from self._shared_budget(_adding(budget.ratio, budget.burst), clock, probing)
+        states = dict((yield from self._load(command.names, clock)))
+        order = command.candidates if command.plan is None else tuple(command.plan(states))
+        for name in order:
+            if not availability(states[name], at, breaker)[0]:
+                continue
+            due = command.spend == "always" or (command.spend == "if_failing" and failing(states[name]))
+            if due and not (yield from self._shared_budget(_withdraw, clock, probing)):
+                return Claimed(None, states, spent=False, candidates=order)
+            admitted, before, after = yield from self._shared(name, _admitting(at, breaker), clock, probing)
+            states[name] = after
+            if admitted:
+                return Claimed(name, states, before, candidates=order)
+            if due:  # the place was taken meanwhile: the token goes back
+                yield from self._shared_budget(_adding(1.0, budget.burst), clock, probing)
+        return Claimed(None, states, candidates=order)
+
+    def _load(self, names: Sequence[str], clock: Clock) -> Flow[dict[str, DeploymentState]]:
+        try:
+            raws = yield from self._fetch([self.layout.key(name) for name in names], clock)
+        except Unavailable as failure:
+            self.outage.failed(failure.cause)
+            raise _Local from None
+        decode = self.layout.decode_state
+        states = {name: decode(raw) for name, raw in zip(names, raws, strict=True)}
+        self.outage.seen.update(states)
+        return states
+
+    def _shared(self, name: str, fn: StateFn, clock: Clock, probing: bool) -> Flow[Any]:
+        done = yield from self._update(self.layout.key(name), self.layout.state, fn, clock, probing)
         if done is None:
-            return self.outage.local.update(name, fn)
+            raise _Local
         new, result = done
         self.outage.seen[name] = new
         return result
 
-    def update_budget(self, fn: BudgetFn, clock: Clock = None) -> Flow[Any]:
-        done = yield from self._update(self.layout.budget_key, self.layout.budget, fn, clock)
+    def _shared_budget(self, fn: BudgetFn, clock: Clock, probing: bool) -> Flow[Any]:
+        done = yield from self._update(self.layout.budget_key, self.layout.budget, fn, clock, probing)
         if done is None:
-            return self.outage.local.update_budget(fn)
+            raise _Local
         self.outage.seen_tokens, result = done
         return result
 
-    def _update(self, key: str, record: Record[V], fn: Change[V], clock: Clock) -> Flow[Applied[V] | None]:
+    def _update(
+        self, key: str, record: Record[V], fn: Change[V], clock: Clock, probing: bool
+    ) -> Flow[Applied[V] | None]:
         """The update, made in Redis; None when it is to be made locally instead."""
-        mode = self.outage.mode()
-        if mode is Mode.LOCAL:
-            return None
         yield TakeTurn(key)
-        if mode is Mode.SHARED and self.outage.down:  # Redis failed while this call waited
+        if self.outage.down and not probing:  # Redis failed while this call waited
             return None
         try:
-            done = yield from self.transact(key, record, fn, clock)
+            return (yield from self.transact(key, record, fn, clock))
         except Unavailable as failure:
             self.outage.failed(failure.cause)
             return None
-        if done is not None and mode is Mode.PROBE:
-            self.outage.resumed()
-        return done
 
     def transact(self, key: str, record: Record[V], fn: Change[V], clock: Clock) -> Flow[Applied[V] | None]:
         """WATCH, GET, apply `fn`, MULTI/SET/EXEC; again while another writer gets there

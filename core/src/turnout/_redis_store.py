@@ -52,7 +52,7 @@ from ._redis_outage import Outage
 if TYPE_CHECKING:
     import asyncio
 
-    from ._flow import BudgetFn, StateFn
+    from ._flow import Claim, Claimed, Settle
 
 __all__ = ["DEFAULT_URL", "RedisStore", "redact_url"]
 
@@ -147,11 +147,11 @@ class RedisStore:
     def load(self, names: Sequence[str]) -> dict[str, DeploymentState]:
         return self._drive(self._core.load(names))
 
-    def update(self, name: str, fn: StateFn) -> Any:
-        return self._drive(self._core.update(name, fn))
+    def claim(self, command: Claim) -> Claimed:
+        return self._drive(self._core.claim(command))
 
-    def update_budget(self, fn: BudgetFn) -> Any:
-        return self._drive(self._core.update_budget(fn))
+    def settle(self, command: Settle) -> tuple[DeploymentState, DeploymentState]:
+        return self._drive(self._core.settle(command))
 
     def _drive(self, flow: Flow[R]) -> R:
         """Perform the flow's operations with the blocking client; each command is
@@ -183,13 +183,13 @@ class RedisStore:
         loop = self._loop()
         return await self._adrive(loop, self._core.load(names, loop.clock))
 
-    async def aupdate(self, name: str, fn: StateFn) -> Any:
+    async def aclaim(self, command: Claim) -> Claimed:
         loop = self._loop()
-        return await self._adrive(loop, self._core.update(name, fn, loop.clock))
+        return await self._adrive(loop, self._core.claim(command, loop.clock))
 
-    async def aupdate_budget(self, fn: BudgetFn) -> Any:
+    async def asettle(self, command: Settle) -> tuple[DeploymentState, DeploymentState]:
         loop = self._loop()
-        return await self._adrive(loop, self._core.update_budget(fn, loop.clock))
+        return await self._adrive(loop, self._core.settle(command, loop.clock))
 
     async def _adrive(self, loop: _LoopState, flow: Flow[R]) -> R:
         """Perform the flow's operations with this loop's asyncio client; each round of

@@ -17,6 +17,7 @@ from ._driving import DRAIN_READS, DriverBase, abandon_reason, is_cleanup, is_cl
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
+    Claim,
     Emit,
     Flow,
     HTTPResponse,
@@ -27,9 +28,8 @@ from ._flow import (
     ReadBody,
     ReadEvent,
     Send,
+    Settle,
     Sleep,
-    UpdateBudget,
-    UpdateState,
 )
 from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
@@ -43,7 +43,7 @@ from ._transport import SCOPE, Mounts, Scope
 __all__ = ["SyncDriver", "run_flow", "stream_flow"]
 
 
-_STATE = frozenset({LoadState, UpdateState, UpdateBudget, Notify})
+_STATE = frozenset({LoadState, Claim, Settle, Notify})
 
 
 class _Lost(Exception):
@@ -80,8 +80,8 @@ class SyncDriver(DriverBase):
             Sleep: self.sleep,
             Race: self.race,
             LoadState: lambda c: self.store.load(c.names),
-            UpdateState: lambda c: self.store.update(c.name, c.fn),
-            UpdateBudget: lambda c: self.store.update_budget(c.fn),
+            Claim: lambda c: self.store.claim(c),
+            Settle: lambda c: self.store.settle(c),
             Notify: lambda c: self.observers.notify(c.event),
         }
 
