@@ -276,7 +276,12 @@ def test_key_layout_values_and_ttls(store: RedisStore, redis_server: RedisServer
     client = redis_server.client()
     store.claim(claim_of("a", names=("a",), deposit=True))
     assert store.key("a") == f"{prefix}dep:a"
-    assert sorted(client.keys(f"{prefix}*")) == [f"{prefix}budget".encode(), f"{prefix}dep:a".encode()]
+    budget, record, journal = sorted(client.keys(f"{prefix}*"))
+    assert (budget, record) == (f"{prefix}budget".encode(), f"{prefix}dep:a".encode())
+    # The store's journal: what its last steps did, kept a minute (see test_disconnects).
+    assert journal.startswith(f"{prefix}ops:".encode())
+    assert client.hlen(journal) == 1
+    assert 55 <= client.ttl(journal) <= 60
     assert json.loads(client.get(f"{prefix}dep:a")) == {"inflight": 1}
     assert float(client.get(f"{prefix}budget")) == 10.0  # the start (10), the deposit capped at the burst
     assert 3590 <= client.ttl(f"{prefix}dep:a") <= 3600

@@ -37,7 +37,7 @@ from ._observe import Observers
 from ._pump import DONE, Pump, acapture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
-from ._state import StateStore
+from ._state import OutOfTime, StateStore
 from ._transport import Mounts
 
 __all__ = ["AsyncDriver", "arun_flow", "astream_flow"]
@@ -73,10 +73,18 @@ class AsyncDriver(DriverBase):
             Sleep: self.sleep,
             Race: self.race,
             LoadState: lambda c: self.store.aload(c.names),
-            Claim: lambda c: self.store.aclaim(c),
+            Claim: self.claim,
             Settle: lambda c: self.store.asettle(c),
             Notify: self.notify,
         }
+
+    async def claim(self, command: Claim) -> Any:
+        """A place claimed within the time left: a shared store's round trip may not
+        outlive the call (its `OutOfTime` is the call's deadline)."""
+        try:
+            return await self.store.aclaim(command, self.limits.left())
+        except OutOfTime:
+            raise self.limits.expired_error() from None
 
     async def notify(self, command: Notify) -> None:
         self.observers.notify(command.event)

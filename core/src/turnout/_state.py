@@ -32,6 +32,7 @@ __all__ = [
     "Claimed",
     "LoadState",
     "MemoryStore",
+    "OutOfTime",
     "RetryBudget",
     "Settle",
     "StateStore",
@@ -63,20 +64,30 @@ def claim(states: Mapping[str, DeploymentState], tokens: float, command: Claim) 
     return tokens, Claimed(None, states, candidates=order)
 
 
+class OutOfTime(Exception):
+    """The call's time ran out before a shared store could make its claim (the claim
+    is not made); the driver ends the call on its deadline."""
+
+
 class StateStore(Protocol):
-    """What a router needs from its state, sync and async."""
+    """What a router needs from its state, sync and async.
+
+    `claim` is given `within`, the seconds left in the call (None: no limit): a
+    shared store bounds its round trip by it as well as by its own budget, and
+    raises `OutOfTime` when the call's time runs out first. `settle` has no such
+    bound: it is made even after the deadline, or the state would drift."""
 
     budget_start: float
 
     def load(self, names: Sequence[str]) -> dict[str, DeploymentState]: ...
 
-    def claim(self, command: Claim) -> Claimed: ...
+    def claim(self, command: Claim, within: float | None = None) -> Claimed: ...
 
     def settle(self, command: Settle) -> tuple[DeploymentState, DeploymentState]: ...
 
     async def aload(self, names: Sequence[str]) -> dict[str, DeploymentState]: ...
 
-    async def aclaim(self, command: Claim) -> Claimed: ...
+    async def aclaim(self, command: Claim, within: float | None = None) -> Claimed: ...
 
     async def asettle(self, command: Settle) -> tuple[DeploymentState, DeploymentState]: ...
 
@@ -95,7 +106,8 @@ class MemoryStore:
         empty = _EMPTY
         return {name: states.get(name, empty) for name in names}
 
-    def claim(self, command: Claim) -> Claimed:
+    def claim(self, command: Claim, within: float | None = None) -> Claimed:
+        # In memory a claim takes no time: `within` never binds.
         with self._lock:
             self._tokens, claimed = claim(self.load(command.names), self._tokens, command)
             if claimed.name is not None:
@@ -120,7 +132,7 @@ class MemoryStore:
     async def aload(self, names: Sequence[str]) -> dict[str, DeploymentState]:
         return self.load(names)
 
-    async def aclaim(self, command: Claim) -> Claimed:
+    async def aclaim(self, command: Claim, within: float | None = None) -> Claimed:
         return self.claim(command)
 
     async def asettle(self, command: Settle) -> tuple[DeploymentState, DeploymentState]:

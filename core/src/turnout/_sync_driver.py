@@ -37,7 +37,7 @@ from ._observe import Observers
 from ._pump import DONE, Pump, capture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
-from ._state import StateStore
+from ._state import OutOfTime, StateStore
 from ._transport import SCOPE, Mounts, Scope
 
 __all__ = ["SyncDriver", "run_flow", "stream_flow"]
@@ -80,7 +80,7 @@ class SyncDriver(DriverBase):
             Sleep: self.sleep,
             Race: self.race,
             LoadState: lambda c: self.store.load(c.names),
-            Claim: lambda c: self.store.claim(c),
+            Claim: self.claim,
             Settle: lambda c: self.store.settle(c),
             Notify: lambda c: self.observers.notify(c.event),
         }
@@ -125,6 +125,14 @@ class SyncDriver(DriverBase):
             return self.handlers[type(command)](command)
         finally:
             SCOPE.reset(token)
+
+    def claim(self, command: Claim) -> Any:
+        """A place claimed within the time left: a shared store's round trip may not
+        outlive the call (its `OutOfTime` is the call's deadline)."""
+        try:
+            return self.store.claim(command, self.limits.left())
+        except OutOfTime:
+            raise self.limits.expired_error() from None
 
     def cleanup(self, command: Any) -> Any:
         return self.perform(command, cleanup=True)
