@@ -34,9 +34,22 @@ CLAIM_KEYS = (JOURNAL, "p:budget", *DEPLOYMENT_KEYS)
 ONE = b'{"inflight":1}'
 
 
-def make_core(retry_interval: float = 60.0) -> RedisCore:
+class Clock:
+    """The flows' monotonic clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_core(retry_interval: float = 60.0, clock: Clock | None = None) -> RedisCore:
     outage = Outage("redis://:***@h:6379/0", ("pw",), retry_interval, 10.0)
-    return RedisCore(Layout("p:", 3600.0, 10.0), outage, Failures.of_redis(), BUDGET, JOURNAL, lambda: NOW)
+    layout = Layout("p:", 3600.0, 10.0)
+    return RedisCore(
+        layout, outage, Failures.of_redis(), BUDGET, JOURNAL, wall=lambda: NOW, clock=clock or Clock()
+    )
 
 
 def claim_of(*candidates: str, **kw: Any) -> Claim:
@@ -229,20 +242,36 @@ def test_failures_table() -> None:
 
 def test_a_claim_is_bounded_by_the_time_left_in_the_call_too() -> None:
     core = make_core()
-    ops, _ = drive(core.claim(claim_of("a"), within=0.1), [claimed_a()])
-    assert ops[0].timeout == 0.1
+    ops, _ = drive(core.claim(claim_of("a"), within=0.125), [claimed_a()])
+    assert ops[0].timeout == 0.125
     ops, _ = drive(core.claim(claim_of("a"), within=5.0), [claimed_a()])
     assert ops[0].timeout == BUDGET
+
+
+def test_the_time_left_is_the_whole_claim_s_not_each_round_trip_s() -> None:
+    clock = Clock()
+    core = make_core(clock=clock)
+    flow = core.claim(claim_of("a"), within=0.5)
+    assert next(flow).timeout == BUDGET  # the store's own time binds first
+    clock.now += 0.375
+    again = flow.throw(noscript())
+    assert (again.source, again.timeout) == (True, 0.125)  # then what is left of the call's
+    clock.now += 0.125  # ...which runs out while the source is on its way
+    cancel = flow.throw(raised(TimeoutError()))
+    assert (cancel.script, cancel.timeout) == (CANCEL, BUDGET)
+    with pytest.raises(OutOfTime):
+        flow.send(0)
+    assert not core.outage.down
 
 
 def test_a_claim_cut_short_by_the_deadline_is_cancelled_and_is_no_outage(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     core = make_core()
-    flow = core.claim(claim_of("a", "b"), within=0.1)
+    flow = core.claim(claim_of("a", "b"), within=0.125)
     first = next(flow)
     assert isinstance(first, Eval)
-    assert first.timeout == 0.1
+    assert first.timeout == 0.125
     cancel = flow.throw(raised(redis.TimeoutError("Timeout reading from socket")))
     # The same operation, by number, on the same keys, with the store's own time.
     assert cancel == Eval(CANCEL, CLAIM_KEYS, (first.args[0], repr(NOW), "3600.0"), BUDGET)

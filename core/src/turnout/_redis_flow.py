@@ -89,12 +89,13 @@ class Failure(enum.Enum):
 
 
 class Unavailable(Exception):
-    """Redis failed in a way the flow does not retry; `cause` says how."""
+    """Redis failed in a way the flow does not retry; `cause` says how. `cut`: the
+    round trip ran out of the call's time, not of the store's (no fault of Redis)."""
 
-    def __init__(self, cause: BaseException, failure: Failure) -> None:
+    def __init__(self, cause: BaseException, cut: bool = False) -> None:
         super().__init__(cause)
         self.cause = cause
-        self.failure = failure
+        self.cut = cut
 
 
 @frozen
@@ -144,13 +145,15 @@ class RedisCore:
         budget: float | None,
         journal: str,
         wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.layout = layout
         self.outage = outage
         self.failures = failures
         self.budget = budget
         self.journal = journal
-        self.wall = wall
+        self.wall = wall  # for the records' times
+        self.clock = clock  # for the call's time left
         self._ops = itertools.count(1)
 
     def load(self, names: Sequence[str]) -> Flow[dict[str, DeploymentState]]:
@@ -192,25 +195,23 @@ class RedisCore:
 
     def _load(self, names: Sequence[str]) -> Flow[dict[str, DeploymentState]]:
         keys = tuple(self.layout.key(name) for name in names)
-        states = states_of((yield from self._run(LOAD, keys, (), self.budget)), names)
+        states = states_of((yield from self._run(LOAD, keys, ())), names)
         self.outage.seen.update(states)
         return states
 
     def _claim(self, command: Claim, within: float | None) -> Flow[Claimed]:
-        timeout, cut = self.budget, False
-        if within is not None and (timeout is None or within < timeout):
-            if within <= 0:
-                raise OutOfTime
-            timeout, cut = within, True
+        if within is not None and within <= 0:
+            raise OutOfTime
+        until = None if within is None else self.clock() + within
         order = command.candidates
         if command.plan is not None:
             order = tuple(command.plan(known(self.outage.seen, command.names)))
         op = next(self._ops)
         keys, args = claim_args(self.layout, self.journal, command, order, op, self.wall())
         try:
-            reply = yield from self._run(CLAIM, keys, args, timeout)
+            reply = yield from self._run(CLAIM, keys, args, until)
         except Unavailable as failure:
-            if not (cut and failure.failure is Failure.SLOW):
+            if not failure.cut:
                 raise
             # The call's time ran out, not Redis's: whatever the claim did is undone.
             yield from self._cancel(keys, op)
@@ -223,27 +224,31 @@ class RedisCore:
     def _cancel(self, keys: tuple[str, ...], op: int) -> Flow[None]:
         args = (str(op), repr(self.wall()), repr(float(self.layout.ttl)))
         try:
-            yield from self._run(CANCEL, keys, args, self.budget)
+            yield from self._run(CANCEL, keys, args)
         except Unavailable as failure:
             self.outage.failed(failure.cause)
 
     def _settle(self, command: Settle) -> Flow[tuple[DeploymentState, DeploymentState]]:
         op = next(self._ops)
         keys, args = settle_args(self.layout, self.journal, command, op, self.wall())
-        before, after = yield from self._run(SETTLE, keys, args, self.budget)
+        before, after = yield from self._run(SETTLE, keys, args)
         settled = decode_state(before), decode_state(after)
         self.outage.seen[command.name] = settled[1]
         return settled
 
     def _run(
-        self, script: Script, keys: tuple[str, ...], args: tuple[str, ...], timeout: float | None
+        self, script: Script, keys: tuple[str, ...], args: tuple[str, ...], until: float | None = None
     ) -> Flow[Any]:
         """The script's reply; the source is sent once after NOSCRIPT, and the same
-        operation once more on a fresh connection after a broken one. Raises
+        operation once more on a fresh connection after a broken one. Each round trip
+        has the store's budget, and none goes past `until` (on `clock`). Raises
         `Unavailable` for a failure of Redis, and anything else as it is."""
         source = reconnect = reconnected = False
         while True:
+            timeout, cut = self._bound(until)
             try:
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError
                 if reconnect:
                     reconnect = False
                     yield Reconnect()
@@ -257,4 +262,13 @@ class RedisCore:
                 elif failure is Failure.BROKEN and not reconnected:
                     reconnect = reconnected = True
                 else:
-                    raise Unavailable(exc, failure) from None
+                    raise Unavailable(exc, cut and failure is Failure.SLOW) from None
+
+    def _bound(self, until: float | None) -> tuple[float | None, bool]:
+        """This round trip's time, and whether it is the call's (shorter than the store's)."""
+        if until is None:
+            return self.budget, False
+        left = until - self.clock()
+        if self.budget is not None and self.budget <= left:
+            return self.budget, False
+        return left, True
