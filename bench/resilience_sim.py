@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "core" / "src"))
 import turnout  # noqa: E402
 from turnout._binding import bind, check_routes  # noqa: E402
 from turnout._call import CallRecord, RouterCore  # noqa: E402
-from turnout._flow import Emit, HTTPResponse, LoadState, Notify, Send, Sleep, UpdateBudget, UpdateState  # noqa: E402
+from turnout._flow import Claim, Emit, HTTPResponse, LoadState, Notify, Send, Settle, Sleep  # noqa: E402
 from turnout._health import BreakerConfig, DeploymentState, on_failure, on_success  # noqa: E402
 from turnout._pump import DONE, Pump  # noqa: E402
 from turnout._state import MemoryStore, RetryBudget  # noqa: E402
@@ -173,12 +173,12 @@ def _perform(
     if kind is Sleep:
         clock.now += limits.sleep_for(command.seconds)
         return None
-    if kind is UpdateState:
-        return core.store.update(command.name, command.fn)
+    if kind is Claim:
+        return core.store.claim(command)
+    if kind is Settle:
+        return core.store.settle(command)
     if kind is LoadState:
         return core.store.load(command.names)
-    if kind is UpdateBudget:
-        return core.store.update_budget(command.fn)
     if kind in (Emit, Notify):
         return None
     raise AssertionError(f"unexpected {command!r}")

@@ -17,7 +17,7 @@ from turnout._errors import error_for
 from turnout._flow import Emit, HTTPResponse, Notify, OpenStream, ReadBody, ReadEvent, Send, Sleep
 from turnout._limits import CallLimits
 from turnout._record import CallRecord
-from turnout._state import LoadState, MemoryStore, StateStore, UpdateBudget, UpdateState
+from turnout._state import Claim, LoadState, MemoryStore, Settle, StateStore
 
 
 class FakeClock:
@@ -99,12 +99,12 @@ class Script:
                     thrown = reply
                 else:
                     value = reply
-            elif isinstance(command, UpdateState):
-                value = store.update(command.name, command.fn)
+            elif isinstance(command, Claim):
+                value = store.claim(command)
+            elif isinstance(command, Settle):
+                value = store.settle(command)
             elif isinstance(command, LoadState):
                 value = store.load(command.names)
-            elif isinstance(command, UpdateBudget):
-                value = store.update_budget(command.fn)
             elif isinstance(command, Emit):
                 self.chunks.append(command.chunk)
             elif isinstance(command, Notify):

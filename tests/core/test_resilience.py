@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 import turnout
-from turnout._health import BreakerConfig, DeploymentState, availability, on_failure
-from turnout._state import MemoryStore, RetryBudget
+from turnout._health import BreakerConfig, DeploymentState, Outcome, availability, on_failure
+from turnout._state import Claim, MemoryStore, RetryBudget, Settle
 from turnout.emulation import Fault, mock_transport
 
 from .acme import AcmeEmulator
@@ -72,13 +72,14 @@ def test_half_open_lets_only_the_configured_number_of_probes_through():
     config = BreakerConfig(consecutive_failures=1, open_for=10.0, jitter=0.0, probes=1)
     store = MemoryStore()
     error = turnout._errors.error_for(turnout.ErrorKind.SERVER_ERROR, "x")
-    store.update("a", lambda s: (on_failure(s, error, 0.0, config, random.Random(1)), None))
-    from turnout._health import admit
+    store.settle(Settle("a", Outcome.failure(error, 0.0, rng=random.Random(1)), config))
 
-    results = [store.update("a", lambda s: admit(s, 11.0, config)) for _ in range(3)]
-    assert results == [True, False, False]
+    def probe(at: float) -> str | None:
+        return store.claim(Claim(("a",), ("a",), at, config, RetryBudget())).name
+
+    assert [probe(11.0) for _ in range(3)] == ["a", None, None]
     # A probe that never reports back frees its slot after probe_timeout.
-    assert store.update("a", lambda s: admit(s, 11.0 + config.probe_timeout + 1, config)) is True
+    assert probe(11.0 + config.probe_timeout + 1) == "a"
 
 
 def test_failure_rate_over_the_window_trips_the_breaker():
@@ -299,7 +300,7 @@ def test_least_latency_prefers_the_measured_fastest(make_core, clock):
 def test_least_busy_prefers_fewer_calls_in_flight(make_core, clock):
     deps = [deployment("a"), deployment("b")]
     core = make_core(deps, {"r": {"deployments": ["a", "b"], "strategy": "least_busy"}})
-    core.store.update("a", lambda s: (turnout._health.evolve(s, inflight=3), None))
+    core.store.seed({"a": turnout._health.evolve(core.store.load(["a"])["a"], inflight=3)})
     script = Script(clock, {"b.test": [ok()] * 5})
     assert first_choices(core, script, 5) == {"b": 5}
 
@@ -320,7 +321,7 @@ def test_every_strategy_skips_unhealthy_deployments(make_core, clock):
         core = make_core(
             deps, {"r": {"deployments": ["a", "b"], "strategy": strategy}}, retry_policy=NO_RETRY
         )
-        core.store.update("a", lambda s: (turnout._health.evolve(s, cooldown_until=clock() + 100), None))
+        core.store.seed({"a": turnout._health.evolve(DeploymentState(), cooldown_until=clock() + 100)})
         script = Script(clock, {"b.test": [ok()] * 10})
         assert first_choices(core, script, 10) == {"b": 10}, strategy
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
 
 import turnout
-from turnout.state import RedisStore
+from turnout._flow import Claim
+from turnout._health import BreakerConfig
+from turnout.state import RedisStore, RetryBudget
 
 from .conftest import RedisServer
 from .tiny import plugins
@@ -29,11 +32,22 @@ def test_a_router_from_config_keeps_its_state_in_redis(redis_server: RedisServer
         config({"backend": "redis", "url": redis_server.url, "prefix": prefix}), plugins=plugins()
     )
     assert isinstance(router.store, RedisStore)
-    router.store.update("a", lambda s: (s, None))
-    router.store.update_budget(lambda _: (3.0, None))
+    assert not router.store.cluster
+    router.store.claim(Claim(("a",), ("a",), time.time(), BreakerConfig(), RetryBudget(), spend="always"))
     client = redis_server.client()
-    assert float(client.get(f"{prefix}budget")) == 3.0
+    assert float(client.get(f"{prefix}budget")) == 9.0  # ten to start with, one spent
+    assert json.loads(client.get(f"{prefix}dep:a")) == {"inflight": 1}
     client.close()
+    router.close()
+
+
+def test_a_cluster_is_asked_for_in_the_configuration() -> None:
+    router = turnout.Router.from_config(
+        config({"backend": "redis", "url": "redis://127.0.0.1:6390/0", "cluster": True}), plugins=plugins()
+    )
+    assert isinstance(router.store, RedisStore)
+    assert router.store.cluster
+    assert router.store.key("a") == "{turnout:}dep:a"
     router.close()
 
 

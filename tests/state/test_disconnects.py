@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from attrs import evolve
 
-from turnout._health import DeploymentState
+from turnout._budget import RetryBudget
+from turnout._flow import Claim, Settle
+from turnout._health import BreakerConfig, DeploymentState, Outcome
 from turnout._redis_flow import Flow, Reconnect
 from turnout.state import RedisStore
 
@@ -24,14 +25,20 @@ from .conftest import RedisServer
 pytestmark = pytest.mark.redis
 
 NAME = "turnout-under-test"  # the store's connections, as CLIENT LIST shows them
+# Failures that count, never trip: `consecutive` counts the settles made.
+COUNTING = BreakerConfig(consecutive_failures=10**9, failure_rate=1.1, window=1, min_calls=1)
+# Each call deposits one token, never capped: the tokens count the deposits made.
+DEPOSIT_ONE = RetryBudget(ratio=1.0, burst=1e9)
 
 
-def inc(state: DeploymentState) -> tuple[DeploymentState, int]:
-    return evolve(state, inflight=state.inflight + 1), state.inflight + 1
+def claim(name: str, *, deposit: bool = False) -> Claim:
+    """A place on `name` (inflight + 1), with the budget's deposit when `deposit`."""
+    return Claim((name,), (name,), time.time(), COUNTING, DEPOSIT_ONE, deposit=deposit)
 
 
-def add_one(tokens: float) -> tuple[float, float]:
-    return tokens + 1.0, tokens + 1.0
+def failure(name: str) -> Settle:
+    """An outcome that counts (consecutive + 1) and gives the place back (inflight - 1)."""
+    return Settle(name, Outcome("failure", time.time(), error="server_error", health_failure=True), COUNTING)
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -94,11 +101,18 @@ class Calls:
     def load(self, name: str) -> DeploymentState:
         return self.run(self.store.load, self.store.aload, [name])[name]  # type: ignore[no-any-return]
 
-    def update(self, name: str) -> int:
-        return self.run(self.store.update, self.store.aupdate, name, inc)  # type: ignore[no-any-return]
+    def claim(self, name: str, *, deposit: bool = False) -> int:
+        """Claim a place on `name`: its calls in flight afterwards."""
+        got = self.run(self.store.claim, self.store.aclaim, claim(name, deposit=deposit))
+        return got.states[name].inflight  # type: ignore[no-any-return]
 
-    def update_budget(self) -> float:
-        return self.run(self.store.update_budget, self.store.aupdate_budget, add_one)  # type: ignore[no-any-return]
+    def settle(self, name: str) -> int:
+        """A failure on `name`: its consecutive failures afterwards."""
+        _, after = self.run(self.store.settle, self.store.asettle, failure(name))
+        return after.consecutive  # type: ignore[no-any-return]
+
+    def tokens(self) -> float | None:
+        return self.store._core.outage.seen_tokens
 
     def idle(self, server: RedisServer) -> None:
         """Idle until the server has closed the stores' connections; an event loop keeps
@@ -123,31 +137,32 @@ def test_an_idle_disconnect_is_not_an_outage(
     both = [Calls(make_store(idle_redis, "s:"), "sync"), Calls(make_store(idle_redis, "a:"), "async")]
     idle = both[1].idle  # its event loop runs meanwhile, as a service's would
     for calls in both:
-        assert calls.update("a") == 1
-        assert calls.update_budget() == 11.0
+        assert calls.claim("a", deposit=True) == 1
+        assert calls.tokens() == 11.0
     assert connections(idle_redis) >= 2
-    # After each idle period the first call meets a connection the server has closed:
-    # a load (MGET) the first time, an update (WATCH) the second.
+    # After each idle period the first step meets a connection the server has closed:
+    # a load the first time, a claim the second.
     idle(idle_redis)
     for calls in both:
         assert calls.load("a").inflight == 1
-        assert calls.update("a") == 2
-        assert calls.update_budget() == 12.0
+        assert calls.claim("a", deposit=True) == 2
+        assert calls.tokens() == 12.0
         assert calls.store.shared
     idle(idle_redis)
     for calls in both:
-        assert calls.update("a") == 3
-        assert calls.update_budget() == 13.0
-        assert calls.load("a").inflight == 3
+        assert calls.claim("a", deposit=True) == 3
+        assert calls.settle("a") == 1
+        assert calls.tokens() == 13.0
+        assert calls.load("a").inflight == 2
         assert calls.store.shared
     assert warnings_of(caplog) == []
     assert not [r for r in caplog.records if r.name == "turnout.state"]  # no outage, no "answers again"
     for calls in both:
-        assert stored_inflight(idle_redis, calls.store.key("a")) == 3  # every update reached Redis
+        assert stored_inflight(idle_redis, calls.store.key("a")) == 2  # every step reached Redis
         calls.close()
 
 
-WORKERS = 6
+WORKERS = 8
 KILLS = 5
 MOST_ROUNDS = 5000  # a worker stops there (well after the kills, when the store works)
 
@@ -156,9 +171,11 @@ MOST_ROUNDS = 5000  # a worker stops there (well after the kills, when the store
 def test_connections_killed_under_load_are_reopened(
     private_redis: RedisServer, caplog: pytest.LogCaptureFixture, mode: str
 ) -> None:
-    """Six workers (threads, or tasks on one loop) update their own record, a shared
-    record and the budget, and load; meanwhile every connection of the store is killed
-    (CLIENT KILL), five times, each once every worker has moved on since the last."""
+    """Eight workers (threads, or tasks on one loop) claim on their own record, claim
+    on a shared one with a deposit, settle a failure there, and load; meanwhile every
+    connection of the store is killed (CLIENT KILL), five times, each once every worker
+    has moved on since the last. A step whose reply a kill lost is sent again, and its
+    journal keeps it from being made twice."""
     caplog.set_level(logging.INFO, logger="turnout.state")
     store = make_store(private_redis)
     rounds = [0] * WORKERS
@@ -168,7 +185,7 @@ def test_connections_killed_under_load_are_reopened(
 
     def kill_repeatedly() -> list[int]:
         """Kill the store's connections, each time after every worker has done two
-        more rounds (so that each call meets one kill at the most)."""
+        more rounds (so that each step meets one kill at the most)."""
         killed = []
         deadline = time.monotonic() + 30.0
         for _ in range(KILLS):
@@ -181,15 +198,15 @@ def test_connections_killed_under_load_are_reopened(
         return killed
 
     def one_round_sync(i: int) -> None:
-        store.update(f"w{i}", inc)
-        store.update("shared", inc)
-        store.update_budget(add_one)
+        store.claim(claim(f"w{i}"))
+        store.claim(claim("shared", deposit=True))
+        store.settle(failure("shared"))
         store.load([f"w{i}", "shared"])
 
     async def one_round_async(i: int) -> None:
-        await store.aupdate(f"w{i}", inc)
-        await store.aupdate("shared", inc)
-        await store.aupdate_budget(add_one)
+        await store.aclaim(claim(f"w{i}"))
+        await store.aclaim(claim("shared", deposit=True))
+        await store.asettle(failure("shared"))
         await store.aload([f"w{i}", "shared"])
 
     if mode == "sync":
@@ -236,17 +253,18 @@ def test_connections_killed_under_load_are_reopened(
     assert min(killed) >= 1, killed
     opened = int(killer.info("stats")["total_connections_received"]) - opened_before
     assert opened >= KILLS + 1
-    # No update lost, none made twice.
+    # No step lost, none made twice.
     states = store.load([f"w{i}" for i in range(WORKERS)] + ["shared"])
     assert [states[f"w{i}"].inflight for i in range(WORKERS)] == rounds
-    assert states["shared"].inflight == sum(rounds)
-    assert store.update_budget(lambda tokens: (tokens, tokens)) == store.budget_start + sum(rounds)
+    assert (states["shared"].inflight, states["shared"].consecutive) == (0, sum(rounds))
+    store.claim(claim("shared"))  # reads the tokens back
+    assert store._core.outage.seen_tokens == store.budget_start + sum(rounds)
     killer.close()
     store.close()
 
 
 def reconnect() -> Flow[None]:
-    yield Reconnect(None)
+    yield Reconnect()
 
 
 def test_a_reconnect_closes_the_idle_connections_so_the_next_command_opens_a_fresh_one(
@@ -255,7 +273,7 @@ def test_a_reconnect_closes_the_idle_connections_so_the_next_command_opens_a_fre
     """The flows' Reconnect, as each driver performs it: not one idle connection is
     left open (any of them might be one the server closed while it idled)."""
     store = make_store(redis_server)
-    pool = store._client.connection_pool
+    pool = store._performer.pool
     held = [pool.get_connection() for _ in range(3)]
     for connection in held:
         pool.release(connection)
@@ -268,7 +286,7 @@ def test_a_reconnect_closes_the_idle_connections_so_the_next_command_opens_a_fre
     async def main() -> None:
         await asyncio.gather(*(store.aload(["a"]) for _ in range(3)))
         assert connections(redis_server) == 1 + 3
-        await store._adrive(store._loop(), reconnect())
+        await store._adrive(reconnect())
         assert connections(redis_server) == 1
         await store.aclose()
 

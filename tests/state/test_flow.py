@@ -1,9 +1,10 @@
 """The Redis store's decisions, with no Redis: its flows driven by hand.
 
 Each flow yields Redis operations; here every operation gets a scripted answer
-(a value, or an exception thrown in as the client would raise it), so the
-transaction, the retry on a fresh connection and the outage switch are checked
-step by step. The same flows run against a real server in the other tests.
+(a reply, or an exception thrown in as the client would raise it), so the
+round trips, their time limits, the NOSCRIPT reload, the retry on a fresh
+connection and the outage switch are checked step by step. The same flows run
+against a real server in the other tests.
 """
 
 from __future__ import annotations
@@ -14,50 +15,45 @@ from typing import Any
 
 import pytest
 import redis
-from attrs import evolve
 
-from turnout._health import DeploymentState
+from turnout._budget import RetryBudget
+from turnout._flow import Claim, Claimed, Settle
+from turnout._health import BreakerConfig, DeploymentState, Outcome
 from turnout._redis_codec import Layout
-from turnout._redis_flow import (
-    MAX_CONFLICTS,
-    Failure,
-    Failures,
-    Flow,
-    MGet,
-    Op,
-    Reconnect,
-    RedisCore,
-    Sleep,
-    TakeTurn,
-    Unwatch,
-    WatchGet,
-    Write,
-    conflict_pause,
-)
+from turnout._redis_flow import Eval, Failure, Failures, Flow, Op, Reconnect, RedisCore
+from turnout._redis_lua import CANCEL, CLAIM, LOAD, SETTLE
 from turnout._redis_outage import Outage
+from turnout._state import OutOfTime
 
-KEY = "p:dep:a"
+BUDGET = 0.25  # the store's own time for one round trip
+NOW = 1_700_000_000.0
+BREAKER = BreakerConfig()
+JOURNAL = "p:ops:s1"
+DEPLOYMENT_KEYS = ("p:dep:a", "p:dep:b")
+CLAIM_KEYS = (JOURNAL, "p:budget", *DEPLOYMENT_KEYS)
 ONE = b'{"inflight":1}'
-TWO = b'{"inflight":2}'
-HOUR_MS = 3600 * 1000
-NOW = 100.0  # the scripted clock
-ROUND = NOW + 3 * 0.25  # three socket timeouts
 
 
-def make_core(retry_interval: float = 60.0) -> RedisCore:
-    outage = Outage("redis://:***@h:6379/0", ("pw",), retry_interval, 10.0)
-    return RedisCore(Layout("p:", 3600.0, 10.0), outage, Failures.of_redis(), 0.25)
-
-
-class Inc:
-    """inflight + 1, counting its calls."""
+class Clock:
+    """The flows' monotonic clock, moved by hand."""
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.now = 100.0
 
-    def __call__(self, state: DeploymentState) -> tuple[DeploymentState, int]:
-        self.calls += 1
-        return evolve(state, inflight=state.inflight + 1), state.inflight + 1
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_core(retry_interval: float = 60.0, clock: Clock | None = None) -> RedisCore:
+    outage = Outage("redis://:***@h:6379/0", ("pw",), retry_interval, 10.0)
+    layout = Layout("p:", 3600.0, 10.0)
+    return RedisCore(
+        layout, outage, Failures.of_redis(), BUDGET, JOURNAL, wall=lambda: NOW, clock=clock or Clock()
+    )
+
+
+def claim_of(*candidates: str, **kw: Any) -> Claim:
+    return Claim(candidates, ("a", "b"), NOW, BREAKER, RetryBudget(), **kw)
 
 
 def drive(flow: Flow[Any], answers: Iterable[Any]) -> tuple[list[Op], Any]:
@@ -84,24 +80,17 @@ def raised(exc: BaseException) -> BaseException:
         return caught
 
 
-def broken_while_watching() -> BaseException:
-    """What redis-py raises when the connection dies between WATCH and EXEC: a
-    WatchError raised while handling the ConnectionError."""
-    try:
-        try:
-            raise redis.ConnectionError("Connection closed by server.")
-        except redis.ConnectionError:
-            raise redis.WatchError("A ConnectionError occurred while watching one or more keys") from None
-    except redis.WatchError as caught:
-        return caught
-
-
-def conflict() -> BaseException:
-    return raised(redis.WatchError("Watched variable changed."))
-
-
 def closed() -> BaseException:
     return raised(redis.ConnectionError("Connection closed by server."))
+
+
+def noscript() -> BaseException:
+    return raised(redis.exceptions.NoScriptError("No matching script. Please use EVAL."))
+
+
+def claimed_a(tokens: bytes = b"9") -> list[Any]:
+    """CLAIM's reply: `a` claimed (a token paid), its state before, then both states."""
+    return [1, 1, tokens, b"{}", ONE, b"{}"]
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -110,111 +99,102 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
-# -- the transaction ---------------------------------------------------------------
+# -- one round trip per step -------------------------------------------------------------
 
 
-def test_an_update_watches_reads_applies_and_writes_with_a_ttl() -> None:
-    core, inc = make_core(), Inc()
-    ops, result = drive(core.update("a", inc, clock=lambda: NOW), [None, None, [True]])
-    assert ops == [TakeTurn(KEY), WatchGet(KEY, ROUND), Write(KEY, ONE, HOUR_MS, ROUND)]
-    assert result == 1
-    assert core.outage.seen["a"].inflight == 1
-
-
-def test_nothing_changed_means_nothing_written() -> None:
+def test_a_claim_is_one_script_with_every_deployment_and_the_budget() -> None:
     core = make_core()
-    ops, result = drive(core.update("a", lambda s: (s, "same")), [None, ONE, None])
-    assert ops == [TakeTurn(KEY), WatchGet(KEY, None), Unwatch(None)]
-    assert result == "same"
+    command = claim_of("a", "b", deposit=True, spend="always")
+    ops, got = drive(core.claim(command), [claimed_a()])
+    [op] = ops
+    assert op == Eval(CLAIM, CLAIM_KEYS, op.args, BUDGET)
+    assert op.args[:2] == ("1", repr(NOW))  # the operation's number, the time for expiries
+    assert op.args[5:] == ("1", "0.5", "10.0", "always", "1", "120.0", "1", "2")  # ..., candidates
+    assert op.command()[:3] == ("EVALSHA", CLAIM.sha, "4")
+    empty = DeploymentState()
+    assert got == Claimed("a", {"a": DeploymentState(inflight=1), "b": empty}, empty, candidates=("a", "b"))
+    # What it read is what the next plan orders by, and what an outage starts from.
+    assert core.outage.seen == {"a": DeploymentState(inflight=1), "b": empty}
+    assert core.outage.seen_tokens == 9.0
 
 
-def test_a_missing_key_is_written_even_when_the_state_stays_empty() -> None:
+def test_a_settle_is_one_script_bounded_by_the_store_alone() -> None:
     core = make_core()
-    ops, _ = drive(core.update("a", lambda s: (s, None)), [None, None, [True]])
-    assert ops[-1] == Write(KEY, b"{}", HOUR_MS, None)
+    settled = Settle("a", Outcome.success(NOW, 0.5), BREAKER)
+    ops, got = drive(core.settle(settled), [[ONE, b'{"latency":0.5}']])
+    [op] = ops
+    assert (op.script, op.keys, op.timeout) == (SETTLE, ("p:ops:s1", "p:dep:a"), BUDGET)
+    assert op.args[11:16] == ("success", repr(NOW), "0.5", "", "0")
+    assert got == (DeploymentState(inflight=1), DeploymentState(latency=0.5))
+    assert core.outage.seen["a"] == DeploymentState(latency=0.5)
 
 
-def test_a_conflict_runs_fn_again_on_the_new_value() -> None:
-    core, inc = make_core(), Inc()
-    ops, result = drive(core.update("a", inc), [None, None, conflict(), ONE, [True]])
-    assert ops[1:] == [
-        WatchGet(KEY, None),
-        Write(KEY, ONE, HOUR_MS, None),
-        WatchGet(KEY, None),
-        Write(KEY, TWO, HOUR_MS, None),
-    ]
-    assert (result, inc.calls) == (2, 2)
-    assert core.outage.down is False
-
-
-def test_conflicts_pause_after_three_in_a_row_and_give_up_after_a_thousand() -> None:
-    assert [conflict_pause(n) for n in (1, 2, 3)] == [0.0, 0.0, 0.0]
-    assert all(0.0 <= conflict_pause(n) <= 0.0005 * min(n - 1, 20) for n in range(4, 100))
+def test_a_load_is_one_script() -> None:
     core = make_core()
-    answers: list[Any] = [None]  # TakeTurn
-    for n in range(1, MAX_CONFLICTS + 1):
-        answers += [None, conflict()]  # WatchGet, Write
-        if n > 3:
-            answers.append(None)  # Sleep
-    ops, result = drive(core.update("a", Inc()), answers)
-    assert sum(isinstance(op, Write) for op in ops) == MAX_CONFLICTS
-    sleeps = [op for op in ops if isinstance(op, Sleep)]
-    assert len(sleeps) == MAX_CONFLICTS - 3
-    assert ops[1:8] == [WatchGet(KEY, None), Write(KEY, ONE, HOUR_MS, None)] * 3 + [WatchGet(KEY, None)]
-    # Given up: made locally, and Redis is not taken for down.
-    assert result == 1
-    assert core.outage.local.load(["a"])["a"].inflight == 1
-    assert core.outage.down is False
+    ops, states = drive(core.load(["a", "b"]), [[ONE, b"{}"]])
+    assert ops == [Eval(LOAD, DEPLOYMENT_KEYS, (), BUDGET)]
+    assert states == {"a": DeploymentState(inflight=1), "b": DeploymentState()}
+    assert drive(core.load([]), []) == ([], {})
 
 
-def test_an_error_that_is_not_redis_s_goes_to_the_caller() -> None:
+def test_steps_carry_their_own_operation_numbers() -> None:
     core = make_core()
-    with pytest.raises(KeyError):
-        drive(core.update("a", Inc()), [None, raised(KeyError("x"))])
-
-    def bad(state: DeploymentState) -> tuple[DeploymentState, None]:
-        raise ValueError("a bug in fn")
-
-    with pytest.raises(ValueError, match="a bug in fn"):
-        drive(core.update("a", bad), [None, None])
-    assert core.outage.down is False
+    first, _ = drive(core.claim(claim_of("a")), [claimed_a()])
+    second, _ = drive(core.settle(Settle("a", Outcome.release(NOW), BREAKER)), [[ONE, b"{}"]])
+    assert [op.args[0] for op in first + second if isinstance(op, Eval)] == ["1", "2"]
 
 
-# -- broken connections --------------------------------------------------------------
+def test_a_plan_orders_the_candidates_from_the_states_last_read() -> None:
+    core = make_core()
+    drive(core.load(["a", "b"]), [[b'{"inflight":4}', ONE]])
+    seen: list[dict[str, DeploymentState]] = []
+
+    def least_busy(states: Any) -> list[str]:
+        seen.append(dict(states))
+        return sorted(states, key=lambda name: states[name].inflight)
+
+    ops, got = drive(core.claim(claim_of(plan=least_busy)), [[2, 1, b"10", ONE, b'{"inflight":4}', b"{}"]])
+    assert seen == [{"a": DeploymentState(inflight=4), "b": DeploymentState(inflight=1)}]
+    assert ops[0].args[11:] == ("2", "1")  # b, then a
+    assert (got.name, got.candidates) == ("b", ("b", "a"))
 
 
-def test_a_connection_closed_before_watch_is_replaced_once_and_nothing_declared(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    core, inc = make_core(), Inc()
-    ops, result = drive(core.update("a", inc, clock=lambda: NOW), [None, closed(), None, None, [True]])
-    assert ops == [
-        TakeTurn(KEY),
-        WatchGet(KEY, ROUND),
-        Reconnect(ROUND),
-        WatchGet(KEY, ROUND),
-        Write(KEY, ONE, HOUR_MS, ROUND),
-    ]
-    assert (result, inc.calls) == (1, 1)
-    assert core.outage.down is False
+# -- failures ------------------------------------------------------------------------------
+
+
+def test_noscript_sends_the_source_once_and_declares_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    core = make_core()
+    ops, got = drive(core.claim(claim_of("a")), [noscript(), claimed_a()])
+    assert [op.source for op in ops if isinstance(op, Eval)] == [False, True]
+    assert ops[1].command()[:2] == ("EVAL", CLAIM.source)
+    assert ops[0].args == ops[1].args
+    assert got.name == "a"
+    assert not core.outage.down
     assert warnings_of(caplog) == []
 
 
-def test_a_connection_lost_while_watching_is_no_conflict_and_is_replaced_once() -> None:
+def test_a_broken_connection_is_replaced_once_and_the_same_operation_sent_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Sent again with its number: if the first had been made, the script's journal
+    says so and it is not made twice (tests/state/test_disconnects.py)."""
     core = make_core()
-    ops, result = drive(core.update("a", Inc()), [None, broken_while_watching(), None, None, [True]])
-    assert [type(op) for op in ops] == [TakeTurn, WatchGet, Reconnect, WatchGet, Write]
-    assert result == 1
+    ops, got = drive(core.claim(claim_of("a")), [closed(), None, claimed_a()])
+    assert [type(op) for op in ops] == [Eval, Reconnect, Eval]
+    assert ops[0] == ops[2]
+    assert got.name == "a"
+    assert not core.outage.down
+    assert warnings_of(caplog) == []
 
 
 def test_a_second_broken_connection_is_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     core = make_core()
-    ops, result = drive(core.update("a", Inc()), [None, closed(), None, broken_while_watching()])
-    assert [type(op) for op in ops] == [TakeTurn, WatchGet, Reconnect, WatchGet]
-    assert result == 1  # made locally
-    assert core.outage.down is True
+    ops, got = drive(core.claim(claim_of("a")), [closed(), None, closed()])
+    assert [type(op) for op in ops] == [Eval, Reconnect, Eval]
+    assert got.name == "a"  # made locally
+    assert core.outage.local.load(["a"])["a"].inflight == 1
+    assert core.outage.down
     [warning] = warnings_of(caplog)
-    # The cause is reported, not redis-py's WatchError.
     assert "unavailable (ConnectionError: Connection closed by server.)" in warning
 
 
@@ -222,62 +202,99 @@ def test_a_second_broken_connection_is_an_outage(caplog: pytest.LogCaptureFixtur
     "error",
     [
         redis.TimeoutError("Timeout reading from socket"),
-        TimeoutError(),  # asyncio's bound on a round
+        TimeoutError(),  # asyncio's bound on a round trip
         redis.AuthenticationError("invalid password pw"),
         redis.ResponseError("READONLY You can't write against a read only replica."),
+        redis.exceptions.RedisClusterException("no startup node answered"),
     ],
-    ids=["socket-timeout", "round-timeout", "auth", "readonly"],
+    ids=["socket-timeout", "round-timeout", "auth", "readonly", "cluster"],
 )
 def test_other_redis_errors_are_an_outage_at_once(caplog: pytest.LogCaptureFixture, error: Exception) -> None:
     core = make_core()
-    ops, result = drive(core.update("a", Inc()), [None, raised(error)])
-    assert [type(op) for op in ops] == [TakeTurn, WatchGet]
-    assert result == 1
-    assert core.outage.down is True
+    ops, result = drive(core.settle(Settle("a", Outcome.release(NOW), BREAKER)), [raised(error)])
+    assert len(ops) == 1
+    assert result == (DeploymentState(), DeploymentState())  # made locally
+    assert core.outage.down
     [warning] = warnings_of(caplog)
     assert "pw" not in warning
 
 
-def test_a_write_whose_reply_was_lost_is_not_made_twice() -> None:
-    core, inc = make_core(), Inc()
-    answers = [None, None, broken_while_watching(), None, ONE, None]
-    ops, result = drive(core.update("a", inc), answers)
-    assert ops[1:] == [
-        WatchGet(KEY, None),
-        Write(KEY, ONE, HOUR_MS, None),
-        Reconnect(None),
-        WatchGet(KEY, None),  # holds what was written: the write was made
-        Unwatch(None),
-    ]
-    assert (result, inc.calls) == (1, 1)
-
-
-def test_a_write_lost_before_it_was_made_is_made_again() -> None:
-    core, inc = make_core(), Inc()
-    answers = [None, None, closed(), None, None, [True]]
-    ops, result = drive(core.update("a", inc), answers)
-    assert ops[3:] == [Reconnect(None), WatchGet(KEY, None), Write(KEY, ONE, HOUR_MS, None)]
-    assert (result, inc.calls) == (1, 2)
-
-
-def test_a_lost_write_is_made_again_on_whatever_another_process_wrote() -> None:
-    core, inc = make_core(), Inc()
-    answers = [None, None, closed(), None, TWO, [True]]
-    ops, result = drive(core.update("a", inc), answers)
-    assert ops[-1] == Write(KEY, b'{"inflight":3}', HOUR_MS, None)
-    assert result == 3
-
-
-# -- loads, modes, the budget ------------------------------------------------------------
-
-
-def test_a_load_is_one_mget_retried_once_on_a_fresh_connection() -> None:
+def test_an_error_that_is_not_redis_s_goes_to_the_caller() -> None:
     core = make_core()
-    ops, states = drive(core.load(["a", "b"], clock=lambda: NOW), [closed(), None, [ONE, None]])
-    assert ops == [MGet(["p:dep:a", "p:dep:b"], ROUND), Reconnect(ROUND), MGet(["p:dep:a", "p:dep:b"], ROUND)]
-    assert states == {"a": DeploymentState(inflight=1), "b": DeploymentState()}
-    assert core.outage.down is False
-    assert drive(core.load([]), []) == ([], {})
+    with pytest.raises(KeyError):
+        drive(core.claim(claim_of("a")), [raised(KeyError("x"))])
+    assert not core.outage.down
+
+
+def test_failures_table() -> None:
+    failures = Failures.of_redis()
+    assert failures.classify(noscript()) is Failure.NOSCRIPT
+    assert failures.classify(closed()) is Failure.BROKEN
+    assert failures.classify(ConnectionResetError()) is Failure.BROKEN
+    assert failures.classify(redis.AuthenticationError()) is Failure.OUTAGE  # not a mere broken connection
+    assert failures.classify(TimeoutError()) is Failure.SLOW
+    assert failures.classify(OSError()) is Failure.OUTAGE
+    assert failures.classify(ValueError()) is None
+
+
+# -- the call's time -------------------------------------------------------------------------
+
+
+def test_a_claim_is_bounded_by_the_time_left_in_the_call_too() -> None:
+    core = make_core()
+    ops, _ = drive(core.claim(claim_of("a"), within=0.125), [claimed_a()])
+    assert ops[0].timeout == 0.125
+    ops, _ = drive(core.claim(claim_of("a"), within=5.0), [claimed_a()])
+    assert ops[0].timeout == BUDGET
+
+
+def test_the_time_left_is_the_whole_claim_s_not_each_round_trip_s() -> None:
+    clock = Clock()
+    core = make_core(clock=clock)
+    flow = core.claim(claim_of("a"), within=0.5)
+    assert next(flow).timeout == BUDGET  # the store's own time binds first
+    clock.now += 0.375
+    again = flow.throw(noscript())
+    assert (again.source, again.timeout) == (True, 0.125)  # then what is left of the call's
+    clock.now += 0.125  # ...which runs out while the source is on its way
+    cancel = flow.throw(raised(TimeoutError()))
+    assert (cancel.script, cancel.timeout) == (CANCEL, BUDGET)
+    with pytest.raises(OutOfTime):
+        flow.send(0)
+    assert not core.outage.down
+
+
+def test_a_claim_cut_short_by_the_deadline_is_cancelled_and_is_no_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    core = make_core()
+    flow = core.claim(claim_of("a", "b"), within=0.125)
+    first = next(flow)
+    assert isinstance(first, Eval)
+    assert first.timeout == 0.125
+    cancel = flow.throw(raised(redis.TimeoutError("Timeout reading from socket")))
+    # The same operation, by number, on the same keys, with the store's own time.
+    assert cancel == Eval(CANCEL, CLAIM_KEYS, (first.args[0], repr(NOW), "3600.0"), BUDGET)
+    with pytest.raises(OutOfTime):
+        flow.send(1)  # it had claimed `a`: given back
+    assert not core.outage.down
+    assert warnings_of(caplog) == []
+
+
+def test_a_claim_with_no_time_left_goes_nowhere() -> None:
+    with pytest.raises(OutOfTime):
+        drive(make_core().claim(claim_of("a"), within=0.0), [])
+
+
+def test_a_claim_slower_than_the_store_s_own_time_is_an_outage() -> None:
+    core = make_core()
+    ops, got = drive(core.claim(claim_of("a"), within=5.0), [raised(redis.TimeoutError("slow"))])
+    assert len(ops) == 1  # no cancel: made locally from now on
+    assert got.name == "a"
+    assert core.outage.down
+
+
+# -- the outage switch -------------------------------------------------------------------------
 
 
 def test_an_outage_serves_locally_from_what_redis_last_said_and_probes_later(
@@ -285,41 +302,37 @@ def test_an_outage_serves_locally_from_what_redis_last_said_and_probes_later(
 ) -> None:
     caplog.set_level(logging.INFO, logger="turnout.state")
     core = make_core(retry_interval=60.0)
-    drive(core.load(["a"]), [[b'{"status":"open","inflight":4}']])
+    drive(core.load(["a"]), [[b'{"status":"open","open_until":1700000060,"inflight":4}']])
     drive(core.load(["a"]), [closed(), None, closed()])
-    assert core.outage.down is True
+    assert core.outage.down
     # Within the retry interval nothing goes to Redis; the open breaker stays open,
     # the calls in flight elsewhere are not counted.
     ops, states = drive(core.load(["a"]), [])
     assert ops == []
-    assert states["a"] == DeploymentState(status="open")
-    ops, result = drive(core.update("a", Inc()), [])
-    assert (ops, result) == ([], 1)
+    assert states["a"] == DeploymentState(status="open", open_until=NOW + 60)
+    ops, got = drive(core.claim(claim_of("a")), [])
+    assert (ops, got.name) == ([], None)
     # After it, one call probes; its success attaches the store again.
     core.outage.retry_interval = 0.0
     core.outage.failed(closed())  # sets the next try to now
-    ops, states = drive(core.load(["a"]), [[None]])
-    assert ops == [MGet(["p:dep:a"], None)]
+    ops, states = drive(core.load(["a"]), [[b"{}"]])
+    assert len(ops) == 1
     assert states == {"a": DeploymentState()}
-    assert core.outage.down is False
+    assert not core.outage.down
     assert len(warnings_of(caplog)) == 1
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
         "Redis state store redis://:***@h:6379/0 answers again; router state is shared again"
     ]
 
 
-def test_the_budget_is_a_number_under_its_own_key() -> None:
-    core = make_core()
-    ops, result = drive(core.update_budget(lambda tokens: (tokens - 1.0, True)), [None, None, [True]])
-    assert ops == [TakeTurn("p:budget"), WatchGet("p:budget", None), Write("p:budget", b"9.0", HOUR_MS, None)]
-    assert result is True
-    assert core.outage.seen_tokens == 9.0
-
-
-def test_failures_table() -> None:
-    failures = Failures.of_redis()
-    assert failures.classify(conflict())[0] is Failure.CONFLICT  # type: ignore[index]
-    assert failures.classify(broken_while_watching())[0] is Failure.BROKEN  # type: ignore[index]
-    assert failures.classify(ConnectionResetError())[0] is Failure.BROKEN  # type: ignore[index]
-    assert failures.classify(OSError())[0] is Failure.OUTAGE  # type: ignore[index]
-    assert failures.classify(ValueError()) is None
+def test_the_keys_are_hash_tagged_on_a_cluster() -> None:
+    assert Layout("turnout:", 3600.0, 10.0).key("a") == "turnout:dep:a"
+    tagged = Layout("turnout:", 3600.0, 10.0, tagged=True)
+    assert (tagged.key("a"), tagged.budget_key, tagged.journal("s1")) == (
+        "{turnout:}dep:a",
+        "{turnout:}budget",
+        "{turnout:}ops:s1",
+    )
+    # A prefix with a tag of its own keeps it; an empty pair of braces is no tag.
+    assert Layout("{app}:t:", 1.0, 1.0, tagged=True).key("a") == "{app}:t:dep:a"
+    assert Layout("{}x:", 1.0, 1.0, tagged=True).key("a") == "{{}x:}dep:a"

@@ -14,16 +14,27 @@ import pytest
 from attrs import evolve
 
 from turnout._errors import ErrorKind, error_for
-from turnout._health import BreakerConfig, DeploymentState, admit, on_failure
+from turnout._health import BreakerConfig, DeploymentState, Outcome
+from turnout._state import Claim, Claimed, Settle
 from turnout.state import MemoryStore, RedisStore, RetryBudget, StateStore
 
 from .conftest import RedisServer
 
 EMPTY = DeploymentState()
+BREAKER = BreakerConfig()
+BUDGET = RetryBudget()
+NOW = 1_700_000_000.0
 
 
-def inc(state: DeploymentState) -> tuple[DeploymentState, int]:
-    return evolve(state, inflight=state.inflight + 1), state.inflight + 1
+def claim_of(*candidates: str, names: tuple[str, ...] = ("a", "b"), **kw: Any) -> Claim:
+    kw.setdefault("breaker", BREAKER)
+    kw.setdefault("budget", BUDGET)
+    return Claim(candidates, names, kw.pop("at", NOW), **kw)
+
+
+def failed(name: str, kind: ErrorKind = ErrorKind.SERVER_ERROR, config: BreakerConfig = BREAKER) -> Settle:
+    error = error_for(kind, "down")
+    return Settle(name, Outcome.failure(error, NOW - 20.0, 0.1, random.Random(1)), config)
 
 
 class Api:
@@ -41,25 +52,21 @@ class Api:
     def load(self, names: list[str]) -> dict[str, DeploymentState]:
         return self.store.load(names) if self.loop is None else self.run(self.store.aload(names))
 
-    def update(self, name: str, fn: Callable[[DeploymentState], tuple[DeploymentState, Any]]) -> Any:
-        return self.store.update(name, fn) if self.loop is None else self.run(self.store.aupdate(name, fn))
+    def claim(self, command: Claim) -> Claimed:
+        return self.store.claim(command) if self.loop is None else self.run(self.store.aclaim(command))
 
-    def update_budget(self, fn: Callable[[float], tuple[float, Any]]) -> Any:
-        if self.loop is None:
-            return self.store.update_budget(fn)
-        return self.run(self.store.aupdate_budget(fn))
+    def settle(self, command: Settle) -> tuple[DeploymentState, DeploymentState]:
+        return self.store.settle(command) if self.loop is None else self.run(self.store.asettle(command))
 
-    def at_once(
-        self, count: int, name: str, fn: Callable[[DeploymentState], tuple[DeploymentState, Any]]
-    ) -> list[Any]:
-        """`count` updates started together: threads (sync) or tasks (async)."""
+    def at_once(self, count: int, command: Claim) -> list[Claimed]:
+        """`count` claims started together: threads (sync) or tasks (async)."""
         if self.loop is None:
             barrier = threading.Barrier(count)
             results: list[Any] = [None] * count
 
             def one(i: int) -> None:
                 barrier.wait()
-                results[i] = self.store.update(name, fn)
+                results[i] = self.store.claim(command)
 
             threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
             for t in threads:
@@ -68,8 +75,8 @@ class Api:
                 t.join()
             return results
 
-        async def gather() -> list[Any]:
-            return list(await asyncio.gather(*(self.store.aupdate(name, fn) for _ in range(count))))
+        async def gather() -> list[Claimed]:
+            return list(await asyncio.gather(*(self.store.aclaim(command) for _ in range(count))))
 
         return self.run(gather())  # type: ignore[no-any-return]
 
@@ -122,48 +129,94 @@ def test_unknown_names_load_as_empty_states(api: Api) -> None:
     assert api.load([]) == {}
 
 
-def test_update_applies_fn_stores_it_and_returns_its_result(api: Api) -> None:
-    assert api.update("a", inc) == 1
-    assert api.update("a", inc) == 2
-    assert api.update("a", lambda s: (evolve(s, cooldown_reason="authentication"), "done")) == "done"
-    states = api.load(["a", "b"])
-    assert (states["a"].inflight, states["a"].cooldown_reason) == (2, "authentication")
-    assert states["b"] == EMPTY
+def test_a_claim_takes_a_place_on_the_first_candidate_and_reads_the_states_back(api: Api) -> None:
+    got = api.claim(claim_of("a", "b", names=("a", "b", "c")))
+    assert (got.name, got.spent, got.before, got.candidates) == ("a", True, EMPTY, ("a", "b"))
+    assert got.states == {"a": evolve(EMPTY, inflight=1), "b": EMPTY, "c": EMPTY}
+    assert api.load(["a", "b"]) == {"a": evolve(EMPTY, inflight=1), "b": EMPTY}
 
 
-def test_fn_sees_the_current_state_and_may_leave_it_unchanged(api: Api) -> None:
-    api.update("a", lambda s: (evolve(s, latency=0.25, window=(True, False)), None))
-    seen: list[DeploymentState] = []
-    assert api.update("a", lambda s: (seen.append(s), (s, "same"))[1]) == "same"
-    assert seen[0].latency == 0.25
-    assert seen[0].window == (True, False)
-    assert api.load(["a"])["a"] == seen[0]
+def test_a_claim_passes_over_a_deployment_set_aside(api: Api) -> None:
+    api.settle(failed("a", ErrorKind.AUTHENTICATION))  # cools it down for 10 minutes
+    got = api.claim(claim_of("a", "b"))
+    assert got.name == "b"
+    assert got.states["a"].cooldown_reason == "authentication"
+    assert api.claim(claim_of("a")).name is None
+    # ...until it may be tried again.
+    assert api.claim(claim_of("a", at=NOW + 600.0)).name == "a"
 
 
-def test_budget_deposit_and_withdraw(api: Api) -> None:
-    budget = RetryBudget(ratio=0.5, burst=3.0)
+def test_a_plan_orders_the_candidates_from_the_states(api: Api) -> None:
+    api.claim(claim_of("a"))
+    api.claim(claim_of("a"))
+
+    def least_busy(states: Any) -> list[str]:
+        return sorted(states, key=lambda name: states[name].inflight)
+
+    got = api.claim(claim_of(plan=least_busy))
+    assert (got.name, got.candidates) == ("b", ("b", "a"))
+
+
+def test_settle_applies_the_outcome_and_returns_before_and_after(api: Api) -> None:
+    api.claim(claim_of("a"))
+    before, after = api.settle(Settle("a", Outcome.success(NOW, 0.25), BREAKER))
+    assert (before.inflight, after.inflight, after.latency) == (1, 0, 0.25)
+    config = BreakerConfig(consecutive_failures=1, open_for=10.0, jitter=0.0)
+    _, opened = api.settle(failed("a", config=config))
+    assert (opened.status, opened.open_until, opened.errors) == ("open", NOW - 10.0, ("server_error",))
+    assert api.load(["a"])["a"] == opened
+
+
+def test_a_release_gives_the_place_back(api: Api) -> None:
+    api.claim(claim_of("a"))
+    _, after = api.settle(Settle("a", Outcome.release(NOW), BREAKER))
+    assert after == EMPTY
+
+
+def test_a_quota_sets_the_deployment_aside_until_its_reset(api: Api) -> None:
+    api.settle(Settle("a", Outcome.quota(NOW, NOW + 30.0), BREAKER))
+    assert api.claim(claim_of("a")).name is None
+    assert api.claim(claim_of("a", at=NOW + 30.0)).name == "a"
+
+
+def test_the_budget_deposits_its_ratio_up_to_the_burst_and_pays_retries(
+    make_store: Callable[..., StateStore], api: Api
+) -> None:
     assert api.store.budget_start == 10.0
-    api.update_budget(lambda _: (2.0, None))
-    assert api.update_budget(budget.deposit) is None
-    assert api.update_budget(budget.deposit) is None  # capped at the burst
-    withdrawn = [api.update_budget(budget.withdraw) for _ in range(4)]
-    assert withdrawn == [True, True, True, False]
-    assert api.update_budget(lambda tokens: (tokens, tokens)) == 0.0
-
-
-def test_budget_starts_at_budget_start(make_store: Callable[..., StateStore], api: Api) -> None:
-    store = make_store(budget_start=2.0)
-    face = Api(store, api.mode)
+    face = Api(make_store(budget_start=1.0), api.mode)
+    budget = RetryBudget(ratio=0.5, burst=2.0)
     try:
-        assert [face.update_budget(RetryBudget().withdraw) for _ in range(3)] == [True, True, False]
+        retry = claim_of("a", budget=budget, spend="always")
+        assert face.claim(retry).name == "a"  # the one token
+        refused = face.claim(retry)
+        assert (refused.name, refused.spent) == (None, False)
+        assert face.load(["a"])["a"].inflight == 1  # a refused claim takes no place
+        for _ in range(5):  # four deposits would do: the burst caps them at 2
+            face.claim(claim_of("b", budget=budget, deposit=True))
+        assert [face.claim(retry).spent for _ in range(3)] == [True, True, False]
     finally:
         face.close()
 
 
-def test_concurrent_updates_lose_nothing(api: Api) -> None:
+def test_a_fallback_pays_only_into_a_failing_deployment(
+    make_store: Callable[..., StateStore], api: Api
+) -> None:
+    face = Api(make_store(budget_start=0.0), api.mode)
+    try:
+        assert face.claim(claim_of("a", spend="if_failing")).name == "a"  # healthy: free
+        face.settle(failed("b"))  # one failure: failing, not yet set aside
+        refused = face.claim(claim_of("b", spend="if_failing"))
+        assert (refused.name, refused.spent) == (None, False)
+    finally:
+        face.close()
+
+
+def test_concurrent_claims_lose_nothing(api: Api) -> None:
+    command = claim_of("a", names=("a",))
+
     def work() -> None:
         for _ in range(50):
-            api.store.update("a", inc)
+            api.store.claim(command)
 
     if api.mode == "sync":
         threads = [threading.Thread(target=work) for _ in range(8)]
@@ -175,7 +228,7 @@ def test_concurrent_updates_lose_nothing(api: Api) -> None:
 
         async def worker() -> None:
             for _ in range(50):
-                await api.store.aupdate("a", inc)
+                await api.store.aclaim(command)
 
         async def main() -> None:
             await asyncio.gather(*(worker() for _ in range(8)))
@@ -184,43 +237,26 @@ def test_concurrent_updates_lose_nothing(api: Api) -> None:
     assert api.load(["a"])["a"].inflight == 400
 
 
-def test_concurrent_budget_withdrawals_never_overdraw(api: Api) -> None:
-    api.update_budget(lambda _: (25.0, None))
-    budget = RetryBudget()
-    results: list[bool] = []
-    lock = threading.Lock()
-    if api.mode == "sync":
-
-        def work() -> None:
-            for _ in range(10):
-                got = api.store.update_budget(budget.withdraw)
-                with lock:
-                    results.append(got)
-
-        threads = [threading.Thread(target=work) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    else:
-
-        async def main() -> list[bool]:
-            return list(await asyncio.gather(*(api.store.aupdate_budget(budget.withdraw) for _ in range(80))))
-
-        results = api.run(main())
-    assert results.count(True) == 25
-    assert api.update_budget(lambda tokens: (tokens, tokens)) == 0.0
+def test_concurrent_retries_never_overdraw_the_budget(
+    make_store: Callable[..., StateStore], api: Api
+) -> None:
+    face = Api(make_store(budget_start=25.0), api.mode)
+    try:
+        results = face.at_once(80, claim_of("a", names=("a",), spend="always"))
+        assert sum(1 for r in results if r.name == "a") == 25
+        assert sum(1 for r in results if not r.spent) == 55
+        assert face.load(["a"])["a"].inflight == 25
+    finally:
+        face.close()
 
 
 @pytest.mark.parametrize("probes", [1, 3])
 def test_half_open_admits_exactly_the_probe_limit(api: Api, probes: int) -> None:
     config = BreakerConfig(consecutive_failures=1, open_for=10.0, jitter=0.0, probes=probes)
-    error = error_for(ErrorKind.SERVER_ERROR, "down")
-    now = time.time()
-    api.update("a", lambda s: (on_failure(s, error, now - 20.0, config, random.Random(1)), None))
+    api.settle(failed("a", config=config))
     assert api.load(["a"])["a"].status == "open"
-    results = api.at_once(16, "a", lambda s: admit(s, now, config))
-    assert results.count(True) == probes
+    results = api.at_once(16, claim_of("a", names=("a",), breaker=config))
+    assert sum(1 for r in results if r.name == "a") == probes
     state = api.load(["a"])["a"]
     assert (state.status, state.probes, state.inflight) == ("half_open", probes, probes)
 
@@ -238,16 +274,20 @@ def store(redis_server: RedisServer, prefix: str) -> Iterator[RedisStore]:
 @pytest.mark.redis
 def test_key_layout_values_and_ttls(store: RedisStore, redis_server: RedisServer, prefix: str) -> None:
     client = redis_server.client()
-    store.update("a", inc)
-    store.update_budget(lambda _: (4.5, None))
+    store.claim(claim_of("a", names=("a",), deposit=True))
     assert store.key("a") == f"{prefix}dep:a"
-    assert sorted(client.keys(f"{prefix}*")) == [f"{prefix}budget".encode(), f"{prefix}dep:a".encode()]
+    budget, record, journal = sorted(client.keys(f"{prefix}*"))
+    assert (budget, record) == (f"{prefix}budget".encode(), f"{prefix}dep:a".encode())
+    # The store's journal: what its last steps did, kept a minute (see test_disconnects).
+    assert journal.startswith(f"{prefix}ops:".encode())
+    assert client.hlen(journal) == 1
+    assert 55 <= client.ttl(journal) <= 60
     assert json.loads(client.get(f"{prefix}dep:a")) == {"inflight": 1}
-    assert float(client.get(f"{prefix}budget")) == 4.5
+    assert float(client.get(f"{prefix}budget")) == 10.0  # the start (10), the deposit capped at the burst
     assert 3590 <= client.ttl(f"{prefix}dep:a") <= 3600
     assert 3590 <= client.ttl(f"{prefix}budget") <= 3600
     # A breaker open for two more hours keeps its record an hour past that.
-    store.update("a", lambda s: (evolve(s, status="open", open_until=time.time() + 7200), None))
+    store.settle(Settle("a", Outcome.quota(time.time(), time.time() + 7200), BREAKER))
     assert 3 * 3600 - 10 <= client.ttl(f"{prefix}dep:a") <= 3 * 3600
     client.close()
 
@@ -259,7 +299,7 @@ def test_prefixes_keep_routers_apart(redis_server: RedisServer, prefix: str) -> 
         RedisStore(redis_server.url, prefix=prefix + "x:"),
         RedisStore(redis_server.url, prefix=prefix),
     )
-    one.update("a", inc)
+    one.claim(claim_of("a"))
     assert other.load(["a"])["a"] == EMPTY
     assert same.load(["a"])["a"].inflight == 1
     for s in (one, other, same):
@@ -276,7 +316,7 @@ def test_a_corrupt_or_foreign_value_reads_as_empty(
     client = redis_server.client()
     client.set(store.key("a"), value)
     assert store.load(["a"])["a"] == EMPTY
-    assert store.update("a", inc) == 1
+    assert store.claim(claim_of("a")).states["a"].inflight == 1
     assert json.loads(client.get(store.key("a"))) == {"inflight": 1}
     client.close()
 
@@ -297,7 +337,7 @@ def test_two_stores_on_one_redis_share_every_update(redis_server: RedisServer, p
 
     def work(store: RedisStore) -> None:
         for _ in range(50):
-            store.update("a", inc)
+            store.claim(claim_of("a", names=("a",)))
 
     threads = [threading.Thread(target=work, args=(stores[i % 4],)) for i in range(8)]
     for t in threads:
@@ -324,20 +364,18 @@ def test_repr_and_errors_never_show_the_password() -> None:
 def test_probe_limit_holds_across_stores_racing_in_redis(
     redis_server: RedisServer, prefix: str, probes: int
 ) -> None:
-    """Each thread its own store (as separate processes are): the WATCH transactions
-    race in Redis itself, and still only `probes` calls get through."""
+    """Each thread its own store (as separate processes are): the claims race in Redis
+    itself, and still only `probes` calls get through."""
     config = BreakerConfig(consecutive_failures=1, open_for=10.0, jitter=0.0, probes=probes)
-    error = error_for(ErrorKind.SERVER_ERROR, "down")
-    now = time.time()
     stores = [RedisStore(redis_server.url, prefix=prefix) for _ in range(12)]
-    stores[0].update("a", lambda s: (on_failure(s, error, now - 20.0, config, random.Random(1)), None))
+    stores[0].settle(failed("a", config=config))
     barrier = threading.Barrier(len(stores))
     results: list[bool] = []
     lock = threading.Lock()
 
     def one(store: RedisStore) -> None:
         barrier.wait()
-        got = store.update("a", lambda s: admit(s, now, config))
+        got = store.claim(claim_of("a", names=("a",), breaker=config)).name == "a"
         with lock:
             results.append(got)
 

@@ -12,6 +12,9 @@ from ._async_driver import (
     arun_flow as arun_flow,
     astream_flow as astream_flow,
 )
+from ._budget import (
+    RetryBudget as RetryBudget,
+)
 from ._errors import (
     KIND_CLASSES as KIND_CLASSES,
     KIND_RULES as KIND_RULES,
@@ -144,7 +147,6 @@ from ._routing import (
 )
 from ._state import (
     MemoryStore as MemoryStore,
-    RetryBudget as RetryBudget,
     StateStore as StateStore,
 )
 from ._stream import (

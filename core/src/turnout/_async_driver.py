@@ -17,6 +17,7 @@ from ._driving import DRAIN_READS, LOST_RACE, DriverBase, abandon_reason, is_cle
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
+    Claim,
     Emit,
     Flow,
     HTTPResponse,
@@ -27,9 +28,8 @@ from ._flow import (
     ReadBody,
     ReadEvent,
     Send,
+    Settle,
     Sleep,
-    UpdateBudget,
-    UpdateState,
 )
 from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
@@ -37,7 +37,7 @@ from ._observe import Observers
 from ._pump import DONE, Pump, acapture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
-from ._state import StateStore
+from ._state import OutOfTime, StateStore
 from ._transport import Mounts
 
 __all__ = ["AsyncDriver", "arun_flow", "astream_flow"]
@@ -73,10 +73,18 @@ class AsyncDriver(DriverBase):
             Sleep: self.sleep,
             Race: self.race,
             LoadState: lambda c: self.store.aload(c.names),
-            UpdateState: lambda c: self.store.aupdate(c.name, c.fn),
-            UpdateBudget: lambda c: self.store.aupdate_budget(c.fn),
+            Claim: self.claim,
+            Settle: lambda c: self.store.asettle(c),
             Notify: self.notify,
         }
+
+    async def claim(self, command: Claim) -> Any:
+        """A place claimed within the time left: a shared store's round trip may not
+        outlive the call (its `OutOfTime` is the call's deadline)."""
+        try:
+            return await self.store.aclaim(command, self.limits.left())
+        except OutOfTime:
+            raise self.limits.expired_error() from None
 
     async def notify(self, command: Notify) -> None:
         self.observers.notify(command.event)

@@ -1,8 +1,12 @@
 """One router call, layered like httpx's `Client.send`, and written once.
 
-    call_flow      fallback: which deployment next, hedging, waiting for one to free up
-    retry_loop     retries on one deployment (turnout._retrying)
-    _Seat.attempt  one attempt: claim a place, run the provider's flow, report the outcome
+    call_flow               fallback: which deployment next, hedging, waiting for one to free up
+    retry_loop              retries on one deployment (turnout._retrying)
+    DeploymentSeat.attempt  one attempt on a place claimed: the provider's flow, its outcome
+                            settled (turnout._seat)
+
+Each attempt is two steps on the shared state, `Claim` before and `Settle`
+after (turnout._state): one round trip each on Redis.
 
 `RouterCore` is to `Router`/`AsyncRouter` what httpx's `BaseClient` is to
 `Client`/`AsyncClient`: everything that is not I/O. A call is one generator
@@ -28,40 +32,26 @@ from ._errors import (
     NoHealthyDeploymentError,
     ProviderError,
     TurnoutError,
-    attribute_error,
     deadline_error,
     error_for,
 )
-from ._flow import CallAbandoned, Emit, Flow, HTTPResponse, Notify, Race, Sleep
-from ._health import (
-    BreakerConfig,
-    DeploymentState,
-    Health,
-    admitting,
-    availability,
-    failing,
-    rate_limited,
-    released,
-    report,
-    set_aside,
-    succeeding,
-)
+from ._flow import CallAbandoned, Claim, Claimed, Flow, Notify, Race, Sleep, Spend
+from ._health import BreakerConfig, DeploymentState, Health, report, set_aside
 from ._limits import CallLimits
 from ._models import ChatRequest, ChatResponse, Deployment, Usage
-from ._observe import AttemptEvent, BreakerEvent, CallEvent, Observers, breaker_events
+from ._observe import AttemptEvent, CallEvent, Observers
 from ._provider import Provider, needed_features
-from ._pump import relay
 from ._record import CallRecord
 from ._retry import RetryPolicy
 from ._retrying import Tried, retry_loop
 from ._routing import Route, RouteTable
-from ._state import LoadState, MemoryStore, RetryBudget, StateStore, UpdateBudget, UpdateState
+from ._seat import DeploymentSeat, sent
+from ._state import MemoryStore, RetryBudget, StateStore
 
 __all__ = ["CallRecord", "RouterCore"]
 
 # What a provider flow is asked for: its deployment's target, the request, streaming or not.
 FlowMaker = Callable[[Target, ChatRequest, bool], Flow[Any]]
-_RATE_HEADERS = frozenset({"x-ratelimit-remaining", "x-ratelimit-remaining-requests"})
 
 
 def _provider_flow(target: Target, request: ChatRequest, stream: bool) -> Flow[Any]:
@@ -280,113 +270,147 @@ class RouterCore:
         skip: frozenset[str],
     ) -> Flow[ChatResponse]:
         table, wall = self.table, self.wall
-        yield UpdateBudget(self.budget.deposit)
-        states: dict[str, DeploymentState] = yield LoadState(self.names)
-        queue = [name for name in table.plan(route, states) if name not in skip]
+        names = table.members(route)
+
+        def plan(states: Mapping[str, DeploymentState]) -> list[str]:
+            return [name for name in table.plan(route, states) if name not in skip]
+
+        queue: list[str] = []
         tried: set[str] = set()
         last: ProviderError | None = None
         waited = 0.0
+        # The attempts of the previous round, whose decision (fallback or give up) is
+        # known once the next claim says whether anything may be tried, and paid for.
+        pending: list[Tried] = []
+        deposit = True
+        spend: Spend = "never"
         while limits.left() > 0:
             now = wall()
-            name, soonest = table.choose(queue, tried, states, now)
+            candidates = tuple(name for name in queue if name not in tried)
+            claimed: Claimed = yield Claim(
+                candidates,
+                names,
+                now,
+                self.breaker,
+                self.budget,
+                deposit=deposit,
+                spend=spend,
+                plan=plan if deposit else None,
+            )
+            if deposit:
+                queue, deposit = list(claimed.candidates), False
+            states = claimed.states
+            if not claimed.spent:
+                # A fallback into a deployment that is itself failing, and no retry token.
+                pending[-1].reason = "the retry budget is spent"
+                yield from self._decided(record, pending, "give_up")
+                assert last is not None
+                raise self._final(last, record)
+            name = claimed.name
             if name is None:
+                _, soonest = table.choose(queue, tried, states, now)
                 wait = None if soonest is None else soonest - now
                 if wait is not None and self.wait_for_healthy and wait < limits.left():
                     # Every candidate left is set aside, and the first frees up within
                     # the deadline: wait for it rather than fail the call.
+                    yield from self._decided(record, pending, "fallback")
+                    pending = []
                     yield Sleep(wait)
                     waited += wait
-                    states = yield LoadState(self.names)
                     continue
+                yield from self._decided(record, pending, "give_up")
                 if last is not None:
                     raise self._final(last, record)
                 raise self._no_healthy(route, queue, tried, states, now, limits, record)
+            yield from self._decided(record, pending, "fallback")
+            seat = DeploymentSeat(self, name, request, record, stream, states[name])
+            yield from seat.changed(claimed.before, states[name])
+            tried.add(name)
             backup = None
             if route.hedge_after is not None and not stream:
-                backup, _ = table.choose(queue, tried | {name}, states, now)
+                backup, _ = table.choose(queue, tried, states, now)
             if backup is None or route.hedge_after is None:
-                tried.add(name)
-                retries = self._retries(
-                    name, request, route, queue, tried, states, limits, record, stream, waited
-                )
+                retries = self._retries(seat, route, queue, tried, states, limits, stream, waited)
                 ends = [(yield from retries)]
             else:
-                tried.update((name, backup))
+                others = tuple(n for n in queue if n not in tried)
                 race: list[Tried] = yield Race(
-                    (
-                        _Seat(self, name, request, record, stream).attempt(waited),
-                        _Seat(self, backup, request, record, stream).attempt(route.hedge_after),
-                    ),
+                    (seat.attempt(waited), self._leg(others, names, request, record, route.hedge_after)),
                     (0.0, route.hedge_after),
                     _won,
                 )
                 ends = race
             waited = 0.0
             ran = [end for end in ends if end.admitted]
-            if not ran:
-                # Another call took the last probe slot, or it just tripped or cooled
-                # down: look again (and wait for the first to free up, as above).
-                tried.difference_update(end.name for end in ends)
-                states = yield LoadState(self.names)
-                continue
-            for end in ran:
-                if end.state is not None:
-                    states[end.name] = end.state
+            tried.update(end.name for end in ran)
             winner = next((end for end in ran if end.error is None), None)
             if winner is not None:
                 # Legs of a race that failed before the winner answered: the call moved on.
-                for end in ran:
-                    if end is not winner:
-                        yield from _sent(self.note(record, end.attempt("fallback"), started=end.started))
+                yield from self._decided(record, [end for end in ran if end is not winner], "fallback")
                 response = self._response(winner, record, stream)
                 done = winner.attempt("done")
-                yield from _sent(
+                yield from sent(
                     self.note(record, done, response.usage, response=response, started=winner.started)
                 )
                 return response.answered_by(winner.name, winner.provider, tuple(record.attempts))
             error = ran[-1].error
             assert error is not None
             last = error
+            if record.committed:
+                error.partial_text = record.text
             following = (
                 None if record.committed else table.next_after(error, route, queue, tried, False, states)
             )
-            if following is not None and KIND_RULES[error.kind].health_failure:
-                after, _ = table.choose(following, tried, states, wall())
-                if table.failing(after, states) and not (yield UpdateBudget(self.budget.withdraw)):
-                    following = None
-                    ran[-1].reason = "the retry budget is spent"
-            decision = "fallback" if following is not None else "give_up"
-            for end in ran:
-                if not end.recorded:
-                    yield from _sent(self.note(record, end.attempt(decision), started=end.started))
-            if record.committed:
-                error.partial_text = record.text
             if following is None:
+                yield from self._decided(record, ran, "give_up")
                 raise self._final(error, record)
-            queue = following
+            pending, queue = ran, following
+            # A fallback into a deployment that is failing too costs a retry token.
+            spend = "if_failing" if KIND_RULES[error.kind].health_failure else "never"
+        yield from self._decided(record, pending, "give_up")
         raise self._final(last if last is not None else deadline_error(limits.deadline), record)
+
+    def _decided(self, record: CallRecord, ends: list[Tried], decision: str) -> Flow[None]:
+        """Record the attempts that ended a round, with what the call did next."""
+        for end in ends:
+            yield from sent(self.note(record, end.attempt(decision), started=end.started))
+
+    def _leg(
+        self,
+        candidates: tuple[str, ...],
+        names: tuple[str, ...],
+        request: ChatRequest,
+        record: CallRecord,
+        waited: float,
+    ) -> Flow[Tried]:
+        """A hedged race's second leg: a place on the first candidate free when it
+        starts, and one attempt there (none, when nothing is free: the race goes on)."""
+        claimed: Claimed = yield Claim(candidates, names, self.wall(), self.breaker, self.budget)
+        if claimed.name is None:
+            return Tried("", "", admitted=False)
+        seat = DeploymentSeat(self, claimed.name, request, record, False, claimed.states[claimed.name])
+        yield from seat.changed(claimed.before, claimed.states[claimed.name])
+        return (yield from seat.attempt(waited))
 
     def _retries(
         self,
-        name: str,
-        request: ChatRequest,
+        seat: DeploymentSeat,
         route: Route,
         queue: list[str],
         tried: set[str],
         states: Mapping[str, DeploymentState],
         limits: CallLimits,
-        record: CallRecord,
         stream: bool,
         waited: float,
     ) -> Flow[Tried]:
-        seat = _Seat(self, name, request, record, stream)
+        record = seat.record
 
         def can_fall_back(error: ProviderError) -> bool:
             return self.table.next_after(error, route, queue, tried, record.committed, states) is not None
 
         return retry_loop(
             seat,
-            self.targets[name].policy_for(self.table.listed_by(route).get(name)),
+            seat.target.policy_for(self.table.listed_by(route).get(seat.name)),
             limits=limits,
             streaming=stream,
             note=lambda attempt: self.note(record, attempt),
@@ -469,118 +493,5 @@ def _server(target: Target) -> tuple[str, int | None]:
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
-def _sent(command: Notify | None) -> Flow[None]:
-    """Yield `command` if there is one (so a note costs nothing when nobody listens)."""
-    if command is not None:
-        yield command
-
-
 def _won(end: Tried) -> bool:
     return end.admitted and end.error is None
-
-
-class _Seat:
-    """One deployment as the retry layer sees it: admission, attempts and health."""
-
-    def __init__(
-        self, core: RouterCore, name: str, request: ChatRequest, record: CallRecord, stream: bool
-    ) -> None:
-        self.core = core
-        self.name = name
-        self.target = core.targets[name]
-        self.request = request
-        self.record = record
-        self.stream = stream
-        self.state: DeploymentState | None = None
-
-    @property
-    def committed(self) -> bool:
-        return self.record.committed
-
-    def ready_in(self, delay: float) -> float:
-        if self.state is None:
-            return delay
-        now = self.core.wall()
-        ready, at = availability(self.state, now + delay, self.core.breaker)
-        return delay if ready else max(delay, at - now)
-
-    def spend(self) -> Flow[bool]:
-        spent: bool = yield UpdateBudget(self.core.budget.withdraw)
-        return spent
-
-    def attempt(self, waited: float) -> Flow[Tried]:
-        """Claim a place, send, record the outcome. Never raises a ProviderError: the
-        layers above decide what a failure means."""
-        core, name, record = self.core, self.name, self.record
-        config, clock = core.breaker, core.clock
-        provider = self.target.provider.name
-        admitted, old, state = yield UpdateState(name, admitting(core.wall(), config))
-        if not admitted:
-            self.state = state  # what set it aside, for the retry layer's wait
-            return Tried(name, provider, admitted=False, state=state)
-        if old.status != state.status and core.observers.wanted(BreakerEvent):
-            yield from self._changed(old, state)
-        started = clock()
-        sent_at = core.wall()
-        try:
-            try:
-                inner = core.make_flow(self.target, self.request, self.stream)
-                if self.stream:  # every chunk is watched, and the stream's head
-                    result = yield from relay(inner, before=self._seen, after=self._headers)
-                else:  # the final response's headers come with the answer
-                    result = yield from inner
-                    if isinstance(result, ChatResponse):
-                        yield from self._quota(result.headers)
-            except ProviderError as error:
-                elapsed = clock() - started
-                attribute_error(
-                    error, provider=provider, deployment=name, secret=self.target.deployment.key()
-                )
-                old, state = yield UpdateState(name, failing(error, core.wall(), config, core.rng, elapsed))
-                self.state = state
-                if core.observers.wanted(BreakerEvent):
-                    yield from self._changed(old, state)
-                return Tried(
-                    name, provider, error=error, elapsed=elapsed, waited=waited, state=state, started=sent_at
-                )
-            first = record.first_chunk_at if self.stream else None
-            old, state = yield UpdateState(name, succeeding((first or clock()) - started, config))
-            if old.status != state.status and core.observers.wanted(BreakerEvent):
-                yield from self._changed(old, state)
-        except CallAbandoned as abandoned:
-            # The caller went away (or a hedged leg lost its race) before the outcome:
-            # give back the place, and say so in the call's record.
-            yield UpdateState(name, released)
-            why = str(abandoned) or "abandoned"
-            attempt = Attempt(name, provider, None, clock() - started, waited, "abandoned", why)
-            yield from _sent(core.note(record, attempt))
-            raise
-        except Exception:
-            # A mistake that is nobody's health (a body that cannot be serialized, a bug
-            # in a plugin): give back the place, and let it go on.
-            yield UpdateState(name, released)
-            raise
-        return Tried(name, provider, result=result, elapsed=clock() - started, waited=waited, started=sent_at)
-
-    def _changed(self, old: DeploymentState, new: DeploymentState) -> Flow[None]:
-        for event in breaker_events(self.name, self.target.provider.name, old, new, self.core.wall()):
-            yield Notify(event)
-
-    def _seen(self, command: Any) -> None:
-        if type(command) is Emit:
-            record = self.record
-            if record.first_chunk_at is None:
-                record.first_chunk_at = self.core.clock()
-            record.observe(command.chunk)
-
-    def _headers(self, value: Any) -> Flow[None] | None:
-        if type(value) is not HTTPResponse:
-            return None
-        self.record.headers = dict(value.headers)
-        return self._quota(value.headers) if value.ok else None
-
-    def _quota(self, headers: Mapping[str, str]) -> Flow[None]:
-        """A success that used up the quota: steer the next calls away before they hit
-        a 429. (On an error, its retry_after and cooldown already decide.)"""
-        if _RATE_HEADERS.intersection(headers):
-            yield UpdateState(self.name, rate_limited(headers, self.core.wall()))

@@ -62,6 +62,8 @@ class StateConfig:
     backend: str = "memory"
     url: str | None = None
     prefix: str = "turnout:"
+    # The URL names a node of a Redis Cluster.
+    cluster: bool = False
 
 
 @frozen
@@ -173,7 +175,9 @@ def _store(state: StateConfig | None) -> StateStore | None:
         try:
             from ._redis_store import DEFAULT_URL, RedisStore
 
-            return RedisStore(url.reveal() if url is not None else DEFAULT_URL, prefix=state.prefix)
+            return RedisStore(
+                url.reveal() if url is not None else DEFAULT_URL, prefix=state.prefix, cluster=state.cluster
+            )
         except ImportError:
             raise ConfigError(
                 "the redis backend needs the redis package: pip install 'turnout[redis]'",

@@ -20,7 +20,7 @@ from ._flow import HTTPRequest, HTTPResponse, Notify, OpenStream, Send
 from ._limits import CallLimits
 from ._observe import Observers
 from ._reading import BodyReader
-from ._state import MemoryStore, StateStore, UpdateBudget, UpdateState
+from ._state import MemoryStore, Settle, StateStore
 from ._transport import transport_error
 
 __all__ = ["USER_AGENT", "DriverBase", "is_cleanup", "is_cleanup_send"]
@@ -40,7 +40,7 @@ def is_cleanup_send(command: Any) -> bool:
     return type(command) is Send and command.cleanup
 
 
-_UPKEEP = frozenset({UpdateState, UpdateBudget, Notify})
+_UPKEEP = frozenset({Settle, Notify})
 # What the attempt record says when a call is abandoned, by what abandoned it.
 LOST_RACE = "lost the race"
 _ABANDONED = {

@@ -17,8 +17,8 @@ them exactly as it sees a gateway's error response.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from attrs import field, frozen
 
@@ -26,7 +26,8 @@ from ._limits import DEFAULT_MAX_BODY, ERROR_BODY_LIMIT
 from ._models import ChatChunk
 
 if TYPE_CHECKING:
-    from ._health import DeploymentState
+    from ._budget import RetryBudget
+    from ._health import BreakerConfig, DeploymentState, Outcome
 
 __all__ = [
     "CallAbandoned",
@@ -38,6 +39,8 @@ __all__ = [
     "Flow",
     "HTTPRequest",
     "HTTPResponse",
+    "Claim",
+    "Claimed",
     "LoadState",
     "OpenStream",
     "Race",
@@ -45,9 +48,9 @@ __all__ = [
     "ReadEvent",
     "SSEvent",
     "Send",
+    "Settle",
     "Sleep",
-    "UpdateBudget",
-    "UpdateState",
+    "Spend",
 ]
 
 T = TypeVar("T")
@@ -180,10 +183,6 @@ class Notify:
     event: Any
 
 
-StateFn = Callable[["DeploymentState"], tuple["DeploymentState", Any]]
-BudgetFn = Callable[[float], tuple[float, Any]]
-
-
 @frozen
 class LoadState:
     """Read the state of these deployments (a dict name -> DeploymentState comes back)."""
@@ -191,19 +190,56 @@ class LoadState:
     names: tuple[str, ...]
 
 
+# What a retry or a fallback asks of the budget when it claims a place: nothing, a
+# token (a retry on the same deployment), or a token when the deployment claimed is
+# itself failing (a fallback: one to a healthy deployment is free).
+Spend = Literal["never", "always", "if_failing"]
+
+
 @frozen
-class UpdateState:
-    """Apply `fn` to one deployment's state atomically; its result comes back."""
+class Claim:
+    """Before an attempt, one atomic step on the shared state (one Redis round trip):
+    add the budget's share when a call starts (`deposit`), take a place on the first
+    of `candidates` that may be tried at `at` (a probe slot when its breaker is not
+    closed), paying a retry token as `spend` says, and read back the states of
+    `names`. A `Claimed` comes back (`turnout._state.claim` says exactly what).
+
+    A call's first claim gives `plan` instead of candidates: the route's strategy,
+    which orders them from the states (the freshest the store has: its own, in
+    memory; the last it read, on Redis)."""
+
+    candidates: tuple[str, ...]
+    names: tuple[str, ...]
+    at: float
+    breaker: BreakerConfig
+    budget: RetryBudget
+    deposit: bool = False
+    spend: Spend = "never"
+    plan: Callable[[Mapping[str, DeploymentState]], Sequence[str]] | None = None
+
+
+@frozen
+class Claimed:
+    """What a `Claim` got: the deployment it took a place on (None: none may be tried
+    at that time, or `spent` is False: a token was due and the budget had none), the
+    states of the names asked for, and the claimed one's state before the claim."""
+
+    name: str | None
+    states: Mapping[str, DeploymentState]
+    before: DeploymentState | None = None
+    spent: bool = True
+    # The candidates in the order claimed from (what the plan made of them).
+    candidates: tuple[str, ...] = ()
+
+
+@frozen
+class Settle:
+    """After an attempt, one atomic step: apply its `Outcome` to its deployment's state
+    (one Redis round trip). (before, after) comes back."""
 
     name: str
-    fn: StateFn
-
-
-@frozen
-class UpdateBudget:
-    """Apply `fn` to the retry budget's tokens atomically; its result comes back."""
-
-    fn: BudgetFn
+    outcome: Outcome
+    breaker: BreakerConfig
 
 
 @frozen
@@ -223,17 +259,5 @@ class CallAbandoned(BaseException):
     KeyboardInterrupt), so it can yield `Send(..., cleanup=True)` requests before it ends."""
 
 
-Command = (
-    Send
-    | OpenStream
-    | ReadBody
-    | ReadEvent
-    | Sleep
-    | Emit
-    | Notify
-    | LoadState
-    | UpdateState
-    | UpdateBudget
-    | Race
-)
+Command = Send | OpenStream | ReadBody | ReadEvent | Sleep | Emit | Notify | LoadState | Claim | Settle | Race
 Flow = Generator[Command, Any, T]

@@ -25,18 +25,19 @@ __all__ = [
     "BreakerConfig",
     "DeploymentState",
     "Health",
+    "Outcome",
     "admit",
     "availability",
+    "exhausted_until",
+    "failing",
     "on_failure",
     "on_rate_limit_headers",
     "on_success",
+    "open_for",
     "release",
-    "admitting",
-    "failing",
-    "rate_limited",
-    "released",
+    "report",
     "set_aside",
-    "succeeding",
+    "settle",
 ]
 
 BreakerStatus = Literal["closed", "open", "half_open"]
@@ -197,42 +198,94 @@ def on_success(state: DeploymentState, latency: float, config: BreakerConfig) ->
     return evolve(state, consecutive=0, window=window, latency=average, inflight=finish["inflight"])
 
 
-def _open_for(trips: int, retry_after: float | None, config: BreakerConfig, rng: random.Random) -> float:
-    """Doubling on each re-trip up to `max_open`, ± `jitter`; never shorter than the
-    server's (bounded) retry_after."""
-    duration = backoff(
-        trips - 1, base=config.open_for, cap=config.max_open, jitter="symmetric", ratio=config.jitter, rng=rng
-    )
-    return max(duration, retry_after or 0.0)
+OutcomeKind = Literal["success", "failure", "release", "quota"]
 
 
-def on_failure(
-    state: DeploymentState,
-    error: ProviderError,
-    now: float,
-    config: BreakerConfig,
-    rng: random.Random,
-    latency: float | None = None,
-) -> DeploymentState:
-    rule = KIND_RULES[error.kind]
+@frozen
+class Outcome:
+    """How an attempt ended, as far as its deployment's health goes, as plain data: the
+    in-memory store applies it with `settle`, the Redis store with a script that
+    mirrors `settle` line for line (tests run both on the same inputs)."""
+
+    kind: OutcomeKind
+    at: float  # wall clock
+    latency: float | None = None
+    # A failure's kind (its value), and what its row of the taxonomy says.
+    error: str = ""
+    health_failure: bool = False
+    cooldown: float = 0.0
+    # A 429 sets the deployment aside for other calls until its retry_after (bounded)...
+    rate_limited: bool = False
+    # ...and a breaker it trips stays open at least that long.
+    retry_after: float | None = None
+    # Where in the jitter band a breaker's open time falls: uniform in [0, 1).
+    draw: float = 0.5
+    # A response said the quota is used up until then (0: it did not).
+    exhausted_until: float = 0.0
+
+    @classmethod
+    def success(cls, at: float, latency: float, exhausted_until: float = 0.0) -> Outcome:
+        return cls("success", at, latency, exhausted_until=exhausted_until)
+
+    @classmethod
+    def failure(
+        cls, error: ProviderError, at: float, latency: float | None = None, rng: random.Random | None = None
+    ) -> Outcome:
+        rule = KIND_RULES[error.kind]
+        return cls(
+            "failure",
+            at,
+            None if error.kind is ErrorKind.TIMEOUT else latency,  # a timeout's time is ours
+            error=error.kind.value,
+            health_failure=rule.health_failure,
+            cooldown=rule.cooldown or 0.0,
+            rate_limited=error.kind is ErrorKind.RATE_LIMITED,
+            retry_after=bounded(error.retry_after),
+            draw=(rng or random).random(),
+        )
+
+    @classmethod
+    def release(cls, at: float) -> Outcome:
+        """A call ended without an outcome (abandoned): its place is given back."""
+        return cls("release", at)
+
+    @classmethod
+    def quota(cls, at: float, until: float) -> Outcome:
+        """A response (a stream's head, say) said the quota is used up until `until`."""
+        return cls("quota", at, exhausted_until=until)
+
+
+def settle(state: DeploymentState, outcome: Outcome, config: BreakerConfig) -> DeploymentState:
+    """What an attempt's end does to its deployment."""
+    new = _SETTLE[outcome.kind](state, outcome, config)
+    if outcome.exhausted_until > new.exhausted_until:
+        new = evolve(new, exhausted_until=outcome.exhausted_until)
+    return new
+
+
+def _succeeded(state: DeploymentState, outcome: Outcome, config: BreakerConfig) -> DeploymentState:
+    return on_success(state, outcome.latency or 0.0, config)
+
+
+def _failed(state: DeploymentState, outcome: Outcome, config: BreakerConfig) -> DeploymentState:
     finish = _finish(state)
-    errors = (*state.errors, error.kind.value)[-ERROR_HISTORY:]
+    errors = (*state.errors, outcome.error)[-ERROR_HISTORY:]
     changes: dict[str, object] = {"errors": errors, "inflight": finish["inflight"]}
-    if rule.cooldown:
-        changes["cooldown_until"] = max(state.cooldown_until, now + rule.cooldown)
-        changes["cooldown_reason"] = error.kind.value
-    retry_after = bounded(error.retry_after)
-    if error.kind is ErrorKind.RATE_LIMITED and retry_after:
-        until = now + retry_after
+    now = outcome.at
+    if outcome.cooldown:
+        changes["cooldown_until"] = max(state.cooldown_until, now + outcome.cooldown)
+        changes["cooldown_reason"] = outcome.error
+    if outcome.rate_limited and outcome.retry_after:
+        until = now + outcome.retry_after
         if until > state.cooldown_until:
             changes["cooldown_until"] = until
-            changes["cooldown_reason"] = error.kind.value
-    if not rule.health_failure:
+            changes["cooldown_reason"] = outcome.error
+    if not outcome.health_failure:
         # Says nothing about the deployment's health: a probe slot is just given back.
         changes["probes"] = finish["probes"]
         return evolve(state, **changes)  # type: ignore[arg-type]
-    if latency is not None and error.kind is not ErrorKind.TIMEOUT:
-        changes["latency"] = _ewma(state.latency, latency, config.ewma_alpha)
+    if outcome.latency is not None:
+        changes["latency"] = _ewma(state.latency, outcome.latency, config.ewma_alpha)
     if state.status == "open":
         # A call admitted before the trip: already counted in the decision to open.
         return evolve(state, **changes)  # type: ignore[arg-type]
@@ -249,7 +302,7 @@ def on_failure(
         changes.update(
             status="open",
             trips=trips,
-            open_until=now + _open_for(trips, retry_after, config, rng),
+            open_until=now + open_for(trips, outcome.retry_after, config, outcome.draw),
             consecutive=0,
             window=(),
             probes=0,
@@ -257,6 +310,48 @@ def on_failure(
     else:
         changes.update(consecutive=consecutive, window=window, probes=finish["probes"])
     return evolve(state, **changes)  # type: ignore[arg-type]
+
+
+def _released(state: DeploymentState, outcome: Outcome, config: BreakerConfig) -> DeploymentState:
+    return release(state)
+
+
+def _quota(state: DeploymentState, outcome: Outcome, config: BreakerConfig) -> DeploymentState:
+    return state  # `settle` applies `exhausted_until`, whatever the kind
+
+
+_SETTLE: dict[str, Callable[[DeploymentState, Outcome, BreakerConfig], DeploymentState]] = {
+    "success": _succeeded,
+    "failure": _failed,
+    "release": _released,
+    "quota": _quota,
+}
+
+
+def open_for(trips: int, retry_after: float | None, config: BreakerConfig, draw: float) -> float:
+    """Doubling on each re-trip up to `max_open`, ± `jitter` (`draw` says where in the
+    band); never shorter than the server's (bounded) retry_after."""
+    duration = backoff(
+        trips - 1,
+        base=config.open_for,
+        cap=config.max_open,
+        jitter="symmetric",
+        ratio=config.jitter,
+        draw=draw,
+    )
+    return max(duration, retry_after or 0.0)
+
+
+def on_failure(
+    state: DeploymentState,
+    error: ProviderError,
+    now: float,
+    config: BreakerConfig,
+    rng: random.Random,
+    latency: float | None = None,
+) -> DeploymentState:
+    """`settle` for a failure with `error`, the open time's jitter drawn from `rng`."""
+    return settle(state, Outcome.failure(error, now, latency, rng), config)
 
 
 def release(state: DeploymentState) -> DeploymentState:
@@ -267,16 +362,23 @@ def release(state: DeploymentState) -> DeploymentState:
     )
 
 
-def on_rate_limit_headers(state: DeploymentState, headers: Mapping[str, str], now: float) -> DeploymentState:
-    """A response said the quota is used up: no call goes there before the reset
-    (a second from now when it does not say when)."""
+def exhausted_until(headers: Mapping[str, str], now: float) -> float:
+    """Until when a response's rate-limit headers say the quota is used up (0: it is
+    not): the reset, or a second from now when they do not say when."""
     if not quota_exhausted(headers):
-        return state
+        return 0.0
     reset = reset_in(headers, now)
-    until = now + (1.0 if reset is None else reset)
-    if until <= state.exhausted_until:
-        return state
-    return evolve(state, exhausted_until=until)
+    return now + (1.0 if reset is None else reset)
+
+
+def on_rate_limit_headers(state: DeploymentState, headers: Mapping[str, str], now: float) -> DeploymentState:
+    """A response said the quota is used up: no call goes there before the reset."""
+    return settle(state, Outcome.quota(now, exhausted_until(headers, now)), BreakerConfig())
+
+
+def failing(state: DeploymentState) -> bool:
+    """Whether a deployment is failing now (a fallback into it costs a retry token)."""
+    return state.status != "closed" or state.consecutive > 0
 
 
 def report(name: str, state: DeploymentState, now: float, config: BreakerConfig) -> Health:
@@ -301,49 +403,3 @@ def report(name: str, state: DeploymentState, now: float, config: BreakerConfig)
         trips=state.trips,
         recent_errors=counts,
     )
-
-
-# -- updates, as the store applies them ---------------------------------------------
-# Each takes the current record and returns (new state, result): what the flow's
-# `UpdateState` commands carry, so that every store (in memory, on Redis) applies
-# the same pure functions atomically.
-def admitting(
-    now: float, config: BreakerConfig
-) -> Callable[[DeploymentState], tuple[DeploymentState, tuple[bool, DeploymentState, DeploymentState]]]:
-    def apply(
-        state: DeploymentState,
-    ) -> tuple[DeploymentState, tuple[bool, DeploymentState, DeploymentState]]:
-        new, admitted = admit(state, now, config)
-        return new, (admitted, state, new)
-
-    return apply
-
-
-def failing(
-    error: ProviderError, now: float, config: BreakerConfig, rng: random.Random, latency: float
-) -> Callable[[DeploymentState], tuple[DeploymentState, tuple[DeploymentState, DeploymentState]]]:
-    def apply(state: DeploymentState) -> tuple[DeploymentState, tuple[DeploymentState, DeploymentState]]:
-        new = on_failure(state, error, now, config, rng, latency)
-        return new, (state, new)
-
-    return apply
-
-
-def succeeding(
-    latency: float, config: BreakerConfig
-) -> Callable[[DeploymentState], tuple[DeploymentState, tuple[DeploymentState, DeploymentState]]]:
-    def apply(state: DeploymentState) -> tuple[DeploymentState, tuple[DeploymentState, DeploymentState]]:
-        new = on_success(state, latency, config)
-        return new, (state, new)
-
-    return apply
-
-
-def released(state: DeploymentState) -> tuple[DeploymentState, None]:
-    return release(state), None
-
-
-def rate_limited(
-    headers: Mapping[str, str], now: float
-) -> Callable[[DeploymentState], tuple[DeploymentState, None]]:
-    return lambda state: (on_rate_limit_headers(state, headers, now), None)

@@ -1,157 +1,101 @@
 """What a Redis store does, as generators that yield Redis operations (no I/O here).
 
-Each `StateStore` method of `RedisStore` is a flow: a generator that yields the
-operations below and receives their results (or has their exceptions thrown
-in), as httpx's `Auth.auth_flow` does. `RedisStore` drives a flow with a
+Each `StateStore` method of `RedisStore` is a flow: a generator that yields
+the operations below and receives their results (or has their exceptions
+thrown in), as httpx's `Auth.auth_flow` does. `RedisStore` drives a flow with a
 blocking client or an asyncio one; the drivers only perform, so every decision
 is written once, here:
 
+- each step is one script (`turnout._redis_lua`), one round trip: `EVALSHA`,
+  or `EVAL` with the source once when the server answers NOSCRIPT (a restarted
+  server, a failover, `SCRIPT FLUSH`);
+- how long the round trip may take: the store's own budget, and for a claim
+  also the time left in the call. A step that runs out of the store's budget
+  means Redis is too slow: an outage. A claim that runs out of the call's time
+  is no outage: the claim is cancelled (its place given back, if it was taken)
+  and the call ends on its deadline (`OutOfTime`);
+- a connection found broken is replaced once before anything is declared:
+  servers and NAT gateways close idle connections, operators kill them. The
+  step is sent again with the same operation number, so a step that was made
+  before its reply was lost is not made twice (the script's journal says it
+  was). A second failure, a timeout or any other Redis error is an outage;
 - whether a call goes to Redis, probes it after an outage, or stays local
   (asked of `Outage`), and what it does locally instead;
-- the compare-and-set transaction: WATCH and GET the key, apply the pure `fn`,
-  MULTI/SET/EXEC; nothing written when nothing changed; again when another
-  writer got there first, with a small random pause after three conflicts in a
-  row; given up (made locally) after a thousand;
-- a connection found broken is retried once, on a fresh connection, before
-  anything is declared: servers and NAT gateways close idle connections, and an
-  operator may kill them. Only a second failure, or any other Redis error, is an
-  outage. A write whose reply was lost is looked for before it is made again;
-- how long a round of commands may take (`ROUND_TRIPS` socket timeouts), as a
-  deadline on the operations, for the asyncio driver to enforce (the blocking
-  client bounds each command by its socket timeout itself).
-
-A later version may apply an update with one server-side script instead of the
-transaction: that is another generator in place of `RedisCore.transact`,
-yielding one more kind of operation.
+- the order of a first claim's candidates: the route's strategy (`plan`)
+  cannot run in Redis, so it orders them from the states this store last read
+  (at most one round trip old) and the script claims in that order.
 """
 
 from __future__ import annotations
 
 import enum
-import random
+import itertools
+import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 from attrs import frozen
 
-from ._flow import BudgetFn, StateFn
+from ._flow import Claim, Claimed, Settle
 from ._health import DeploymentState
-from ._redis_codec import Layout, Record
+from ._redis_codec import Layout, claim_args, claimed_of, decode_state, known, settle_args, states_of
+from ._redis_lua import CANCEL, CLAIM, LOAD, SETTLE, Script
 from ._redis_outage import Mode, Outage
+from ._state import OutOfTime
 
-__all__ = [
-    "Failure",
-    "Failures",
-    "MGet",
-    "Op",
-    "Reconnect",
-    "RedisCore",
-    "Sleep",
-    "TakeTurn",
-    "Unavailable",
-    "Unwatch",
-    "WatchGet",
-    "Write",
-]
+__all__ = ["Eval", "Failure", "Failures", "Flow", "Op", "Reconnect", "RedisCore", "Unavailable"]
 
 R = TypeVar("R")
-V = TypeVar("V")
-
-# The commands in one round of a transaction (WATCH, GET, MULTI/SET/EXEC) may take
-# this many socket timeouts, as a whole.
-ROUND_TRIPS = 3
-# After this many conflicting transactions in a row, pause a little between tries.
-QUIET_CONFLICTS = 3
-# A transaction that keeps losing this often is given up: the update is made locally.
-MAX_CONFLICTS = 1000
 
 
-# -- operations -----------------------------------------------------------------
-# `deadline` is on the driver's clock (the event loop's time), None for no limit.
+# -- operations -----------------------------------------------------------------------
 
 
 @frozen
-class MGet:
-    """GET each key, in one command. Returns the values (None for a missing key)."""
+class Eval:
+    """Run `script` on `keys` with `args` (EVALSHA; EVAL with its source when `source`),
+    within `timeout` seconds (None: the client's own bounds). Returns its reply."""
 
-    keys: Sequence[str]
-    deadline: float | None
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+    timeout: float | None
+    source: bool = False
 
-
-@frozen
-class WatchGet:
-    """WATCH the key, then GET it. Returns its value or None."""
-
-    key: str
-    deadline: float | None
-
-
-@frozen
-class Write:
-    """MULTI, SET the key to `value` expiring in `ttl_ms`, EXEC. Raises the client's
-    WatchError when the watched key changed meanwhile."""
-
-    key: str
-    value: bytes
-    ttl_ms: int
-    deadline: float | None
-
-
-@frozen
-class Unwatch:
-    """End the transaction without writing (UNWATCH)."""
-
-    deadline: float | None
+    def command(self) -> tuple[str, ...]:
+        """The Redis command, as redis-py's `send_command` takes it."""
+        first = ("EVAL", self.script.source) if self.source else ("EVALSHA", self.script.sha)
+        return (*first, str(len(self.keys)), *self.keys, *self.args)
 
 
 @frozen
 class Reconnect:
-    """Close the connection the flow used and the idle ones: the next command opens a
-    fresh connection."""
-
-    deadline: float | None
+    """Close the idle connections (any may be one the server closed while it idled):
+    the next command opens a fresh one."""
 
 
-@frozen
-class Sleep:
-    seconds: float
-
-
-@frozen
-class TakeTurn:
-    """Wait for this process's other calls on `key` to finish; the turn lasts until the
-    flow ends. (Transactions then only race other processes', not dozens of this one's
-    threads or tasks.)"""
-
-    key: str
-
-
-Command: TypeAlias = MGet | WatchGet | Write | Unwatch | Reconnect
-Op: TypeAlias = Command | Sleep | TakeTurn
+Op: TypeAlias = Eval | Reconnect
 Flow: TypeAlias = Generator[Op, Any, R]
-# The driver's clock, for deadlines; None where the client bounds each command itself.
-Clock: TypeAlias = Callable[[], float] | None
-# A pure update: from the current value, the new value and what to return.
-Change: TypeAlias = Callable[[V], tuple[V, Any]]
-# An update made: the new value and what `fn` returned.
-Applied: TypeAlias = tuple[V, Any]
 
 
-# -- failures --------------------------------------------------------------------
+# -- failures -------------------------------------------------------------------------
 
 
 class Failure(enum.Enum):
-    CONFLICT = "conflict"  # another writer changed the key: run the transaction again
+    NOSCRIPT = "noscript"  # the server does not have the script: send its source
     BROKEN = "broken"  # the connection was lost: worth one more try, on a fresh one
+    SLOW = "slow"  # the round trip ran out of its time
     OUTAGE = "outage"  # Redis does not serve us: serve locally for a while
 
 
 class Unavailable(Exception):
-    """Redis failed in a way that the flow does not retry; `cause` says how."""
+    """Redis failed in a way the flow does not retry; `cause` says how. `cut`: the
+    round trip ran out of the call's time, not of the store's (no fault of Redis)."""
 
-    def __init__(self, cause: BaseException) -> None:
+    def __init__(self, cause: BaseException, cut: bool = False) -> None:
         super().__init__(cause)
         self.cause = cause
+        self.cut = cut
 
 
 @frozen
@@ -159,182 +103,172 @@ class Failures:
     """What an exception from an operation means: rows of (types, failure), the first
     match wins. The types are the client's, so the table is made with the store."""
 
-    conflict: type[BaseException]
     rows: tuple[tuple[tuple[type[BaseException], ...], Failure], ...]
 
     @classmethod
     def of_redis(cls) -> Failures:
         import redis
+        from redis.exceptions import NoScriptError, RedisClusterException
 
         return cls(
-            conflict=redis.WatchError,
             rows=(
+                ((NoScriptError,), Failure.NOSCRIPT),
                 # A refused password is met again on any connection.
                 ((redis.AuthenticationError,), Failure.OUTAGE),
+                ((redis.TimeoutError, TimeoutError), Failure.SLOW),
                 ((redis.ConnectionError, ConnectionError), Failure.BROKEN),
-                # Any other Redis error, a timeout, a socket error.
-                ((redis.RedisError, OSError), Failure.OUTAGE),
+                # Any other Redis error (READONLY, OOM, a cluster without the slot), a socket error.
+                ((redis.RedisError, RedisClusterException, OSError), Failure.OUTAGE),
             ),
         )
 
-    def classify(self, exc: BaseException) -> tuple[Failure, BaseException] | None:
-        """The failure `exc` stands for and the error to report, or None when it is not
-        a Redis failure at all."""
-        if isinstance(exc, self.conflict):
-            # redis-py reports a connection lost while watching as a WatchError raised
-            # while handling the connection error: that is no other writer.
-            cause = exc.__context__
-            if cause is None or isinstance(cause, self.conflict):
-                return Failure.CONFLICT, exc
-            found = self.classify(cause)
-            return (Failure.CONFLICT, exc) if found is None else found
+    def classify(self, exc: BaseException) -> Failure | None:
+        """The failure `exc` stands for, or None when it is not a Redis failure at all."""
         for types, failure in self.rows:
             if isinstance(exc, types):
-                return failure, exc
+                return failure
         return None
 
 
-def conflict_pause(conflicts: int) -> float:
-    """How long to wait after `conflicts` conflicts in a row: nothing at first, then a
-    random pause that grows to 10 ms, so that racing processes fall out of step."""
-    if conflicts <= QUIET_CONFLICTS:
-        return 0.0
-    return random.uniform(0.0, 0.0005 * min(conflicts - 1, 20))
-
-
-# -- the flows -------------------------------------------------------------------
+# -- the flows ------------------------------------------------------------------------
 
 
 class RedisCore:
-    """The flows of one `RedisStore`: its key layout, its outage switch, and the
-    meaning of its client's exceptions."""
+    """The flows of one `RedisStore`: its key layout and journal, its outage switch,
+    the meaning of its client's exceptions, and the time one step may take."""
 
     def __init__(
-        self, layout: Layout, outage: Outage, failures: Failures, socket_timeout: float | None
+        self,
+        layout: Layout,
+        outage: Outage,
+        failures: Failures,
+        budget: float | None,
+        journal: str,
+        wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.layout = layout
         self.outage = outage
         self.failures = failures
-        self.round_budget = None if socket_timeout is None else ROUND_TRIPS * socket_timeout
+        self.budget = budget
+        self.journal = journal
+        self.wall = wall  # for the records' times
+        self.clock = clock  # for the call's time left
+        self._ops = itertools.count(1)
 
-    def load(self, names: Sequence[str], clock: Clock = None) -> Flow[dict[str, DeploymentState]]:
+    def load(self, names: Sequence[str]) -> Flow[dict[str, DeploymentState]]:
         if not names:
             return {}
-        mode = self.outage.mode()
-        if mode is not Mode.LOCAL:
-            try:
-                raws = yield from self._fetch([self.layout.key(name) for name in names], clock)
-            except Unavailable as failure:
-                self.outage.failed(failure.cause)
-            else:
-                if mode is Mode.PROBE:
-                    self.outage.resumed()
-                decode = self.layout.decode_state
-                states = {name: decode(raw) for name, raw in zip(names, raws, strict=True)}
-                self.outage.seen.update(states)
-                return states
-        return self.outage.local.load(names)
+        return (yield from self._step(lambda: self._load(names), lambda: self.outage.local.load(names)))
 
-    def update(self, name: str, fn: StateFn, clock: Clock = None) -> Flow[Any]:
-        done = yield from self._update(self.layout.key(name), self.layout.state, fn, clock)
-        if done is None:
-            return self.outage.local.update(name, fn)
-        new, result = done
-        self.outage.seen[name] = new
-        return result
+    def claim(self, command: Claim, within: float | None = None) -> Flow[Claimed]:
+        """The `Claim` step (`turnout._state.claim`) in one script, within `within`
+        seconds (the time left in the call) as well as the store's budget."""
+        return (
+            yield from self._step(
+                lambda: self._claim(command, within), lambda: self.outage.local.claim(command)
+            )
+        )
 
-    def update_budget(self, fn: BudgetFn, clock: Clock = None) -> Flow[Any]:
-        done = yield from self._update(self.layout.budget_key, self.layout.budget, fn, clock)
-        if done is None:
-            return self.outage.local.update_budget(fn)
-        self.outage.seen_tokens, result = done
-        return result
+    def settle(self, command: Settle) -> Flow[tuple[DeploymentState, DeploymentState]]:
+        """The `Settle` step (`turnout._health.settle`) in one script, within the store's
+        budget only: it is made even after the call's deadline, or state would drift."""
+        settled: tuple[DeploymentState, DeploymentState] = yield from self._step(
+            lambda: self._settle(command), lambda: self.outage.local.settle(command)
+        )
+        return settled
 
-    def _update(self, key: str, record: Record[V], fn: Change[V], clock: Clock) -> Flow[Applied[V] | None]:
-        """The update, made in Redis; None when it is to be made locally instead."""
+    def _step(self, shared: Callable[[], Flow[R]], local: Callable[[], R]) -> Flow[R]:
+        """One step in Redis (the outage switch asked once: shared, or this call probes
+        Redis after an outage), else locally."""
         mode = self.outage.mode()
         if mode is Mode.LOCAL:
-            return None
-        yield TakeTurn(key)
-        if mode is Mode.SHARED and self.outage.down:  # Redis failed while this call waited
-            return None
+            return local()
         try:
-            done = yield from self.transact(key, record, fn, clock)
+            result = yield from shared()
         except Unavailable as failure:
             self.outage.failed(failure.cause)
-            return None
-        if done is not None and mode is Mode.PROBE:
+            return local()
+        if mode is Mode.PROBE:
             self.outage.resumed()
-        return done
+        return result
 
-    def transact(self, key: str, record: Record[V], fn: Change[V], clock: Clock) -> Flow[Applied[V] | None]:
-        """WATCH, GET, apply `fn`, MULTI/SET/EXEC; again while another writer gets there
-        first. Returns the new value and `fn`'s result, or None when it kept losing;
-        raises `Unavailable` when Redis failed."""
-        conflicts = 0
-        reconnected = False
-        # A write whose reply a broken connection lost: (value, new, result).
-        lost: tuple[bytes, V, Any] | None = None
-        while conflicts < MAX_CONFLICTS:
-            deadline = self._deadline(clock)
-            writing: tuple[bytes, V, Any] | None = None
-            try:
-                raw = yield WatchGet(key, deadline)
-                if lost is not None and raw == lost[0]:
-                    # The write was made before the connection broke (unless another
-                    # process wrote the very same bytes in that instant).
-                    yield Unwatch(deadline)
-                    return lost[1], lost[2]
-                # Whatever else the key holds, the lost write counts as not made and
-                # `fn` runs again, on that value: counts and probe slots err towards
-                # taken twice, never towards overdrawn.
-                lost = None
-                current = record.decode(raw)
-                new, result = fn(current)
-                if raw is not None and new == current:
-                    yield Unwatch(deadline)  # nothing to write
-                    return new, result
-                writing = (record.encode(new), new, result)
-                yield Write(key, writing[0], record.ttl_ms(new), deadline)
-                return new, result
-            except Exception as exc:
-                failure = self._retry_after(exc, reconnected)
-            if failure is Failure.CONFLICT:
-                conflicts += 1
-                pause = conflict_pause(conflicts)
-                if pause:
-                    yield Sleep(pause)
-            else:
-                reconnected, lost = True, writing
-                yield Reconnect(self._deadline(clock))
-        return None
+    def _load(self, names: Sequence[str]) -> Flow[dict[str, DeploymentState]]:
+        keys = tuple(self.layout.key(name) for name in names)
+        states = states_of((yield from self._run(LOAD, keys, ())), names)
+        self.outage.seen.update(states)
+        return states
 
-    def _fetch(self, keys: list[str], clock: Clock) -> Flow[list[bytes | None]]:
-        """MGET, retried once on a fresh connection; raises `Unavailable`."""
-        reconnected = False
+    def _claim(self, command: Claim, within: float | None) -> Flow[Claimed]:
+        if within is not None and within <= 0:
+            raise OutOfTime
+        until = None if within is None else self.clock() + within
+        order = command.candidates
+        if command.plan is not None:
+            order = tuple(command.plan(known(self.outage.seen, command.names)))
+        op = next(self._ops)
+        keys, args = claim_args(self.layout, self.journal, command, order, op, self.wall())
+        try:
+            reply = yield from self._run(CLAIM, keys, args, until)
+        except Unavailable as failure:
+            if not failure.cut:
+                raise
+            # The call's time ran out, not Redis's: whatever the claim did is undone.
+            yield from self._cancel(keys, op)
+            raise OutOfTime from None
+        tokens, claimed = claimed_of(reply, command.names, order)
+        self.outage.seen.update(claimed.states)
+        self.outage.seen_tokens = tokens
+        return claimed
+
+    def _cancel(self, keys: tuple[str, ...], op: int) -> Flow[None]:
+        args = (str(op), repr(self.wall()), repr(float(self.layout.ttl)))
+        try:
+            yield from self._run(CANCEL, keys, args)
+        except Unavailable as failure:
+            self.outage.failed(failure.cause)
+
+    def _settle(self, command: Settle) -> Flow[tuple[DeploymentState, DeploymentState]]:
+        op = next(self._ops)
+        keys, args = settle_args(self.layout, self.journal, command, op, self.wall())
+        before, after = yield from self._run(SETTLE, keys, args)
+        settled = decode_state(before), decode_state(after)
+        self.outage.seen[command.name] = settled[1]
+        return settled
+
+    def _run(
+        self, script: Script, keys: tuple[str, ...], args: tuple[str, ...], until: float | None = None
+    ) -> Flow[Any]:
+        """The script's reply; the source is sent once after NOSCRIPT, and the same
+        operation once more on a fresh connection after a broken one. Each round trip
+        has the store's budget, and none goes past `until` (on `clock`). Raises
+        `Unavailable` for a failure of Redis, and anything else as it is."""
+        source = reconnect = reconnected = False
         while True:
+            timeout, cut = self._bound(until)
             try:
-                raws: list[bytes | None] = yield MGet(keys, self._deadline(clock))
-                return raws
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError
+                if reconnect:
+                    reconnect = False
+                    yield Reconnect()
+                return (yield Eval(script, keys, args, timeout, source))
             except Exception as exc:
-                if self._retry_after(exc, reconnected) is not Failure.BROKEN:
-                    raise  # a conflict, where nothing is watched: not ours to hide
-            reconnected = True
-            yield Reconnect(self._deadline(clock))
+                failure = self.failures.classify(exc)
+                if failure is None:
+                    raise
+                if failure is Failure.NOSCRIPT and not source:
+                    source = True
+                elif failure is Failure.BROKEN and not reconnected:
+                    reconnect = reconnected = True
+                else:
+                    raise Unavailable(exc, cut and failure is Failure.SLOW) from None
 
-    def _retry_after(self, exc: Exception, reconnected: bool) -> Failure:
-        """Whether a failed operation is tried again: after a conflict, or on a fresh
-        connection after the call's first broken one. Raises `Unavailable` for a
-        failure of Redis, and `exc` itself for what is no failure of Redis."""
-        found = self.failures.classify(exc)
-        if found is None:
-            raise exc
-        failure, cause = found
-        if failure is Failure.CONFLICT or (failure is Failure.BROKEN and not reconnected):
-            return failure
-        raise Unavailable(cause) from None
-
-    def _deadline(self, clock: Clock) -> float | None:
-        if clock is None or self.round_budget is None:
-            return None
-        return clock() + self.round_budget
+    def _bound(self, until: float | None) -> tuple[float | None, bool]:
+        """This round trip's time, and whether it is the call's (shorter than the store's)."""
+        if until is None:
+            return self.budget, False
+        left = until - self.clock()
+        if self.budget is not None and self.budget <= left:
+            return self.budget, False
+        return left, True

@@ -18,8 +18,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from attrs import evolve
 
@@ -106,13 +105,6 @@ class Outage:
         """A local store starting from the states Redis last gave: open breakers stay open.
         Calls in flight elsewhere are not ours to count."""
         local = MemoryStore(self.budget_start)
-        for name, state in list(self.seen.items()):
-            local.update(name, _replace_with(evolve(state, inflight=0, probes=0)))
-        tokens = self.seen_tokens
-        if tokens is not None:
-            local.update_budget(_replace_with(tokens))
+        seen = {name: evolve(state, inflight=0, probes=0) for name, state in list(self.seen.items())}
+        local.seed(seen, self.seen_tokens)
         return local
-
-
-def _replace_with(value: T) -> Callable[[Any], tuple[T, None]]:
-    return lambda _: (value, None)

@@ -42,17 +42,27 @@ def backoff(
     jitter: Jitter = "none",
     ratio: float = 0.25,
     rng: random.Random | None = None,
+    draw: float | None = None,
 ) -> float:
     """Exponential backoff, written once: `base * multiplier**n`, at most `cap`, with
     jitter "full" (uniform in [0, d], AWS's), "symmetric" (d ± ratio·d) or "none".
-    Retries, breaker open times and polling under throttling all use it."""
+    Retries, breaker open times and polling under throttling all use it. `draw`: a
+    uniform number in [0, 1) already drawn, instead of drawing from `rng` (a breaker's
+    open time is computed by a Redis script from the same draw)."""
     try:
         delay = min(cap, base * multiplier ** max(n, 0))
     except OverflowError:  # after thousands of re-trips: the cap, not a crash
         delay = cap
     if jitter == "none":
         return delay
-    uniform = (rng or random).uniform
+    uniform: Callable[[float, float], float]
+    if draw is not None:
+        fixed = draw
+
+        def uniform(low: float, high: float) -> float:
+            return low + (high - low) * fixed  # what random.uniform does with its draw
+    else:
+        uniform = (rng or random).uniform
     if jitter == "full":
         return uniform(0.0, delay)
     spread = delay * ratio

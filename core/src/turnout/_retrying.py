@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from ._errors import Attempt, ProviderError
-from ._flow import Emit, Flow, Notify, Sleep
+from ._flow import Claimed, Emit, Flow, Notify, Sleep
 from ._limits import CallLimits
 from ._pump import relay
 from ._retry import GiveUp, Retry, RetryPolicy
@@ -36,7 +36,6 @@ class Tried:
         "name",
         "provider",
         "reason",
-        "recorded",
         "result",
         "started",
         "state",
@@ -67,8 +66,6 @@ class Tried:
         # When it was sent (wall clock), for observers.
         self.started = started
         self.reason = ""
-        # Already in the call's history (a retry that could not take place).
-        self.recorded = False
 
     def attempt(self, decision: str, reason: str = "") -> Attempt:
         return Attempt(
@@ -118,20 +115,22 @@ def retry_decision(
 
 
 class Seat(Protocol):
-    """Where the attempts of the retry layer are made: one deployment."""
+    """Where the attempts of the retry layer are made: one deployment, on which the
+    layer above has already claimed a place for the first attempt."""
 
     @property
     def committed(self) -> bool:
         """A chunk reached the caller: nothing may be repeated any more."""
 
-    def attempt(self, waited: float) -> Flow[Tried]:
-        """One attempt (claiming a place first, reporting the outcome after)."""
+    def attempt(self, waited: float, delay: float) -> Flow[Tried]:
+        """One attempt on the place claimed for it, after waiting `delay` seconds
+        (holding the place), its outcome recorded after."""
+
+    def claim(self, delay: float) -> Flow[Claimed]:
+        """Claim a place for a retry sent `delay` seconds from now, paying its token."""
 
     def ready_in(self, delay: float) -> float:
         """Seconds from now until the deployment may be tried again, `delay` at least."""
-
-    def spend(self) -> Flow[bool]:
-        """Take a retry from the budget; False when it is spent."""
 
 
 def retry_loop(
@@ -146,28 +145,21 @@ def retry_loop(
     rng: random.Random | None = None,
     waited: float = 0.0,
 ) -> Flow[Tried]:
-    """Attempts on one seat until one succeeds, is not admitted, or is not to be
-    repeated; each retry is `note`d with its reason (a `Notify` it returns is
-    yielded, for observers), and the last attempt comes back for the caller
-    (the fallback layer) to decide on. `waited`: what the call slept before the
-    first attempt (for its record)."""
+    """Attempts on one seat until one succeeds or is not to be repeated; each retry is
+    `note`d with its reason (a `Notify` it returns is yielded, for observers), and
+    the last attempt comes back for the caller (the fallback layer) to decide on.
+
+    A retry's place is claimed before its wait, for the moment it will be sent: a
+    spent budget gives up at once instead of after the wait, and a deployment set
+    aside meanwhile (another call's 429, a trip) is waited for within the deadline
+    (or left for a fallback). `waited`: what the call slept before the first
+    attempt (for its record)."""
     retries = 0
-    previous: Tried | None = None
+    delay = 0.0
     while True:
-        tried = yield from seat.attempt(waited)
+        tried = yield from seat.attempt(waited, delay)
         error = tried.error
-        if not tried.admitted and previous is not None:
-            # The retry found the deployment set aside again (another call's 429, a
-            # trip): wait on, within the deadline, for the same retry.
-            wait = seat.ready_in(0.0)
-            if wait < limits.left():
-                yield Sleep(wait)
-                waited += wait
-                continue
-            previous.reason = "set aside until after the deadline"
-            previous.recorded = True  # already in the history, as the retry it was to be
-            return previous
-        if not tried.admitted or error is None:
+        if error is None:
             return tried
         decision = retry_decision(
             error,
@@ -181,18 +173,30 @@ def retry_loop(
             ready_in=seat.ready_in,
             rng=rng,
         )
-        if isinstance(decision, Retry) and not (yield from seat.spend()):
-            decision = GiveUp("the retry budget is spent")
+        while isinstance(decision, Retry):
+            claimed = yield from seat.claim(decision.delay)
+            if not claimed.spent:
+                decision = GiveUp("the retry budget is spent")
+            elif claimed.name is not None:
+                break
+            else:
+                # Set aside again since the decision (another call's 429, a trip): the
+                # same retry, later, if that still fits.
+                later = seat.ready_in(decision.delay)
+                if later >= limits.left():
+                    decision = GiveUp("set aside until after the deadline")
+                elif later > decision.delay and can_fall_back(error):
+                    decision = GiveUp(f"set aside for {later:.1f} s, longer than a fallback")
+                else:
+                    decision = Retry(later)
         if isinstance(decision, GiveUp):
             tried.reason = decision.reason
             return tried
         notify = note(tried.attempt("retry", wait_reason(error, decision.delay)))
         if notify is not None:
             yield notify
-        yield Sleep(decision.delay)
-        waited = decision.delay
+        delay = waited = decision.delay
         retries += 1
-        previous = tried
 
 
 class _Plain:
@@ -215,7 +219,9 @@ class _Plain:
         if type(command) is Emit:
             self.emitted.append(command.chunk.delta)
 
-    def attempt(self, waited: float) -> Flow[Tried]:
+    def attempt(self, waited: float, delay: float) -> Flow[Tried]:
+        if delay > 0:
+            yield Sleep(delay)
         started = self._clock()
         try:
             result = yield from relay(self._make(), before=self._seen)
@@ -226,12 +232,12 @@ class _Plain:
             self._name, self._provider, result=result, elapsed=self._clock() - started, waited=waited
         )
 
+    def claim(self, delay: float) -> Flow[Claimed]:
+        yield from ()  # no state, no budget: always a place
+        return Claimed(self._name, {})
+
     def ready_in(self, delay: float) -> float:
         return delay
-
-    def spend(self) -> Flow[bool]:
-        yield from ()  # no budget: nothing to ask for
-        return True
 
 
 def retrying(

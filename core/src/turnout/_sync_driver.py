@@ -17,6 +17,7 @@ from ._driving import DRAIN_READS, DriverBase, abandon_reason, is_cleanup, is_cl
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
+    Claim,
     Emit,
     Flow,
     HTTPResponse,
@@ -27,9 +28,8 @@ from ._flow import (
     ReadBody,
     ReadEvent,
     Send,
+    Settle,
     Sleep,
-    UpdateBudget,
-    UpdateState,
 )
 from ._limits import CallLimits, FlowOptions, limits_of
 from ._models import ChatChunk
@@ -37,13 +37,13 @@ from ._observe import Observers
 from ._pump import DONE, Pump, capture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
-from ._state import StateStore
+from ._state import OutOfTime, StateStore
 from ._transport import SCOPE, Mounts, Scope
 
 __all__ = ["SyncDriver", "run_flow", "stream_flow"]
 
 
-_STATE = frozenset({LoadState, UpdateState, UpdateBudget, Notify})
+_STATE = frozenset({LoadState, Claim, Settle, Notify})
 
 
 class _Lost(Exception):
@@ -80,8 +80,8 @@ class SyncDriver(DriverBase):
             Sleep: self.sleep,
             Race: self.race,
             LoadState: lambda c: self.store.load(c.names),
-            UpdateState: lambda c: self.store.update(c.name, c.fn),
-            UpdateBudget: lambda c: self.store.update_budget(c.fn),
+            Claim: self.claim,
+            Settle: lambda c: self.store.settle(c),
             Notify: lambda c: self.observers.notify(c.event),
         }
 
@@ -125,6 +125,14 @@ class SyncDriver(DriverBase):
             return self.handlers[type(command)](command)
         finally:
             SCOPE.reset(token)
+
+    def claim(self, command: Claim) -> Any:
+        """A place claimed within the time left: a shared store's round trip may not
+        outlive the call (its `OutOfTime` is the call's deadline)."""
+        try:
+            return self.store.claim(command, self.limits.left())
+        except OutOfTime:
+            raise self.limits.expired_error() from None
 
     def cleanup(self, command: Any) -> Any:
         return self.perform(command, cleanup=True)
