@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 import turnout
-from turnout.fake import FakeGateways
 from turnout_litellm import JobSession
 
 from .conftest import HI, deployment
@@ -58,24 +57,6 @@ def test_a_tool_call_in_the_history_needs_tools_too():
     ):
         router.chat(history)
     assert transport.requests == []
-
-
-def test_the_router_skips_to_a_deployment_that_carries_it():
-    with FakeGateways() as fake:
-        deps = [
-            lite("lite", fake.base_url("litellm")),
-            turnout.Deployment(
-                "mythic",
-                "mythicdot",
-                "mythic-4",
-                api_key="sk-mythic-test",
-                base_url=fake.base_url("mythicdot"),
-            ),
-        ]
-        with turnout.Router(deps) as router:
-            response = router.chat(HI, seed=7, response_format={"type": "json_object"})
-        assert response.deployment == "mythic"
-        assert fake.requests("litellm") == 0
 
 
 def test_what_it_carries_is_sent_as_given():
