@@ -30,9 +30,19 @@ HERE = Path(__file__).resolve().parent
 LITELLM_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
 
 
-def child_env() -> dict[str, str]:
-    """The environment of every child: litellm must never fetch its cost map from the network."""
-    return {**os.environ, **LITELLM_ENV, "PYTHONDONTWRITEBYTECODE": "0"}
+# A contender named `NAME@base` is NAME run on the turnout of another checkout (`--baseline`):
+# its worker imports turnout from this directory's core/src.
+BASELINE_ENV = "TURNOUT_BENCH_BASELINE"
+
+
+def child_env(name: str = "") -> dict[str, str]:
+    """The environment of every child: litellm must never fetch its cost map from the network.
+    A baseline contender's child imports turnout from the baseline checkout."""
+    env = {**os.environ, **LITELLM_ENV, "PYTHONDONTWRITEBYTECODE": "0"}
+    if name.endswith("@base"):
+        core = str(Path(os.environ[BASELINE_ENV]) / "core" / "src")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (core, env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def log(message: str) -> None:
@@ -135,7 +145,7 @@ class Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
-            env=child_env(),
+            env=child_env(name),
             cwd=HERE,
         )
         self._buffer = b""

@@ -294,8 +294,32 @@ def observations(result: MatrixResult) -> list[str]:
 # -- tables --------------------------------------------------------------------
 
 
+def _ordered(result: MatrixResult, cell: Cell) -> list[str]:
+    """The contenders of a cell in the table's order, each baseline run (`NAME@base`) after NAME."""
+    return [m for n in ORDER for m in (n, f"{n}@base") if (cell, m) in result.series]
+
+
+def against_baseline(result: MatrixResult) -> list[str]:
+    """Each turnout contender against its baseline run (`--baseline`), cell by cell: the
+    per-round ratio of CPU per item (rounds interleaved), median and min to max."""
+    lines = []
+    cells = list(dict.fromkeys(cell for cell, _ in result.series))
+    for cell in cells:
+        for name in _ordered(result, cell):
+            base = _series(result, cell, f"{name}@base")
+            ours = _series(result, cell, name)
+            if base is None or ours is None or not base.samples or not ours.samples:
+                continue
+            ratio = spread(paired_ratios(ours, base), times)
+            lines.append(
+                f"  {cell.key:<16} {name:<18} {spread(ours.cpu(), us):>18} µs vs baseline "
+                f"{spread(base.cpu(), us):>18} µs: {ratio}"
+            )
+    return lines
+
+
 def _cell_table(result: MatrixResult, cell: Cell, plan_calls: Callable[[Cell, str], int]) -> list[str]:
-    names = [n for n in ORDER if (cell, n) in result.series]
+    names = _ordered(result, cell)
     raw = _series(result, cell, RAW)
     lines = [
         f"### {cell.title}",

@@ -9,6 +9,12 @@ docs/benchmarks.md (see `--output`).
 
 `--cells tools --merge` measures some cells only and merges their targets and
 tables into the existing report (the rest of it stays as its own run made it).
+
+`--baseline DIR` also runs every turnout contender on the turnout of another
+checkout (a git worktree of an earlier commit: `git worktree add /tmp/base REV`),
+as `NAME@base`, rounds interleaved with this tree's; it prints each cell's
+per-round ratio, this tree to the baseline. Before/after figures of a change
+come from one such run, not from two runs made at different times.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shlex
 import sys
 import time
@@ -24,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from cells import Cell
-from harness import Placement, Plan, log, run_matrix
+from harness import BASELINE_ENV, Placement, Plan, log, run_matrix
 from importcost import measure_imports
 from merge import kept_sections, merge, splice
 from normbench import measure_normalization
-from report import machine, render, targets
+from report import against_baseline, machine, render, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 EVERYONE = ("httpx", "turnout", "turnout-fallback", "openai", "litellm")
@@ -87,6 +94,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="merge this run's targets and tables into the existing report instead of replacing it "
         "(measures no imports or normalization)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of an earlier commit (a git worktree): every turnout contender also runs "
+        "on its turnout, as NAME@base, rounds interleaved with this tree's",
+    )
     parser.add_argument("--skip-imports", action="store_true", help="do not measure import cost")
     parser.add_argument("--skip-requests", action="store_true", help="do not run the request matrix")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the upstream and clients to CPUs")
@@ -117,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.contenders:
         wanted = {"httpx", *args.contenders.split(",")}
         plan_cells = {c: tuple(n for n in names if n in wanted) for c, names in plan_cells.items()}
+    if args.baseline is not None:
+        if not (args.baseline / "core" / "src" / "turnout").is_dir():
+            raise SystemExit(f"--baseline {args.baseline}: no core/src/turnout there")
+        os.environ[BASELINE_ENV] = str(args.baseline.resolve())
+        plan_cells = {
+            c: tuple(m for n in names for m in ((n, f"{n}@base") if n.startswith("turnout") else (n,)))
+            for c, names in plan_cells.items()
+        }
     plan = Plan(
         rounds=args.rounds,
         calls=args.calls,
@@ -188,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if result is not None:
         for target in targets(result, imports):
             log(f"  {target.verdict:>8}  {target.text}: {target.measured}")
+        for line in against_baseline(result):
+            log(line)
     return 0
 
 

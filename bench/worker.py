@@ -146,6 +146,21 @@ def _protocol_stream() -> TextIO:
     return out
 
 
+def _baseline() -> str:
+    """The baseline checkout's commit, as its label says it."""
+    import subprocess
+
+    from harness import BASELINE_ENV
+
+    found = subprocess.run(
+        ["git", "-C", os.environ[BASELINE_ENV], "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or os.environ[BASELINE_ENV]
+
+
 def main() -> None:
     name, base_url = sys.argv[1], sys.argv[2]
     out = _protocol_stream()
@@ -153,8 +168,10 @@ def main() -> None:
     def reply(payload: dict[str, Any]) -> None:
         out.write(json.dumps(payload) + "\n")
 
+    # `turnout@base`: the same contender, on the baseline checkout's turnout (see harness.py).
+    kind, _, baseline = name.partition("@")
     try:
-        worker = Worker(lambda: CONTENDERS[name](base_url))
+        worker = Worker(lambda: CONTENDERS[kind](base_url))
     except ImportError as exc:
         reply({"ready": False, "skip": f"not installed: {exc.name or exc}"})
         return
@@ -162,7 +179,10 @@ def main() -> None:
         reply({"ready": False, "skip": f"set-up failed: {type(exc).__name__}: {exc}"})
         return
     contender = worker.contender
-    reply({"ready": True, "label": contender.label, "versions": contender.versions(), "pid": os.getpid()})
+    if baseline:
+        contender.label += f" @ baseline {_baseline()}"
+    versions = {} if baseline else contender.versions()
+    reply({"ready": True, "label": contender.label, "versions": versions, "pid": os.getpid()})
     try:
         for line in sys.stdin:
             command = json.loads(line)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from turnout import ChatChunk, ToolCall, ToolCallDelta, Usage
-from turnout._assembly import Assembly, merge_usage
+from turnout._assembly import Assembly, Text, merge_usage
 
 
 def assembled(*chunks: ChatChunk) -> Assembly:
@@ -106,3 +106,19 @@ def test_merge_usage() -> None:
     assert merge_usage(Usage(5, None, None), Usage(None, 7, 7)) == Usage(5, 7, 12)
     # Counts nobody reported stay None.
     assert merge_usage(Usage(5), Usage(None, None, None, None, 2)) == Usage(5, None, None, None, 2)
+
+
+def test_the_text_is_one_string_however_it_arrives() -> None:
+    # Small pieces, pieces past the joining size, a piece that is not ASCII, and the
+    # text asked for part-way (a stream's `text` while it runs).
+    pieces = ["tok "] * 5000 + ["x" * 70_000, "é", "y" * 200_000] + ["z"] * 3
+    text, so_far = Text(), []
+    for number, piece in enumerate(pieces, 1):
+        text.add(piece)
+        if number in (1, 4999, 5001, 5003):
+            so_far.append(str(text))
+    assert so_far == ["tok ", "tok " * 4999, "tok " * 5000 + "x" * 70_000, "".join(pieces[:5003])]
+    whole = str(text)
+    assert whole == "".join(pieces)
+    # Asked again, the same string: the whole text is never joined (held) twice.
+    assert str(text) is whole

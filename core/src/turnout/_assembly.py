@@ -13,7 +13,7 @@ from typing import Any
 
 from ._models import ChatChunk, ChatResponse, ToolCall, Usage
 
-__all__ = ["Assembly", "merge_usage"]
+__all__ = ["Assembly", "Text", "merge_usage"]
 
 
 def merge_usage(old: Usage | None, new: Usage | None) -> Usage | None:
@@ -33,6 +33,50 @@ def merge_usage(old: Usage | None, new: Usage | None) -> Usage | None:
     return Usage(prompt, completion, total, pick("cached_tokens"), pick("reasoning_tokens"))
 
 
+# Pieces of text are joined into the whole once they pass this size (and an eighth of
+# the whole): often enough that the pieces never weigh much, seldom enough to cost
+# nothing on ordinary streams (an answer under 64 KiB is joined once, at the end).
+_FOLD = 64 * 1024
+
+
+class Text:
+    """A stream's text, kept so that the whole of it is never held twice.
+
+    The pieces are joined now and then into one string, which is extended in
+    place: CPython grows a string that only one name holds (`whole += more`)
+    without copying it, so a text of `n` bytes peaks near `n`, not `2n`, even
+    when it is asked for (`partial_text` of a broken stream, `stream.text`,
+    `stream.response`): the caller gets the string itself. Where a string
+    cannot grow in place (another implementation, a caller holding the text),
+    joining makes a new one, as a plain join would."""
+
+    __slots__ = ("_pieces", "_size", "_whole")
+
+    def __init__(self) -> None:
+        self._whole = ""
+        self._pieces: list[str] = []
+        self._size = 0
+
+    def add(self, piece: str) -> None:
+        self._pieces.append(piece)
+        self._size += len(piece)
+        if self._size > _FOLD and self._size * 8 > len(self._whole):
+            self._fold()
+
+    def _fold(self) -> None:
+        whole = self._whole
+        self._whole = ""  # the local is now its only holder: it can grow in place
+        whole += "".join(self._pieces)
+        self._whole = whole
+        self._pieces.clear()
+        self._size = 0
+
+    def __str__(self) -> str:
+        if self._pieces:
+            self._fold()
+        return self._whole
+
+
 class _Call:
     __slots__ = ("arguments", "id", "name")
 
@@ -48,7 +92,7 @@ class Assembly:
     __slots__ = ("_calls", "_refusal", "finish_reason", "model", "request_id", "text", "usage")
 
     def __init__(self) -> None:
-        self.text: list[str] = []
+        self.text = Text()
         self._refusal: list[str] = []
         self._calls: dict[int, _Call] = {}
         self.finish_reason: str | None = None
@@ -59,7 +103,7 @@ class Assembly:
     def add(self, chunk: ChatChunk) -> None:
         """Keep one chunk (a hot path: once per chunk of every stream)."""
         if chunk.delta:
-            self.text.append(chunk.delta)
+            self.text.add(chunk.delta)
         if chunk.refusal:
             self._refusal.append(chunk.refusal)
         if chunk.tool_calls:
@@ -90,7 +134,7 @@ class Assembly:
         )
 
     def response(self, headers: dict[str, str] | None = None) -> ChatResponse:
-        content = "".join(self.text)
+        content = str(self.text)
         refusal = "".join(self._refusal) or None
         calls = self.tool_calls()
         # As a gateway sends it: no text beside tool calls or a refusal is a null content.

@@ -1,19 +1,29 @@
 """The asyncio driver: performs a flow's commands in the running loop, and decides nothing.
 
-Each command runs inside `asyncio.timeout` of the time left in the call, so a
-dripping head, body or stream cannot outlive the deadline whatever transport
-is used; hedged legs are tasks, and losers are cancelled.
+Each command that waits runs under the call's deadline (one timer per call,
+see `_Watch`), so a dripping head, body or stream cannot outlive the deadline
+whatever transport is used; hedged legs are tasks, and losers are cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Unpack
+from typing import Any, ClassVar, Unpack
 
 import httpx
 
-from ._driving import DRAIN_READS, LOST_RACE, DriverBase, abandon_reason, is_cleanup, is_cleanup_send
+from ._driving import (
+    DRAIN_READS,
+    LOST_RACE,
+    TRANSPORT_ERRORS,
+    DriverBase,
+    Reply,
+    abandon_reason,
+    httpx_reply,
+    is_cleanup,
+    is_cleanup_send,
+)
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
@@ -42,12 +52,80 @@ from ._transport import Mounts
 
 __all__ = ["AsyncDriver", "arun_flow", "astream_flow"]
 
+# What a drain after the end of a stream may meet, and ignores.
+_DRAIN_ERRORS: tuple[type[Exception], ...] = (*TRANSPORT_ERRORS, ProviderError, TimeoutError)
+
 # Commands that wait on the network or the clock: each is bounded by the time left.
 _BOUNDED = frozenset({Send, OpenStream, ReadBody, ReadEvent, Sleep, Race})
 
 
+class _Watch:
+    """The call's deadline as one timer, armed once per call rather than one
+    `asyncio.timeout` per command (each costs a timer handle and a heap entry: a
+    stream performs a command per event). When the time runs out, the task then
+    performing a command is cancelled, and `expired` tells that cancellation from
+    anyone else's, as `asyncio.timeout` does (`Task.uncancel`). A command that
+    starts after the deadline is cut at its first wait."""
+
+    __slots__ = ("_cancelling", "_cut", "_handle", "_task", "_when")
+
+    def __init__(self) -> None:
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = 0.0
+        self._task: asyncio.Task[Any] | None = None
+        self._cut: asyncio.Task[Any] | None = None
+        self._cancelling = 0
+
+    def enter(self, left: float) -> asyncio.Task[Any]:
+        """A command that may wait begins, `left` seconds before the deadline."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + left
+        # The same deadline on the loop's clock, give or take the clocks' rounding (a
+        # call's clock that is not the loop's, as in tests, moves it: re-armed).
+        if self._handle is None or abs(when - self._when) > _DRIFT:
+            self.close()
+            self._when = when
+            self._handle = loop.call_at(when, self._fire)
+        task = asyncio.current_task()
+        assert task is not None, "an async driver runs in a task"
+        self._task, self._cancelling = task, task.cancelling()
+        return task
+
+    def _fire(self) -> None:
+        self._handle = None
+        task = self._task
+        if task is not None:
+            self._cut = task
+            task.cancel()
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the cancellation `task` got is this deadline's, and no one else's."""
+        if self._cut is not task:
+            return False
+        self._cut = None
+        return task.uncancel() <= self._cancelling
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        self._task = None
+        if self._cut is task:  # cut as it ended: the cancellation is withdrawn
+            self._cut = None
+            task.uncancel()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+# How far the deadline may move on the loop's clock before the timer is set again.
+_DRIFT = 0.001
+
+
 class AsyncDriver(DriverBase):
     """Performs a flow with httpx's async API; `run` yields the chunks it emits."""
+
+    # What performs each command (a method of the driver, or a function of it and the command).
+    handlers: ClassVar[dict[type, Callable[[AsyncDriver, Any], Awaitable[Any]]]]
 
     def __init__(
         self,
@@ -62,21 +140,8 @@ class AsyncDriver(DriverBase):
         super().__init__(limits, store, client=client, headers=headers, observers=observers)
         self.async_client = client
         self.transports = transports
-        self.response: httpx.Response | None = None
-        self.raw: AsyncIterator[bytes] | None = None
-        self.events: EventReader | None = None
-        self.handlers: dict[type, Callable[[Any], Awaitable[Any]]] = {
-            Send: self.send,
-            OpenStream: self.open,
-            ReadBody: self.read_open,
-            ReadEvent: self.next_event,
-            Sleep: self.sleep,
-            Race: self.race,
-            LoadState: lambda c: self.store.aload(c.names),
-            Claim: self.claim,
-            Settle: lambda c: self.store.asettle(c),
-            Notify: self.notify,
-        }
+        self.response: Reply | None = None
+        self.watch = _Watch()
 
     async def claim(self, command: Claim) -> Any:
         """A place claimed within the time left: a shared store's round trip may not
@@ -99,36 +164,55 @@ class AsyncDriver(DriverBase):
                 if type(command) is Emit:
                     yield command.chunk
                     command = pump.send(None)
+                    continue
+                if type(command) is ReadEvent and (event := self.ready_event()) is not None:
+                    command = pump.send(event)  # already read: no I/O to bound
+                    continue
+                try:
+                    value = await self.perform(command)
+                except ProviderError as exc:
+                    command = pump.throw(exc)
                 else:
-                    try:
-                        value = await self.perform(command)
-                    except ProviderError as exc:
-                        command = pump.throw(exc)
-                    else:
-                        command = pump.send(value)
+                    command = pump.send(value)
             await self.drain()
             out.append(pump.result)
         except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit, SystemExit) as exc:
             await self.abandon(pump, exc)
             raise
         finally:
+            self.watch.close()
             await self.close_stream()
 
     async def perform(self, command: Any, *, cleanup: bool = False) -> Any:
         kind = type(command)
         if kind not in _BOUNDED:  # state upkeep: the store bounds its own operations
-            return await self.handlers[kind](command)
-        cleanup = cleanup or is_cleanup_send(command)
-        seconds = self.limits.cleanup_timeout() if cleanup else self.limits.left()
+            return await self.handlers[kind](self, command)
+        if cleanup or is_cleanup_send(command):
+            return await self.cleanup(command)
+        watch = self.watch
+        task = watch.enter(self.limits.left())
         try:
-            async with asyncio.timeout(max(seconds, 0.0)):
-                if cleanup and kind is Send:
-                    return await self.send(command, cleanup=True)
-                return await self.handlers[kind](command)
-        except TimeoutError:
-            pass
+            return await self.handlers[kind](self, command)
+        except asyncio.CancelledError:
+            if not watch.expired(task):
+                raise
+        finally:
+            watch.leave(task)
         # The call's time ran out while this command was under way (raised here, not in
         # the handler: no exception chain to hold the request).
+        await self.close_stream()
+        raise self.limits.expired_error()
+
+    async def cleanup(self, command: Any) -> Any:
+        """A cleanup request (or what a flow does once abandoned): its own short bound,
+        past the call's deadline if need be."""
+        try:
+            async with asyncio.timeout(self.limits.cleanup_timeout()):
+                if type(command) is Send:
+                    return await self.send(command, cleanup=True)
+                return await self.handlers[type(command)](self, command)
+        except TimeoutError:
+            pass
         await self.close_stream()
         raise self.limits.expired_error()
 
@@ -144,78 +228,78 @@ class AsyncDriver(DriverBase):
 
     # -- HTTP --------------------------------------------------------------------
 
-    async def transmit(self, request: httpx.Request) -> httpx.Response:
+    async def transmit(self, command: Send | OpenStream, cleanup: bool) -> Reply:
+        """Send a command's request; its response, its body not read yet."""
+        seconds = self.timeout(command, cleanup)
         if self.async_client is not None:
-            return await self.async_client.send(request, stream=True, follow_redirects=False)
+            sent = self.build(command, seconds)
+            response = await self.async_client.send(sent, stream=True, follow_redirects=False)
+            return httpx_reply(response, self.raw_of(response), response.aclose)
         assert self.transports is not None
-        response = await self.transports.for_url(request.url).handle_async_request(request)
-        response.request = request
-        return response
+        transport = self.transports.for_url(self.target(command.request))
+        response = await transport.handle_async_request(self.build(command, seconds))
+        return httpx_reply(response, self.raw_of(response), response.aclose)
 
     @staticmethod
     def raw_of(response: httpx.Response) -> AsyncIterator[bytes]:
         return _once(response.content) if response.is_stream_consumed else response.aiter_raw()
 
-    async def read(self, response: httpx.Response, raw: AsyncIterator[bytes], max_body: int) -> HTTPResponse:
-        reader = self.reader(response, max_body)
-        async for piece in raw:
+    async def read(self, reply: Reply, max_body: int) -> HTTPResponse:
+        reader = self.reader(reply, max_body)
+        async for piece in reply.raw:
             if reader.feed(piece):
                 break
         else:
             reader.end()
-        return self.result(response, reader)
+        return self.result(reply, reader)
 
     async def send(self, command: Send, cleanup: bool = False) -> HTTPResponse:
-        request = self.build(command, cleanup or command.cleanup)
         failed: Exception | None = None
         try:
-            response = await self.transmit(request)
+            reply = await self.transmit(command, cleanup or command.cleanup)
             try:
-                return await self.read(response, self.raw_of(response), command.max_body)
+                return await self.read(reply, command.max_body)
             finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
+                await reply.close()
+        except TRANSPORT_ERRORS as exc:
             failed = exc
         raise self.failure(failed, command.request, streaming=False)
 
     async def open(self, command: OpenStream) -> HTTPResponse:
         await self.close_stream()
-        request = self.build(command, False)
         failed: Exception | None = None
         try:
-            response = self.response = await self.transmit(request)
-        except httpx.HTTPError as exc:
+            reply = self.response = await self.transmit(command, False)
+        except TRANSPORT_ERRORS as exc:
             failed = exc
         if failed is not None:
             raise self.failure(failed, command.request, streaming=False)
         self.opened = command.request
-        self.raw = self.raw_of(response)
-        return self.head(response)
+        return reply.head()
 
     async def read_open(self, command: ReadBody) -> HTTPResponse:
-        response, raw = self.response, self.raw
-        assert response is not None, "ReadBody without an open stream"
-        assert raw is not None
+        reply = self.response
+        assert reply is not None, "ReadBody without an open stream"
         failed: Exception | None = None
         try:
-            return await self.read(response, raw, command.max_body)
-        except httpx.HTTPError as exc:
+            return await self.read(reply, command.max_body)
+        except TRANSPORT_ERRORS as exc:
             failed = exc
         finally:
             await self.close_stream()
         raise self.failure(failed, self.opened, streaming=True)
 
     async def next_event(self, command: ReadEvent) -> Event | None:
-        assert self.response is not None, "ReadEvent without an open stream"
-        assert self.raw is not None
+        reply = self.response
+        assert reply is not None, "ReadEvent without an open stream"
         if self.events is None:
-            self.events = EventReader(self.encoding(self.response), self.limits)
-        events = self.events
+            self.events = EventReader(reply.encoding, self.limits)
+        events, raw = self.events, reply.raw
         failed: Exception | None = None
         try:
             while (event := events.next()) is PENDING:
-                events.feed(await anext(self.raw, None))
-        except httpx.HTTPError as exc:
+                events.feed(await anext(raw, None))
+        except TRANSPORT_ERRORS as exc:
             failed = exc
         except ProviderError:
             await self.close_stream()
@@ -230,25 +314,25 @@ class AsyncDriver(DriverBase):
 
     async def drain(self) -> None:
         """See `SyncDriver.drain`."""
-        raw = self.raw
-        if raw is not None:
+        reply = self.response
+        if reply is not None:
             try:
                 async with asyncio.timeout(max(self.limits.left(), 0.0)):
                     for _ in range(DRAIN_READS):
-                        if await anext(raw, None) is None:
+                        if await anext(reply.raw, None) is None:
                             break
-            except (httpx.HTTPError, ProviderError, TimeoutError):
+            except _DRAIN_ERRORS:
                 pass
         await self.close_stream()
 
     async def close_stream(self) -> None:
         self.events = None
-        raw, self.raw = self.raw, None
-        if raw is not None and hasattr(raw, "aclose"):
-            await raw.aclose()
         if self.response is not None:
-            response, self.response = self.response, None
-            await response.aclose()
+            reply, self.response = self.response, None
+            raw = reply.raw
+            if hasattr(raw, "aclose"):
+                await raw.aclose()
+            await reply.close()
 
     # -- waiting -----------------------------------------------------------------
 
@@ -301,6 +385,20 @@ class AsyncDriver(DriverBase):
         async for _ in self.run(flow, out):
             pass
         return out[0] if out else None
+
+
+AsyncDriver.handlers = {
+    Send: AsyncDriver.send,
+    OpenStream: AsyncDriver.open,
+    ReadBody: AsyncDriver.read_open,
+    ReadEvent: AsyncDriver.next_event,
+    Sleep: AsyncDriver.sleep,
+    Race: AsyncDriver.race,
+    LoadState: lambda d, c: d.store.aload(c.names),
+    Claim: AsyncDriver.claim,
+    Settle: lambda d, c: d.store.asettle(c),
+    Notify: AsyncDriver.notify,
+}
 
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:

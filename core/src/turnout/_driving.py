@@ -10,25 +10,38 @@ is abandoned are decided here.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import httpcore
 import httpx
 
 from ._errors import ProviderError
 from ._flow import HTTPRequest, HTTPResponse, Notify, OpenStream, Send
 from ._limits import CallLimits
 from ._observe import Observers
-from ._reading import BodyReader
+from ._reading import BodyReader, Event, EventReader
 from ._state import MemoryStore, Settle, StateStore
-from ._transport import transport_error
+from ._transport import CORE_ERRORS, as_httpx, header_dict, transport_error
 
-__all__ = ["USER_AGENT", "DriverBase", "is_cleanup", "is_cleanup_send"]
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "USER_AGENT",
+    "DriverBase",
+    "Reply",
+    "core_reply",
+    "httpx_reply",
+    "is_cleanup",
+    "is_cleanup_send",
+]
 
 USER_AGENT = "turnout/0.1"
 # What every request carries besides the provider's own headers. Only encodings the
 # drivers can inflate in bounded pieces are asked for (see `turnout._reading`).
 _BASE_HEADERS = {"user-agent": USER_AGENT, "accept-encoding": "gzip, deflate"}
+# What a failed send or read raises: httpx's exceptions, or httpcore's when the router's
+# own transport is driven directly (`DriverBase.failure` maps them to httpx's).
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, *CORE_ERRORS)
 # Raw reads made after a stream's end so its connection goes back to the pool.
 DRAIN_READS = 16
 
@@ -74,6 +87,43 @@ def _timeouts(seconds: float) -> dict[str, float]:
     return {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
 
 
+class Reply:
+    """A response as the drivers read it, whichever way it came (an `httpx.Response`, or
+    httpcore's from the router's own transport): its status, its headers as
+    `httpx.Headers.items()` gives them, its raw body (an iterator, or an async one),
+    the content-encoding left to undo, and how to close it."""
+
+    __slots__ = ("close", "encoding", "headers", "raw", "status")
+
+    def __init__(
+        self, status: int, headers: dict[str, str], raw: Any, close: Callable[[], Any], encoding: str | None
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        self.close = close
+        self.encoding = encoding
+
+    @property
+    def success(self) -> bool:
+        return 200 <= self.status < 300
+
+    def head(self) -> HTTPResponse:
+        return HTTPResponse(self.status, self.headers)
+
+
+def core_reply(response: httpcore.Response, raw: Any, close: Callable[[], Any]) -> Reply:
+    headers = header_dict(response.headers)
+    return Reply(response.status, headers, raw, close, headers.get("content-encoding"))
+
+
+def httpx_reply(response: httpx.Response, raw: Any, close: Callable[[], Any]) -> Reply:
+    """`raw`: its raw body; none left to undo once httpx has read the body itself (a
+    response built in memory, as `httpx.MockTransport` handlers make)."""
+    encoding = None if response.is_stream_consumed else response.headers.get("content-encoding")
+    return Reply(response.status_code, dict(response.headers.items()), raw, close, encoding)
+
+
 class DriverBase:
     """The limits, the store and the send path of one call, and the decisions on them."""
 
@@ -96,32 +146,63 @@ class DriverBase:
         self.headers = headers
         # The request of the open stream (what a failure while reading it is about).
         self.opened = HTTPRequest("GET", "")
+        # The events of the open stream.
+        self.events: EventReader | None = None
 
-    def build(self, command: Send | OpenStream, cleanup: bool) -> httpx.Request:
-        request = command.request
-        seconds = self.limits.request_timeout(request.timeout, cleanup=cleanup)
-        headers = dict(request.headers)
+    def ready_event(self) -> Event | None:
+        """The open stream's next event if it has already been read (several often come
+        in one network read), else None: the driver must read (or end) the stream."""
+        events = self.events
+        if events is None:
+            return None
+        event = events.next()
+        return event if type(event) is Event else None
+
+    def timeout(self, command: Send | OpenStream, cleanup: bool) -> float:
+        return self.limits.request_timeout(command.request.timeout, cleanup=cleanup)
+
+    def merged(self, request: HTTPRequest, *, own: bool) -> dict[str, str]:
+        """The request's headers and the call's; with the router's own (user agent,
+        encodings) first when no client of the user's adds its own."""
+        headers = dict(_BASE_HEADERS) if own else {}
+        headers.update(request.headers)
         if self.headers:
             headers.update(self.headers)
+        return headers
+
+    def wire_headers(self, request: HTTPRequest) -> list[tuple[bytes, bytes]]:
+        """The headers as httpcore sends them (ASCII, as `httpx.Request` encodes them)."""
+        return [(k.encode("ascii"), v.encode("ascii")) for k, v in self.merged(request, own=True).items()]
+
+    def build(self, command: Send | OpenStream, seconds: float) -> httpx.Request:
+        """The `httpx.Request` of a command, for a client or a transport of the user's."""
+        request = command.request
         content = request.content or None
         if self.client is not None:
             return self.client.build_request(
-                request.method, request.url, headers=headers, content=content, timeout=httpx.Timeout(seconds)
+                request.method,
+                request.url,
+                headers=self.merged(request, own=False),
+                content=content,
+                timeout=httpx.Timeout(seconds),
             )
-        merged = dict(_BASE_HEADERS)
-        merged.update(headers)
         return httpx.Request(
             request.method,
             _url(request.url),
-            headers=merged,
+            headers=self.merged(request, own=True),
             content=content,
             extensions={"timeout": _timeouts(seconds)},
         )
+
+    @staticmethod
+    def target(request: HTTPRequest) -> httpx.URL:
+        return _url(request.url)
 
     def failure(self, exc: Exception, request: HTTPRequest, *, streaming: bool) -> ProviderError:
         """A timeout that fired because the deadline shortened the request is the deadline.
         A request that may have been processed and is not safe to repeat is marked so:
         the retry layer then never sends it to the same deployment again."""
+        exc = as_httpx(exc)
         if isinstance(exc, httpx.TimeoutException) and self.limits.left() <= 0.01:
             return self.limits.expired_error()
         error = transport_error(exc, streaming=streaming)
@@ -131,25 +212,10 @@ class DriverBase:
             error.args = (error.message,)
         return error
 
-    def body_limit(self, response: httpx.Response, requested: int) -> int:
-        return self.limits.body_limit(requested, success=response.is_success)
+    def reader(self, reply: Reply, max_body: int) -> BodyReader:
+        limit = self.limits.body_limit(max_body, success=reply.success)
+        return BodyReader(reply.encoding, limit, self.limits)
 
     @staticmethod
-    def head(response: httpx.Response) -> HTTPResponse:
-        return HTTPResponse(response.status_code, response.headers.items())
-
-    @staticmethod
-    def encoding(response: httpx.Response) -> str | None:
-        """The encoding left to undo: none once httpx has read the body itself (a
-        response built in memory, as `httpx.MockTransport` handlers make)."""
-        if response.is_stream_consumed:
-            return None
-        encoding: str | None = response.headers.get("content-encoding")
-        return encoding
-
-    def reader(self, response: httpx.Response, max_body: int) -> BodyReader:
-        return BodyReader(self.encoding(response), self.body_limit(response, max_body), self.limits)
-
-    @staticmethod
-    def result(response: httpx.Response, reader: BodyReader) -> HTTPResponse:
-        return HTTPResponse(response.status_code, response.headers.items(), reader.body(), reader.truncated)
+    def result(reply: Reply, reader: BodyReader) -> HTTPResponse:
+        return HTTPResponse(reply.status, reply.headers, reader.body(), reader.truncated)

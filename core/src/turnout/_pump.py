@@ -77,24 +77,27 @@ class Pump(Generic[K, T]):
     def start(self) -> K | Done:
         return self.send(None)
 
+    # `send` and `throw` call the generator directly (no shared helper): a flow is
+    # stepped once per command of every call, the streaming hot path included.
     def send(self, value: Any) -> K | Done:
-        return self._step(self.flow.send, value)
+        try:
+            return self.flow.send(value)
+        except StopIteration as stop:
+            self.result = stop.value
+            return DONE
 
     def throw(self, exc: BaseException) -> K | Done:
-        return self._step(self.flow.throw, exc)
+        try:
+            return self.flow.throw(exc)
+        except StopIteration as stop:
+            self.result = stop.value
+            return DONE
 
     def resume(self, outcome: Outcome) -> K | Done:
         """Hand the flow what performing its last command came to."""
         if outcome.error is not None:
             return self.throw(outcome.error)
         return self.send(outcome.value)
-
-    def _step(self, move: Callable[[Any], K], arg: Any) -> K | Done:
-        try:
-            return move(arg)
-        except StopIteration as stop:
-            self.result = stop.value
-            return DONE
 
 
 Watcher = Callable[[Command], None]
@@ -106,21 +109,31 @@ ResultHook = Callable[[Any], Flow[None] | None]
 def relay(inner: Flow[T], *, before: Watcher | None = None, after: ResultHook | None = None) -> Flow[T]:
     """`yield from inner`, with `before(command)` called on each command it yields
     and `after(result)` on each result it receives. Failures and abandonment are
-    handed on to `inner`, so its own `try`/`finally` runs."""
-    pump = Pump(inner)
-    command = pump.start()
-    while command is not DONE:
-        assert not isinstance(command, Done)
+    handed on to `inner`, so its own `try`/`finally` runs.
+
+    Each streamed chunk passes through here twice (its read and its emit), so the
+    inner flow is stepped directly rather than through a `Pump`."""
+    send, throw = inner.send, inner.throw
+    try:
+        command = send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    while True:
         if before is not None:
             before(command)
         try:
             value = yield command
         except BaseException as exc:  # handed on: the inner flow may clean up
-            command = pump.throw(exc)
+            try:
+                command = throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
             continue
         if after is not None:
             extra = after(value)
             if extra is not None:
                 yield from extra
-        command = pump.send(value)
-    return pump.result  # type: ignore[return-value]
+        try:
+            command = send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]

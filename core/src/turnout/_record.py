@@ -68,7 +68,7 @@ class CallRecord:
 
     @property
     def text(self) -> str:
-        return "".join(self.answer.text)
+        return str(self.answer.text)
 
     def response(self) -> ChatResponse:
         """The whole answer of a stream, assembled from its chunks."""

@@ -8,12 +8,22 @@ threads and a losing leg's socket is shut down, so it frees its thread at once.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable, Generator, Iterator, Mapping
-from typing import Any, Unpack
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from typing import Any, ClassVar, Unpack, cast
 
 import httpx
 
-from ._driving import DRAIN_READS, DriverBase, abandon_reason, is_cleanup, is_cleanup_send
+from ._driving import (
+    DRAIN_READS,
+    TRANSPORT_ERRORS,
+    DriverBase,
+    Reply,
+    abandon_reason,
+    core_reply,
+    httpx_reply,
+    is_cleanup,
+    is_cleanup_send,
+)
 from ._errors import ProviderError
 from ._flow import (
     CallAbandoned,
@@ -38,12 +48,14 @@ from ._pump import DONE, Pump, capture
 from ._race import next_start
 from ._reading import PENDING, Event, EventReader, Pending
 from ._state import OutOfTime, StateStore
-from ._transport import SCOPE, Mounts, Scope
+from ._transport import SCOPE, Mounts, Scope, SyncTransport
 
 __all__ = ["SyncDriver", "run_flow", "stream_flow"]
 
 
 _STATE = frozenset({LoadState, Claim, Settle, Notify})
+# What a drain after the end of a stream may meet, and ignores.
+_DRAIN_ERRORS: tuple[type[Exception], ...] = (*TRANSPORT_ERRORS, ProviderError)
 
 
 class _Lost(Exception):
@@ -52,6 +64,9 @@ class _Lost(Exception):
 
 class SyncDriver(DriverBase):
     """Performs a flow with httpx's sync API; `run` yields the chunks it emits."""
+
+    # What performs each command (a method of the driver, or a function of it and the command).
+    handlers: ClassVar[dict[type, Callable[[SyncDriver, Any], Any]]]
 
     def __init__(
         self,
@@ -69,21 +84,7 @@ class SyncDriver(DriverBase):
         self.transports = transports
         self.executor = executor
         self.scope = Scope(limits.deadline_at, limits.clock)
-        self.response: httpx.Response | None = None
-        self.raw: Iterator[bytes] | None = None
-        self.events: EventReader | None = None
-        self.handlers: dict[type, Callable[[Any], Any]] = {
-            Send: self.send,
-            OpenStream: self.open,
-            ReadBody: self.read_open,
-            ReadEvent: self.next_event,
-            Sleep: self.sleep,
-            Race: self.race,
-            LoadState: lambda c: self.store.load(c.names),
-            Claim: self.claim,
-            Settle: lambda c: self.store.settle(c),
-            Notify: lambda c: self.observers.notify(c.event),
-        }
+        self.response: Reply | None = None
 
     def run(self, flow: Flow[Any]) -> Generator[ChatChunk, None, Any]:
         pump = Pump(flow)
@@ -93,13 +94,16 @@ class SyncDriver(DriverBase):
                 if type(command) is Emit:
                     yield command.chunk
                     command = pump.send(None)
+                    continue
+                if type(command) is ReadEvent and (event := self.ready_event()) is not None:
+                    command = pump.send(event)  # already read: no I/O to bound
+                    continue
+                try:
+                    value = self.perform(command)
+                except ProviderError as exc:
+                    command = pump.throw(exc)
                 else:
-                    try:
-                        value = self.perform(command)
-                    except ProviderError as exc:
-                        command = pump.throw(exc)
-                    else:
-                        command = pump.send(value)
+                    command = pump.send(value)
             self.drain()
             return pump.result
         except (KeyboardInterrupt, GeneratorExit, SystemExit, _Lost) as exc:
@@ -113,16 +117,17 @@ class SyncDriver(DriverBase):
     def perform(self, command: Any, *, cleanup: bool = False) -> Any:
         if self.scope.cancelled and not cleanup:
             raise _Lost
-        if type(command) in _STATE:  # state upkeep: the store bounds its own operations
-            return self.handlers[type(command)](command)
+        kind = type(command)
+        if kind in _STATE:  # state upkeep: the store bounds its own operations
+            return self.handlers[kind](self, command)
         # A cleanup request gets its own short bound, past the call's deadline if need be.
         cleanup = cleanup or is_cleanup_send(command)
         scope = self.cleanup_scope() if cleanup else self.scope
         token = SCOPE.set(scope)
         try:
-            if cleanup and type(command) is Send:
+            if cleanup and kind is Send:
                 return self.send(command, cleanup=True)
-            return self.handlers[type(command)](command)
+            return self.handlers[kind](self, command)
         finally:
             SCOPE.reset(token)
 
@@ -153,78 +158,84 @@ class SyncDriver(DriverBase):
 
     # -- HTTP --------------------------------------------------------------------
 
-    def transmit(self, request: httpx.Request) -> httpx.Response:
+    def transmit(self, command: Send | OpenStream, cleanup: bool) -> Reply:
+        """Send a command's request; its response, its body not read yet."""
+        seconds = self.timeout(command, cleanup)
+        request = command.request
         if self.sync_client is not None:
-            return self.sync_client.send(request, stream=True, follow_redirects=False)
+            sent = self.build(command, seconds)
+            response = self.sync_client.send(sent, stream=True, follow_redirects=False)
+            return httpx_reply(response, self.raw_of(response), response.close)
         assert self.transports is not None
-        response = self.transports.for_url(request.url).handle_request(request)
-        response.request = request
-        return response
+        transport = self.transports.for_url(self.target(request))
+        if type(transport) is SyncTransport:  # the router's own: httpcore directly
+            answer = transport.exchange(
+                request.method.encode(), request.url, self.wire_headers(request), request.content, seconds
+            )
+            return core_reply(answer, iter(cast(Iterable[bytes], answer.stream)), answer.close)
+        response = transport.handle_request(self.build(command, seconds))
+        return httpx_reply(response, self.raw_of(response), response.close)
 
     @staticmethod
     def raw_of(response: httpx.Response) -> Iterator[bytes]:
         return iter((response.content,)) if response.is_stream_consumed else response.iter_raw()
 
-    def read(self, response: httpx.Response, raw: Iterator[bytes], max_body: int) -> HTTPResponse:
-        reader = self.reader(response, max_body)
-        for piece in raw:
+    def read(self, reply: Reply, max_body: int) -> HTTPResponse:
+        reader = self.reader(reply, max_body)
+        for piece in reply.raw:
             if reader.feed(piece):
                 break
         else:
             reader.end()
-        return self.result(response, reader)
+        return self.result(reply, reader)
 
     def send(self, command: Send, cleanup: bool = False) -> HTTPResponse:
-        request = self.build(command, cleanup or command.cleanup)
         failed: Exception | None = None
         try:
-            response = self.transmit(request)
+            reply = self.transmit(command, cleanup or command.cleanup)
             try:
-                return self.read(response, self.raw_of(response), command.max_body)
+                return self.read(reply, command.max_body)
             finally:
-                response.close()
-        except httpx.HTTPError as exc:
+                reply.close()
+        except TRANSPORT_ERRORS as exc:
             failed = exc
         raise self.failure(failed, command.request, streaming=False)
 
     def open(self, command: OpenStream) -> HTTPResponse:
         self.close_stream()
-        request = self.build(command, False)
         failed: Exception | None = None
         try:
-            response = self.response = self.transmit(request)
-        except httpx.HTTPError as exc:
+            reply = self.response = self.transmit(command, False)
+        except TRANSPORT_ERRORS as exc:
             failed = exc
         if failed is not None:
             raise self.failure(failed, command.request, streaming=False)
         self.opened = command.request
-        self.raw = self.raw_of(response)
-        return self.head(response)
+        return reply.head()
 
     def read_open(self, command: ReadBody) -> HTTPResponse:
-        response, raw = self.response, self.raw
-        assert response is not None, "ReadBody without an open stream"
-        assert raw is not None
+        reply = self.response
+        assert reply is not None, "ReadBody without an open stream"
         failed: Exception | None = None
         try:
-            return self.read(response, raw, command.max_body)
-        except httpx.HTTPError as exc:
+            return self.read(reply, command.max_body)
+        except TRANSPORT_ERRORS as exc:
             failed = exc
         finally:
             self.close_stream()
         raise self.failure(failed, self.opened, streaming=True)
 
     def next_event(self, command: ReadEvent) -> Event | None:
-        assert self.response is not None, "ReadEvent without an open stream"
-        assert self.raw is not None
+        reply = self.response
+        assert reply is not None, "ReadEvent without an open stream"
         if self.events is None:
-            self.events = EventReader(self.encoding(self.response), self.limits)
-        events = self.events
+            self.events = EventReader(reply.encoding, self.limits)
+        events, raw = self.events, reply.raw
         failed: Exception | None = None
         try:
             while (event := events.next()) is PENDING:
-                events.feed(next(self.raw, None))
-        except httpx.HTTPError as exc:
+                events.feed(next(raw, None))
+        except TRANSPORT_ERRORS as exc:
             failed = exc
         except ProviderError:
             self.close_stream()
@@ -241,14 +252,14 @@ class SyncDriver(DriverBase):
         """A stream the flow finished reading ([DONE]): read what little is left so the
         connection goes back to the pool instead of being closed, as the OpenAI SDK
         does. A few reads at most, each bounded by the call's scope."""
-        raw = self.raw
-        if raw is not None:
+        reply = self.response
+        if reply is not None:
             token = SCOPE.set(self.scope)
             try:
                 for _ in range(DRAIN_READS):
-                    if next(raw, None) is None:
+                    if next(reply.raw, None) is None:
                         break
-            except (httpx.HTTPError, ProviderError):
+            except _DRAIN_ERRORS:
                 pass
             finally:
                 SCOPE.reset(token)
@@ -256,10 +267,9 @@ class SyncDriver(DriverBase):
 
     def close_stream(self) -> None:
         self.events = None
-        self.raw = None
         if self.response is not None:
-            response, self.response = self.response, None
-            response.close()
+            reply, self.response = self.response, None
+            reply.close()
 
     # -- waiting -----------------------------------------------------------------
 
@@ -316,6 +326,20 @@ class SyncDriver(DriverBase):
             headers=self.headers,
             observers=self.observers,
         )
+
+
+SyncDriver.handlers = {
+    Send: SyncDriver.send,
+    OpenStream: SyncDriver.open,
+    ReadBody: SyncDriver.read_open,
+    ReadEvent: SyncDriver.next_event,
+    Sleep: SyncDriver.sleep,
+    Race: SyncDriver.race,
+    LoadState: lambda d, c: d.store.load(c.names),
+    Claim: SyncDriver.claim,
+    Settle: lambda d, c: d.store.settle(c),
+    Notify: lambda d, c: d.observers.notify(c.event),
+}
 
 
 def _exhaust(run: Generator[ChatChunk, None, Any]) -> Any:

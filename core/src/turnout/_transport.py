@@ -13,11 +13,15 @@ command in `asyncio.timeout` (its transport, cheap under concurrency, is in
 
 Everything goes through public APIs: `handle_request` / `handle_async_request`
 of httpx transports, and httpcore's documented pool and backend interfaces.
+The router's own sync transport is also driven one level down (`exchange`):
+httpcore's request and response as they are, without building an
+`httpx.Request` and an `httpx.Response` around them on every call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 import time
@@ -32,7 +36,18 @@ import httpx
 from ._errors import ErrorKind, ProviderError, error_for
 from ._normalize import truncate
 
-__all__ = ["SCOPE", "Mounts", "Scope", "SyncTransport", "httpx_errors", "transport_error"]
+__all__ = [
+    "CORE_ERRORS",
+    "SCOPE",
+    "Mounts",
+    "Scope",
+    "SyncTransport",
+    "as_httpx",
+    "core_target",
+    "header_dict",
+    "httpx_errors",
+    "transport_error",
+]
 
 T = TypeVar("T")
 
@@ -253,6 +268,26 @@ def httpx_errors(request: httpx.Request) -> Iterator[None]:
         raise mapped(str(exc), request=request) from None
 
 
+# What httpcore raises, caught by the drivers beside httpx's own exceptions (its
+# exceptions share no base class but Exception).
+CORE_ERRORS: tuple[type[Exception], ...] = (
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.TimeoutException,
+    httpcore.ProxyError,
+    httpcore.UnsupportedProtocol,
+)
+
+
+def as_httpx(exc: Exception) -> Exception:
+    """An httpcore exception as the httpx one of the same name (as httpx's transports
+    raise it, with no request attached); any other exception as it is."""
+    for source, target in _MAPPED:
+        if isinstance(exc, source):
+            return target(str(exc))
+    return exc
+
+
 class _Body(httpx.SyncByteStream):
     def __init__(self, inner: Iterable[bytes], request: httpx.Request) -> None:
         self._inner = inner
@@ -309,8 +344,72 @@ class SyncTransport(httpx.BaseTransport):
             extensions=response.extensions,
         )
 
+    def exchange(
+        self, method: bytes, url: str, headers: list[tuple[bytes, bytes]], content: bytes, timeout: float
+    ) -> httpcore.Response:
+        """Send one request through the pool, as `handle_request` would once httpx had
+        built it: the same wire request (`Host` first, `Content-Length` last, as
+        `httpx.Request` adds them), without the httpx objects. The response's
+        `stream` is read and its `close()` called by the caller; httpcore's
+        exceptions are left to the caller (see `as_httpx`)."""
+        target, host = core_target(url)
+        given = {key.lower() for key, _ in headers}
+        wire = list(headers) if b"host" in given else [(b"Host", host), *headers]
+        if (content or method in _BODY_METHODS) and b"content-length" not in given:
+            wire.append((b"Content-Length", str(len(content)).encode()))
+        request = httpcore.Request(
+            method,
+            target,
+            headers=wire,
+            content=content,
+            extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
+        )
+        return self._pool.handle_request(request)
+
     def close(self) -> None:
         self._pool.close()
+
+
+# Methods httpx gives a `Content-Length: 0` when they carry no body.
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+
+
+@functools.lru_cache(maxsize=512)
+def core_target(url: str) -> tuple[httpcore.URL, bytes]:
+    """httpcore's URL of `url` and its `Host` header, parsed once by httpx's rules (a
+    router sends to the same few URLs again and again)."""
+    parsed = httpx.URL(url)
+    scheme, host, port, target = parsed.raw_scheme, parsed.raw_host, parsed.port, parsed.raw_path
+    return httpcore.URL(scheme=scheme, host=host, port=port, target=target), parsed.netloc
+
+
+def header_dict(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Response headers as `httpx.Headers.items()` gives them: names lower-cased, the
+    values of a repeated name joined by ", ", decoded as ASCII, else UTF-8, else Latin-1
+    (one encoding for them all)."""
+    pairs = list(raw)
+    try:
+        decoded = [(k.lower().decode("ascii"), v.decode("ascii")) for k, v in pairs]
+    except UnicodeDecodeError:
+        encoding = "utf-8" if _decodes(pairs, "utf-8") else "iso-8859-1"
+        decoded = [(k.lower().decode(encoding), v.decode(encoding)) for k, v in pairs]
+    headers: dict[str, str] = {}
+    for key, value in decoded:
+        if key in headers:
+            headers[key] = f"{headers[key]}, {value}"
+        else:
+            headers[key] = value
+    return headers
+
+
+def _decodes(pairs: list[tuple[bytes, bytes]], encoding: str) -> bool:
+    try:
+        for key, value in pairs:
+            key.decode(encoding)
+            value.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # -- which transport a URL goes through -----------------------------------------
