@@ -33,7 +33,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 import httpcore
 import httpx
 
-from ._transport import httpx_errors
+from ._transport import core_request, httpx_errors
 
 __all__ = ["AsyncTransport", "async_transport"]
 
@@ -99,17 +99,10 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         assert isinstance(request.stream, httpx.AsyncByteStream)
         url = request.url
         origin: _Origin = (url.raw_scheme, url.raw_host, url.port)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
         with httpx_errors(request):
             connection = await self._acquire(origin, request.extensions.get("timeout", {}).get("pool"))
             try:
-                response = await connection.handle_async_request(core_request)
+                response = await connection.handle_async_request(core_request(request))
             except BaseException:
                 # httpcore has closed the connection (it does on any failure): free its room.
                 await _close(self._checkin(origin, connection))

@@ -43,6 +43,7 @@ __all__ = [
     "Scope",
     "SyncTransport",
     "as_httpx",
+    "core_request",
     "core_target",
     "header_dict",
     "httpx_errors",
@@ -326,16 +327,8 @@ class SyncTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)
-        url = request.url
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
         with httpx_errors(request):
-            response = self._pool.handle_request(core_request)
+            response = self._pool.handle_request(core_request(request))
         assert isinstance(response.stream, Iterable)
         return httpx.Response(
             status_code=response.status,
@@ -375,6 +368,18 @@ _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
 @functools.lru_cache(maxsize=512)
+def core_request(request: httpx.Request) -> httpcore.Request:
+    """httpcore's request for an httpx one, as httpx's own transport builds it."""
+    url = request.url
+    return httpcore.Request(
+        method=request.method,
+        url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+        headers=request.headers.raw,
+        content=request.stream,
+        extensions=request.extensions,
+    )
+
+
 def core_target(url: str) -> tuple[httpcore.URL, bytes]:
     """httpcore's URL of `url` and its `Host` header, parsed once by httpx's rules (a
     router sends to the same few URLs again and again)."""
