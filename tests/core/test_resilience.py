@@ -430,3 +430,26 @@ def test_availability_is_pure_data():
         False,
         20.0,
     )
+
+
+def test_a_spent_budget_after_a_wait_for_a_failing_fallback_gives_up_with_the_last_error(make_core, clock):
+    """Found by bench/resilience_sim.py: the primary fails, the fallback is set aside (its
+    breaker open) and frees up within the deadline, so the call waits for it; after the
+    wait the fallback is half-open (failing), which costs a retry token, and the budget
+    has none. The call ends with the primary's error, every attempt recorded once."""
+    config = BreakerConfig(consecutive_failures=1, open_for=2.0, jitter=0.0)
+    core = make_core(
+        [deployment("a"), deployment("b")],
+        retry_policy=NO_RETRY,
+        breaker=config,
+        budget=RetryBudget(ratio=0.0, burst=0.0),
+        wait_for_healthy=True,
+    )
+    error = turnout._errors.error_for(turnout.ErrorKind.SERVER_ERROR, "x")
+    core.store.settle(Settle("b", Outcome.failure(error, clock(), rng=random.Random(1)), config))
+    script = Script(clock, {"a.test": [fail(503, "overloaded")], "b.test": [ok()]})
+    raised, _ = call(core, script)
+    assert isinstance(raised, turnout.ServiceUnavailableError)
+    assert script.sleeps == [pytest.approx(2.0, abs=0.1)]
+    assert script.hosts == ["a.test"]  # b was never sent a request without a token
+    assert [(a.deployment, a.decision) for a in raised.attempts] == [("a", "fallback")]

@@ -302,8 +302,11 @@ class RouterCore:
             states = claimed.states
             if not claimed.spent:
                 # A fallback into a deployment that is itself failing, and no retry token.
-                pending[-1].reason = "the retry budget is spent"
-                yield from self._decided(record, pending, "give_up")
+                # (After a wait for a set-aside deployment, the round's attempts are
+                # already recorded: the call gives up with nothing more to record.)
+                if pending:
+                    pending[-1].reason = "the retry budget is spent"
+                    yield from self._decided(record, pending, "give_up")
                 assert last is not None
                 raise self._final(last, record)
             name = claimed.name
