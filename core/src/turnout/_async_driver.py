@@ -244,6 +244,7 @@ class AsyncDriver(DriverBase):
     def raw_of(response: httpx.Response) -> AsyncIterator[bytes]:
         return _once(response.content) if response.is_stream_consumed else response.aiter_raw()
 
+    # unasync: begin (SyncDriver's copy of what follows is generated: python scripts/unasync.py)
     async def read(self, reply: Reply, max_body: int) -> HTTPResponse:
         reader = self.reader(reply, max_body)
         async for piece in reply.raw:
@@ -311,6 +312,8 @@ class AsyncDriver(DriverBase):
             await self.close_stream()
         assert not isinstance(event, Pending)
         return event
+
+    # unasync: end
 
     async def drain(self) -> None:
         """See `SyncDriver.drain`."""

@@ -3,6 +3,10 @@
 Every socket operation of the router's own transport is bounded by the call's
 `Scope` (see `turnout._transport`); hedged legs run on a per-router pool of
 threads and a losing leg's socket is shut down, so it frees its thread at once.
+
+The methods that read and send (between the `unasync` markers) are generated
+from `AsyncDriver`'s by scripts/unasync.py, as httpcore generates its sync
+code; tests/core/test_unasync.py fails on a hand edit of them.
 """
 
 from __future__ import annotations
@@ -180,6 +184,7 @@ class SyncDriver(DriverBase):
     def raw_of(response: httpx.Response) -> Iterator[bytes]:
         return iter((response.content,)) if response.is_stream_consumed else response.iter_raw()
 
+    # unasync: begin (generated from AsyncDriver's by python scripts/unasync.py: do not edit)
     def read(self, reply: Reply, max_body: int) -> HTTPResponse:
         reader = self.reader(reply, max_body)
         for piece in reply.raw:
@@ -247,6 +252,8 @@ class SyncDriver(DriverBase):
             self.close_stream()
         assert not isinstance(event, Pending)
         return event
+
+    # unasync: end
 
     def drain(self) -> None:
         """A stream the flow finished reading ([DONE]): read what little is left so the
