@@ -7,6 +7,7 @@ one slot (a claim's script touches several deployments and the budget at once)."
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,7 @@ from .tiny import NO_RETRY, TinyEmulator, chat, deployment, make_router, outcome
 
 pytestmark = pytest.mark.redis
 
+NAME = "turnout-cluster-test"  # the store's connections, as CLIENT LIST shows them
 TRIP_AT_FIVE = turnout.BreakerConfig(consecutive_failures=5)
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -173,3 +175,47 @@ def test_prefixes_spread_over_the_nodes(redis_cluster: RedisCluster) -> None:
         holders.add(tuple(i for i, keys in enumerate(keys_by_node(redis_cluster, prefix)) if keys))
     assert all(len(h) == 1 for h in holders)
     assert {h[0] for h in holders} == {0, 1, 2}
+
+
+def test_an_idle_disconnect_is_not_an_outage_on_the_cluster(
+    redis_cluster: RedisCluster, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nodes that close connections idle for a second (as managed Redis and NAT gateways
+    do, after minutes): the cluster client's next step opens a fresh one, the store stays
+    shared and logs nothing."""
+    caplog.set_level(logging.INFO, logger="turnout.state")
+    admin = [node.client() for node in redis_cluster.nodes]
+    # A minute between tries: an outage taken by mistake would show until the test ends.
+    options = {"client_name": NAME}
+    store = cluster_store(redis_cluster.urls[0], prefix, retry_interval=60.0, client_options=options)
+    loop = asyncio.new_event_loop()
+    claim = Claim(("a",), ("a",), time.time(), BreakerConfig(), RetryBudget())
+
+    def connections() -> int:
+        return sum(1 for client in admin for c in client.client_list() if c["name"] == NAME)
+
+    def closed_by_the_servers() -> None:
+        deadline = time.monotonic() + 10.0
+        while connections() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert connections() == 0, "the nodes kept the idle connections open"
+
+    try:
+        for client in admin:
+            client.config_set("timeout", 1)
+        assert store.claim(claim).states["a"].inflight == 1
+        assert loop.run_until_complete(store.aclaim(claim)).states["a"].inflight == 2
+        assert connections() >= 2  # one of the blocking client's, one of the asyncio one's
+        # Idle, the event loop running meanwhile (it sees its connections close, as a service's would).
+        loop.run_until_complete(asyncio.to_thread(closed_by_the_servers))
+        assert store.claim(claim).states["a"].inflight == 3
+        assert loop.run_until_complete(store.aclaim(claim)).states["a"].inflight == 4
+        assert store.shared
+        assert [r.getMessage() for r in caplog.records if r.name == "turnout.state"] == []
+    finally:
+        for client in admin:
+            client.config_set("timeout", 0)
+            client.close()
+        loop.run_until_complete(store.aclose())
+        loop.close()
+        store.close()
