@@ -7,9 +7,10 @@ run" says which run made them: the rest of the report stays as its own run
 made it. Nothing is retyped: every
 line comes from one of the two generated reports.
 
-The server cell (bench/serve_bench.py) and the concurrency cell
-(bench/concurrency_bench.py) write their own sections between markers; `splice`
-puts one in a report, and a full run keeps them (`kept_sections`).
+The server cell (bench/serve_bench.py), the concurrency cell
+(bench/concurrency_bench.py) and the Redis store's (bench/redis_latency.py) write
+their own sections between markers; `splice` puts one in a report, and a full
+run keeps them (`kept_sections`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import re
 __all__ = [
     "CONCURRENCY_END",
     "CONCURRENCY_START",
+    "REDIS_END",
+    "REDIS_START",
     "SERVER_END",
     "SERVER_START",
     "kept_sections",
@@ -31,8 +34,11 @@ SERVER_END = "<!-- serve-bench:end -->"
 # bench/concurrency_bench.py's section: AsyncRouter's transport at 50 and 200 concurrent calls.
 CONCURRENCY_START = "<!-- concurrency-bench:start -->"
 CONCURRENCY_END = "<!-- concurrency-bench:end -->"
+# bench/redis_latency.py's section: what a RedisStore adds to a call, in time and round trips.
+REDIS_START = "<!-- redis-bench:start -->"
+REDIS_END = "<!-- redis-bench:end -->"
 # Sections that scripts of their own write; a full run of bench/run.py keeps them as they are.
-_MARKERS = ((SERVER_START, SERVER_END), (CONCURRENCY_START, CONCURRENCY_END))
+_MARKERS = ((SERVER_START, SERVER_END), (CONCURRENCY_START, CONCURRENCY_END), (REDIS_START, REDIS_END))
 
 
 def _section(lines: list[str], heading: str) -> tuple[int, int]:
@@ -157,7 +163,8 @@ def _marked(text: str, start: str, end: str) -> str | None:
 
 
 def kept_sections(text: str) -> list[str]:
-    """Every section a script of its own wrote into `text` (the server cell's, the concurrency cell's)."""
+    """Every section a script of its own wrote into `text` (the server cell's, the concurrency
+    cell's, the Redis store's)."""
     return [found for start, end in _MARKERS if (found := _marked(text, start, end)) is not None]
 
 

@@ -1,4 +1,5 @@
-"""A real `redis-server` on a free loopback port, started and stopped by the tests."""
+"""A real `redis-server` on a free loopback port, started and stopped by the tests;
+three of them as a Redis Cluster (`redis_cluster`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +135,75 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+SLOTS = 16384
+
+
+class RedisCluster:
+    """Three redis-server processes in cluster mode on loopback, no replicas: each
+    node serves a third of the slots, assigned by the test (`CLUSTER ADDSLOTSRANGE`)
+    and joined by `CLUSTER MEET`; ready when every node says `cluster_state:ok`."""
+
+    def __init__(self, workdir: Path, size: int = 3) -> None:
+        self.nodes: list[RedisServer] = []
+        self.buses: list[int] = []
+        for i in range(size):
+            home = workdir / f"node{i}"
+            home.mkdir()
+            # The bus gets a port of its own: port + 10000 (the default) may be taken, or past 65535.
+            bus = free_port()
+            options = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+            options += ("--cluster-port", str(bus), "--cluster-node-timeout", "5000")
+            self.nodes.append(RedisServer(home, options=options))
+            self.buses.append(bus)
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def start(self, timeout: float = 10.0) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        clients = [node.client() for node in self.nodes]
+        try:
+            step = SLOTS // len(clients)
+            for i, client in enumerate(clients):
+                last = SLOTS - 1 if i == len(clients) - 1 else (i + 1) * step - 1
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * step, last)
+            for node, bus in zip(self.nodes[1:], self.buses[1:], strict=True):
+                clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus)
+            self._wait_ok(clients, timeout)
+        finally:
+            for client in clients:
+                client.close()
+        return self
+
+    def _wait_ok(self, clients: Sequence[Any], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            # Every node in state ok and knowing every other: a client may start on any.
+            infos = [client.cluster("INFO") for client in clients]
+            if all(self._ok(info) for info in infos):
+                return
+            if time.monotonic() > deadline:
+                where = self.nodes[0].workdir.parent
+                raise RuntimeError(f"the cluster did not come up in {timeout}s: {infos}; see {where}")
+            time.sleep(0.05)
+
+    def _ok(self, info: dict[str, str]) -> bool:
+        return info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == len(self.nodes)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A three-node cluster for a module's tests: they keep apart by their own key prefix."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
