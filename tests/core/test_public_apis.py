@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import importlib.util
 import inspect
 from pathlib import Path
 
@@ -108,6 +109,11 @@ def test_no_private_attribute_of_a_dependency_is_used() -> None:
     assert violations(parsed()) == []
 
 
+NEEDS_OTEL = pytest.mark.skipif(
+    importlib.util.find_spec("opentelemetry") is None, reason="OpenTelemetry is not installed"
+)
+
+
 @pytest.mark.parametrize(
     "source",
     [
@@ -115,8 +121,9 @@ def test_no_private_attribute_of_a_dependency_is_used() -> None:
         "pool._requests.clear()",  # an httpcore private
         "manager._name2plugin.get(name)",  # a pluggy private
         "manager.list_plugin_distinfo()",  # pluggy's backward-compatibility API
-        "tracer._real_tracer.start_span(name)",  # an OpenTelemetry API private
-        "span._attributes._immutable = True",  # OpenTelemetry SDK privates
+        # OpenTelemetry's privates are known when it is installed (not beside the core alone).
+        pytest.param("tracer._real_tracer.start_span(name)", marks=NEEDS_OTEL),  # the API's
+        pytest.param("span._attributes._immutable = True", marks=NEEDS_OTEL),  # the SDK's
     ],
 )
 def test_the_scan_catches_private_uses(source: str) -> None:
