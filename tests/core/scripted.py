@@ -67,6 +67,8 @@ class Script:
         self.chunks: list[ChatChunk] = []
         # What the flow told observers (attempts decided, calls ended, breakers changed).
         self.events: list[Any] = []
+        # Called after each sleep: what other calls did meanwhile.
+        self.on_sleep: Callable[[], None] | None = None
 
     def answer(self, host: str) -> Reply:
         queue = self.replies.get(host)
@@ -90,6 +92,8 @@ class Script:
                     self.clock.advance(limits.sleep_for(command.seconds))
                 except ProviderError as expired:
                     thrown = expired
+                if self.on_sleep is not None:
+                    self.on_sleep()
             elif isinstance(command, Send):
                 host = urlsplit(command.request.url).hostname or ""
                 self.sent.append((host, dict(command.request.headers)))

@@ -453,3 +453,66 @@ def test_a_spent_budget_after_a_wait_for_a_failing_fallback_gives_up_with_the_la
     assert script.sleeps == [pytest.approx(2.0, abs=0.1)]
     assert script.hosts == ["a.test"]  # b was never sent a request without a token
     assert [(a.deployment, a.decision) for a in raised.attempts] == [("a", "fallback")]
+
+
+FIXED = turnout.RetryPolicy(max_retries=2, base=0.5, cap=0.5, jitter="none")
+
+
+def test_a_retry_whose_breaker_opens_while_it_waits_is_not_sent_and_the_call_falls_back(make_core, clock):
+    """The retry's place was claimed before its wait; another call trips the breaker
+    meanwhile. The retry is not sent (found by bench/chaos: a dead upstream got five
+    requests in the second after its trip); the attempt before it stands, noted once."""
+    config = BreakerConfig(consecutive_failures=2, open_for=10.0, jitter=0.0)
+    core = make_core([deployment("a"), deployment("b")], retry_policy=FIXED, breaker=config)
+    script = Script(clock, {"a.test": [fail(503, "overloaded")], "b.test": [ok("from b")]})
+    error = turnout._errors.error_for(turnout.ErrorKind.SERVER_ERROR, "x")
+    script.on_sleep = lambda: core.store.settle(
+        Settle("a", Outcome.failure(error, clock(), rng=random.Random(1)), config)
+    )
+    response, record = call(core, script)
+    assert response.content == "from b"
+    assert script.hosts == ["a.test", "b.test"]
+    assert [(a.deployment, a.decision) for a in record.attempts] == [("a", "retry"), ("b", "done")]
+    assert core.store.load(["a"])["a"].inflight == 0  # the retry's place was given back
+
+
+def test_a_retry_whose_breaker_opens_while_it_waits_waits_for_the_probe_when_nothing_else_can(
+    make_core, clock
+):
+    """One deployment; another call trips its breaker (open 1 s) during the retry's
+    wait: the retry is not sent then, but waits out the open period (its token paid
+    once) and goes as the half-open probe."""
+    config = BreakerConfig(consecutive_failures=2, open_for=1.0, jitter=0.0)
+    core = make_core(
+        [deployment("a")], retry_policy=FIXED, breaker=config, budget=RetryBudget(ratio=0.0, burst=1.0)
+    )
+    script = Script(clock, {"a.test": [fail(503, "overloaded"), ok("the probe")]})
+    error = turnout._errors.error_for(turnout.ErrorKind.SERVER_ERROR, "x")
+    tripped: list[None] = []
+
+    def meanwhile() -> None:
+        if not tripped:  # once: during the first wait
+            tripped.append(None)
+            core.store.settle(Settle("a", Outcome.failure(error, clock(), rng=random.Random(1)), config))
+
+    script.on_sleep = meanwhile
+    response, record = call(core, script)
+    assert response.content == "the probe"
+    assert script.hosts == ["a.test", "a.test"]
+    assert script.sleeps == [pytest.approx(0.5), pytest.approx(1.0, abs=0.05)]
+    assert [(a.deployment, a.decision) for a in record.attempts] == [("a", "retry"), ("a", "done")]
+    assert core.store.load(["a"])["a"].status == "closed"
+
+
+def test_a_cooldown_begun_while_a_retry_waits_does_not_stop_it(make_core, clock):
+    """Another call's 429 cools the deployment down for 1 s during the retry's wait:
+    the retry, whose place was claimed and whose wait honours its own error, is sent."""
+    core = make_core([deployment("a")], retry_policy=FIXED)
+    script = Script(clock, {"a.test": [fail(503, "overloaded"), ok("sent as planned")]})
+    limited = turnout._errors.error_for(turnout.ErrorKind.RATE_LIMITED, "slow down", retry_after=1.0)
+    script.on_sleep = lambda: core.store.settle(
+        Settle("a", Outcome.failure(limited, clock(), rng=random.Random(1)), core.breaker)
+    )
+    response, _ = call(core, script)
+    assert response.content == "sent as planned"
+    assert script.sleeps == [pytest.approx(0.5)]

@@ -376,7 +376,8 @@ class RouterCore:
     def _decided(self, record: CallRecord, ends: list[Tried], decision: str) -> Flow[None]:
         """Record the attempts that ended a round, with what the call did next."""
         for end in ends:
-            yield from sent(self.note(record, end.attempt(decision), started=end.started))
+            if not end.noted:
+                yield from sent(self.note(record, end.attempt(decision), started=end.started))
 
     def _leg(
         self,

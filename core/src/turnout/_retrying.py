@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from ._errors import Attempt, ProviderError
-from ._flow import Claimed, Emit, Flow, Notify, Sleep
+from ._flow import Claimed, Emit, Flow, Notify, Sleep, Spend
 from ._limits import CallLimits
 from ._pump import relay
-from ._retry import GiveUp, Retry, RetryPolicy
+from ._retry import GiveUp, Retry, RetryDecision, RetryPolicy
 
 __all__ = ["Seat", "Tried", "retry_decision", "retry_loop", "retrying", "wait_reason"]
 
@@ -34,6 +34,7 @@ class Tried:
         "elapsed",
         "error",
         "name",
+        "noted",
         "provider",
         "reason",
         "result",
@@ -66,6 +67,9 @@ class Tried:
         # When it was sent (wall clock), for observers.
         self.started = started
         self.reason = ""
+        # Already told to observers and the record (as a retry that then could not
+        # be sent): the layer above does not note it again.
+        self.noted = False
 
     def attempt(self, decision: str, reason: str = "") -> Attempt:
         return Attempt(
@@ -126,8 +130,9 @@ class Seat(Protocol):
         """One attempt on the place claimed for it, after waiting `delay` seconds
         (holding the place), its outcome recorded after."""
 
-    def claim(self, delay: float) -> Flow[Claimed]:
-        """Claim a place for a retry sent `delay` seconds from now, paying its token."""
+    def claim(self, delay: float, spend: Spend = "always") -> Flow[Claimed]:
+        """Claim a place for a retry sent `delay` seconds from now, paying its token
+        (`spend`: "never" when it was paid already)."""
 
     def ready_in(self, delay: float) -> float:
         """Seconds from now until the deployment may be tried again, `delay` at least."""
@@ -152,29 +157,44 @@ def retry_loop(
     A retry's place is claimed before its wait, for the moment it will be sent: a
     spent budget gives up at once instead of after the wait, and a deployment set
     aside meanwhile (another call's 429, a trip) is waited for within the deadline
-    (or left for a fallback). `waited`: what the call slept before the first
-    attempt (for its record)."""
+    (or left for a fallback); one whose breaker opened during its wait is not sent.
+    `waited`:
+    what the call slept before the first attempt (for its record)."""
     retries = 0
     delay = 0.0
+    last: Tried | None = None
+    decision: RetryDecision
     while True:
         tried = yield from seat.attempt(waited, delay)
-        error = tried.error
-        if error is None:
-            return tried
-        decision = retry_decision(
-            error,
-            retries,
-            policy=policy,
-            streaming=streaming,
-            committed=seat.committed,
-            left=limits.left(),
-            max_wait=max_wait,
-            can_fall_back=can_fall_back(error),
-            ready_in=seat.ready_in,
-            rng=rng,
-        )
+        resumed = not tried.admitted and last is not None
+        if resumed:
+            # Another call tripped the breaker while the retry waited: it was not sent.
+            # The attempt before it stands, already noted; the same retry (its token
+            # paid) later, if that still fits.
+            assert last is not None
+            tried, decision = last, Retry(0.0)
+            tried.noted = True
+            error = tried.error
+            assert error is not None
+        else:
+            last = tried
+            error = tried.error
+            if error is None:
+                return tried
+            decision = retry_decision(
+                error,
+                retries,
+                policy=policy,
+                streaming=streaming,
+                committed=seat.committed,
+                left=limits.left(),
+                max_wait=max_wait,
+                can_fall_back=can_fall_back(error),
+                ready_in=seat.ready_in,
+                rng=rng,
+            )
         while isinstance(decision, Retry):
-            claimed = yield from seat.claim(decision.delay)
+            claimed = yield from seat.claim(decision.delay, "never" if resumed else "always")
             if not claimed.spent:
                 decision = GiveUp("the retry budget is spent")
             elif claimed.name is not None:
@@ -192,11 +212,12 @@ def retry_loop(
         if isinstance(decision, GiveUp):
             tried.reason = decision.reason
             return tried
-        notify = note(tried.attempt("retry", wait_reason(error, decision.delay)))
-        if notify is not None:
-            yield notify
+        if not resumed:
+            notify = note(tried.attempt("retry", wait_reason(error, decision.delay)))
+            if notify is not None:
+                yield notify
+            retries += 1
         delay = waited = decision.delay
-        retries += 1
 
 
 class _Plain:
@@ -232,7 +253,7 @@ class _Plain:
             self._name, self._provider, result=result, elapsed=self._clock() - started, waited=waited
         )
 
-    def claim(self, delay: float) -> Flow[Claimed]:
+    def claim(self, delay: float, spend: Spend = "always") -> Flow[Claimed]:
         yield from ()  # no state, no budget: always a place
         return Claimed(self._name, {})
 
