@@ -19,10 +19,12 @@ pytestmark = pytest.mark.redis
 LENIENT = turnout.BreakerConfig(consecutive_failures=10**6, failure_rate=1.1)
 PLENTY = RetryBudget(ratio=1.0, burst=10**6)
 
+
 # These tests are about updates lost or kept, not speed: a hundred connections opened
 # at once on a loaded 2-core machine may take longer than the default 0.25 s, which
 # would (rightly) count as an outage. Slow Redis has its own tests (test_slow.py).
-PATIENT = {"socket_timeout": 2.0, "connect_timeout": 2.0}
+def patient(server: RedisServer, prefix: str) -> RedisStore:
+    return RedisStore(server.url, prefix=prefix, socket_timeout=2.0, connect_timeout=2.0)
 
 
 def test_threads_over_two_routers_sharing_redis_lose_no_updates(
@@ -30,7 +32,7 @@ def test_threads_over_two_routers_sharing_redis_lose_no_updates(
 ) -> None:
     routers = [
         make_router(
-            RedisStore(redis_server.url, prefix=prefix, **PATIENT),
+            patient(redis_server, prefix),
             {"a": "oops"},
             breaker=LENIENT,
             budget=PLENTY,
@@ -63,7 +65,7 @@ def test_threads_over_two_routers_sharing_redis_lose_no_updates(
 def test_tasks_sharing_an_async_router_on_redis_lose_no_updates(
     redis_server: RedisServer, prefix: str
 ) -> None:
-    store = RedisStore(redis_server.url, prefix=prefix, **PATIENT)
+    store = patient(redis_server, prefix)
     transport = mock_transport(
         {"a.test": TinyEmulator(), "b.test": TinyEmulator()},
         lambda r: Fault(error="oops") if r.host == "a.test" else None,
