@@ -112,7 +112,11 @@ def make_store(
         if case[0] == "memory":
             return MemoryStore(**kw)
         server: RedisServer = request.getfixturevalue("redis_server")
-        return RedisStore(server.url, prefix=prefix, **kw)
+        # The protocol's semantics, not speed: eighty connections opened at once on a
+        # loaded machine once took longer than the default 0.25 s, an outage (rightly:
+        # slow Redis has its own tests, test_slow.py and test_outage.py).
+        patient = {"socket_timeout": 2.0, "connect_timeout": 2.0}
+        return RedisStore(server.url, prefix=prefix, **{**patient, **kw})
 
     return make
 
