@@ -131,14 +131,11 @@ class DeploymentSeat:
         try:
             if delay > 0:
                 yield Sleep(delay)
-                aside = yield from self._set_aside()
-                if aside is not None:
+                if (yield from self._tripped()):
                     # Another call tripped the breaker while the retry waited: the place
                     # is given back, nothing is sent.
                     yield Settle(name, Outcome.release(wall()), core.breaker)
-                    withdrawn = Tried(name, provider, admitted=False, waited=waited)
-                    withdrawn.reason = f"{aside} while waiting to retry"
-                    return withdrawn
+                    return Tried(name, provider, admitted=False, waited=waited)
                 started, sent_at = clock(), wall()
             try:
                 inner = core.make_flow(self.target, self.request, self.stream)
@@ -174,16 +171,15 @@ class DeploymentSeat:
             raise
         return Tried(name, provider, result=result, elapsed=clock() - started, waited=waited, started=sent_at)
 
-    def _set_aside(self) -> Flow[str | None]:
-        """ "breaker open" when another call tripped the breaker while this retry waited
-        (None: it did not). A retry's place was claimed before its wait; this reads
-        the deployment once more (one more round trip on Redis, for retries that waited
-        only). A cooldown begun meanwhile (another call's 429) does not stop it: it is
-        short, and the retry's own wait already honours its own error's hints."""
+    def _tripped(self) -> Flow[bool]:
+        """Whether another call tripped the breaker while this retry waited. A retry's
+        place was claimed before its wait; this reads the deployment once more (one
+        more round trip on Redis, for retries that waited only). A cooldown begun
+        meanwhile (another call's 429) does not stop it: it is short, and the retry's
+        own wait already honours its own error's hints."""
         states: Mapping[str, DeploymentState] = yield LoadState((self.name,))
         state = self.state = states[self.name]
-        tripped = state.status == "open" and state.open_until > self.core.wall()
-        return "breaker open" if tripped else None
+        return state.status == "open" and state.open_until > self.core.wall()
 
     def _seen(self, command: Any) -> None:
         if type(command) is Emit:
