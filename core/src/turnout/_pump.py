@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, Generic, TypeVar
 
-from ._flow import Command, Flow
+from ._flow import Command, Flow, HTTPResponse
 
 __all__ = ["DONE", "Done", "Outcome", "Pump", "acapture", "capture", "relay"]
 
@@ -101,18 +101,19 @@ class Pump(Generic[K, T]):
 
 
 Watcher = Callable[[Command], None]
-# Sees each result the driver sends back; may answer with more commands to run
-# (the router records rate-limit headers this way).
-ResultHook = Callable[[Any], Flow[None] | None]
+# Sees each response the driver sends back; may answer with more commands to run
+# (the router reads a stream's head and its rate-limit headers this way).
+ResponseHook = Callable[[HTTPResponse], Flow[None] | None]
 
 
-def relay(inner: Flow[T], *, before: Watcher | None = None, after: ResultHook | None = None) -> Flow[T]:
+def relay(inner: Flow[T], *, before: Watcher | None = None, after: ResponseHook | None = None) -> Flow[T]:
     """`yield from inner`, with `before(command)` called on each command it yields
-    and `after(result)` on each result it receives. Failures and abandonment are
-    handed on to `inner`, so its own `try`/`finally` runs.
+    and `after(response)` on each `HTTPResponse` it is sent. Failures and abandonment
+    are handed on to `inner`, so its own `try`/`finally` runs.
 
     Each streamed chunk passes through here twice (its read and its emit), so the
-    inner flow is stepped directly rather than through a `Pump`."""
+    inner flow is stepped directly rather than through a `Pump`, and nothing but a
+    type check is done per step for a hook that does not want it."""
     send, throw = inner.send, inner.throw
     try:
         command = send(None)
@@ -129,7 +130,7 @@ def relay(inner: Flow[T], *, before: Watcher | None = None, after: ResultHook | 
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
             continue
-        if after is not None:
+        if after is not None and type(value) is HTTPResponse:
             extra = after(value)
             if extra is not None:
                 yield from extra

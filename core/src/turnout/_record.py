@@ -7,7 +7,8 @@ read it when the call ends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._assembly import Assembly
@@ -24,6 +25,7 @@ class CallRecord:
         "answer",
         "attempts",
         "call_id",
+        "clock",
         "deployment",
         "emitted",
         "first_chunk_at",
@@ -43,12 +45,15 @@ class CallRecord:
         stream: bool = False,
         metadata: Mapping[str, Any] | None = None,
         started: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call_id = call_id
         self.route = route
         self.stream = stream
         self.metadata: Mapping[str, Any] = metadata or {}
         self.started = started
+        # The router's clock, for the time of the first chunk.
+        self.clock = clock
         self.attempts: list[Attempt] = []
         self.answer = Assembly()
         self.emitted = 0
@@ -58,6 +63,10 @@ class CallRecord:
         self.first_chunk_at: float | None = None
 
     def observe(self, chunk: ChatChunk) -> None:
+        """A chunk reaches the caller (the stream hands each one here as it returns it,
+        so the flow, resumed only after, sees the call committed)."""
+        if not self.emitted:
+            self.first_chunk_at = self.clock()
         self.emitted += 1
         self.answer.add(chunk)
 

@@ -171,7 +171,12 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         skip = self.unsupported(route, request, stream=stream)
         limits = self.limits(options.deadline, options.timeout)
         record = CallRecord(
-            request.call_id, route.name, stream=stream, metadata=request.metadata, started=self.clock()
+            request.call_id,
+            route.name,
+            stream=stream,
+            metadata=request.metadata,
+            started=self.clock(),
+            clock=self.clock,
         )
         flow = self.call_flow(request, route, limits, record, stream=stream, skip=skip)
         return flow, record, limits, options.extra_headers

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import Attempt, ProviderError, attribute_error
-from ._flow import CallAbandoned, Claim, Claimed, Emit, Flow, HTTPResponse, LoadState, Notify, Settle, Sleep
+from ._flow import CallAbandoned, Claim, Claimed, Flow, HTTPResponse, LoadState, Notify, Settle, Sleep
 from ._health import DeploymentState, Outcome, availability, exhausted_until
 from ._models import ChatRequest, ChatResponse
 from ._observe import BreakerEvent, breaker_events
@@ -139,8 +139,8 @@ class DeploymentSeat:
                 started, sent_at = clock(), wall()
             try:
                 inner = core.make_flow(self.target, self.request, self.stream)
-                if self.stream:  # every chunk is watched, and the stream's head
-                    result = yield from relay(inner, before=self._seen, after=self._headers)
+                if self.stream:  # its head is read on its way in (the stream keeps the chunks)
+                    result = yield from relay(inner, after=self._headers)
                     quota = 0.0
                 else:  # the final response's headers come with the answer
                     result = yield from inner
@@ -181,18 +181,9 @@ class DeploymentSeat:
         state = self.state = states[self.name]
         return state.status == "open" and state.open_until > self.core.wall()
 
-    def _seen(self, command: Any) -> None:
-        if type(command) is Emit:
-            record = self.record
-            if record.first_chunk_at is None:
-                record.first_chunk_at = self.core.clock()
-            record.observe(command.chunk)
-
-    def _headers(self, value: Any) -> Flow[None] | None:
+    def _headers(self, value: HTTPResponse) -> Flow[None] | None:
         """A stream's head: its headers for the record, and a quota it says is used up
         for every other call at once (not at the stream's end)."""
-        if type(value) is not HTTPResponse:
-            return None
         self.record.headers = dict(value.headers)
         until = self._exhausted(value.headers) if value.ok else 0.0
         return self._quota(until) if until else None

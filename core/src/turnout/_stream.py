@@ -14,6 +14,10 @@ __all__ = ["AsyncStream", "Stream"]
 
 
 class _StreamBase:
+    """What both streams share. Each chunk is kept in the call's record as it is handed
+    to the caller (`record.observe`): the flow is resumed only for the next chunk, so it
+    always sees whether the call is committed; `stream.response` is assembled there."""
+
     def __init__(self, record: CallRecord) -> None:
         self._record = record
         self.response: ChatResponse | None = None
@@ -45,10 +49,12 @@ class Stream(_StreamBase):
 
     def __next__(self) -> ChatChunk:
         try:
-            return next(self._run)
+            chunk = next(self._run)
         except StopIteration as done:
             self.response = done.value
             raise StopIteration from None
+        self._record.observe(chunk)
+        return chunk
 
     def close(self) -> None:
         self._run.close()
@@ -77,11 +83,13 @@ class AsyncStream(_StreamBase):
 
     async def __anext__(self) -> ChatChunk:
         try:
-            return await anext(self._run)
+            chunk = await anext(self._run)
         except StopAsyncIteration:
             if self._out:
                 self.response = self._out[0]
             raise
+        self._record.observe(chunk)
+        return chunk
 
     async def aclose(self) -> None:
         await self._run.aclose()
