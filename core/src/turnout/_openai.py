@@ -7,7 +7,6 @@ streaming hot path (one call per token batch).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
@@ -27,6 +26,7 @@ from ._flow import (
     ReadBody,
     Send,
 )
+from ._json import loads
 from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, ToolCallDelta
 from ._provider import Provider, whole_chunk
 
@@ -125,7 +125,7 @@ class OpenAICompatible(Provider):
         if response.truncated:
             raise self.parse_error(f"the {what} body is larger than allowed", response)
         try:
-            return json.loads(response.body)
+            return loads(response.body)
         except (ValueError, RecursionError):
             raise self.parse_error(f"the {what} body is not JSON", response) from None
 
@@ -267,7 +267,7 @@ class OpenAICompatible(Provider):
             if not data:
                 continue
             try:
-                payload = json.loads(data)
+                payload = loads(data)
             except (ValueError, RecursionError):
                 raise self.parse_error("a stream event is not JSON", head) from None
             if type(payload) is not dict:
