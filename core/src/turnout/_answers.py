@@ -173,26 +173,37 @@ def tool_calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:
 
 
 def tool_call_deltas(delta: Mapping[str, Any]) -> tuple[ToolCallDelta, ...]:
-    """The tool-call pieces of one streamed delta (a hot path: one call per chunk)."""
+    """The tool-call pieces of one streamed delta (a hot path: one call per chunk, so
+    the common shapes are checked by exact type first)."""
     calls = delta.get("tool_calls")
     if calls is None:
         return ()
     if type(calls) is not list:
         raise Malformed("delta.tool_calls is not a list")
     found: list[ToolCallDelta] = []
-    for position, call in enumerate(calls):
-        if not isinstance(call, MAP):
+    position = 0
+    for call in calls:
+        if type(call) is not dict and not isinstance(call, Mapping):
             raise Malformed(f"delta.tool_calls[{position}] is not an object")
         index = call.get("index", position)
         if (type(index) is not int or index < 0) and count(index) is None:
             raise Malformed(f"delta.tool_calls[{position}].index is not a number")
-        function = call.get("function") or {}
-        if not isinstance(function, MAP):
+        function = call.get("function")
+        if type(function) is dict:
+            name, arguments = function.get("name"), function.get("arguments") or ""
+        elif not function:
+            name, arguments = None, ""
+        elif isinstance(function, Mapping):
+            name, arguments = function.get("name"), function.get("arguments") or ""
+        else:
             raise Malformed(f"delta.tool_calls[{position}].function is not an object")
-        call_id, name, arguments = call.get("id"), function.get("name"), function.get("arguments") or ""
-        if not (call_id is None or isinstance(call_id, str)) or not (name is None or isinstance(name, str)):
+        call_id = call.get("id")
+        if not (call_id is None or type(call_id) is str or isinstance(call_id, str)) or not (
+            name is None or type(name) is str or isinstance(name, str)
+        ):
             raise Malformed(f"delta.tool_calls[{position}] has a non-string id or name")
-        if not isinstance(arguments, str):
+        if type(arguments) is not str and not isinstance(arguments, str):
             raise Malformed("delta.tool_calls.function.arguments is not a string")
         found.append(ToolCallDelta(index, call_id, name, arguments))
+        position += 1
     return tuple(found)
