@@ -181,8 +181,7 @@ def tool_call_deltas(delta: Mapping[str, Any]) -> tuple[ToolCallDelta, ...]:
     if type(calls) is not list:
         raise Malformed("delta.tool_calls is not a list")
     found: list[ToolCallDelta] = []
-    position = 0
-    for call in calls:
+    for position, call in enumerate(calls):
         if type(call) is not dict and not isinstance(call, Mapping):
             raise Malformed(f"delta.tool_calls[{position}] is not an object")
         index = call.get("index", position)
@@ -205,5 +204,4 @@ def tool_call_deltas(delta: Mapping[str, Any]) -> tuple[ToolCallDelta, ...]:
         if type(arguments) is not str and not isinstance(arguments, str):
             raise Malformed("delta.tool_calls.function.arguments is not a string")
         found.append(ToolCallDelta(index, call_id, name, arguments))
-        position += 1
     return tuple(found)
