@@ -74,10 +74,12 @@ def count(value: Any) -> int | None:
     return None
 
 
-def _first(mapping: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> int | None:
-    for path in paths:
-        node: Any = mapping.get(path[0])
-        for part in path[1:]:
+def _first(mapping: Mapping[str, Any], paths: tuple[tuple[str, tuple[str, ...]], ...]) -> int | None:
+    for head, rest in paths:
+        node: Any = mapping.get(head)
+        if node is None:  # the common case for all but one spelling: at once
+            continue
+        for part in rest:
             node = node.get(part) if isinstance(node, MAP) else None
         if type(node) is int and node >= 0:
             return node
@@ -87,8 +89,9 @@ def _first(mapping: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> in
     return None
 
 
-def _paths(*dotted: str) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(path.split(".")) for path in dotted)
+def _paths(*dotted: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each dotted name as its first key and the keys below it."""
+    return tuple((head, tuple(rest)) for head, *rest in (path.split(".") for path in dotted))
 
 
 _PROMPT = _paths("prompt_tokens", "input_tokens", "promptTokenCount")

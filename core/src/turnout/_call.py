@@ -81,7 +81,7 @@ class RouterCore:
         rng: random.Random | None = None,
         make_flow: FlowMaker = _provider_flow,
     ) -> None:
-        from ._limits import DEFAULT_MAX_BODY
+        from ._limits import DEFAULT_MAX_BODY, DEFAULT_MAX_EVENT, DEFAULT_MAX_STREAM
 
         self.targets = dict(targets)
         self.names = tuple(self.targets)
@@ -90,6 +90,10 @@ class RouterCore:
         self.timeout = timeout
         # No response body is read past this (a success over it is parse_error).
         self.max_body = DEFAULT_MAX_BODY if max_body is None else max_body
+        # One server-sent event, and a whole stream, are not read past these (a router
+        # sets its own).
+        self.max_event = DEFAULT_MAX_EVENT
+        self.max_stream = DEFAULT_MAX_STREAM
         self.clock = clock
         self.wall = wall_clock
         self.rng = rng or random.Random()
@@ -163,9 +167,8 @@ class RouterCore:
 
     def limits(self, deadline: float | None = None, timeout: float | None = None) -> CallLimits:
         limit = self.deadline if deadline is None else float(deadline)
-        return CallLimits(
-            self.clock() + limit, limit, self.timeout, self.max_body, override=timeout, clock=self.clock
-        )
+        clock, caps = self.clock, (self.max_body, self.max_event)
+        return CallLimits(clock() + limit, limit, self.timeout, *caps, timeout, clock, self.max_stream)
 
     def health_report(self, states: Mapping[str, DeploymentState]) -> dict[str, Health]:
         now = self.wall()

@@ -54,6 +54,8 @@ def is_cleanup_send(command: Any) -> bool:
 
 
 _UPKEEP = frozenset({Settle, Notify})
+# What `opened` is before a stream is (a frozen request: shared by every driver).
+_NOT_OPENED = HTTPRequest("GET", "")
 # What the attempt record says when a call is abandoned, by what abandoned it.
 LOST_RACE = "lost the race"
 _ABANDONED = {
@@ -145,7 +147,7 @@ class DriverBase:
         # The caller's `extra_headers` for this call, added to every request.
         self.headers = headers
         # The request of the open stream (what a failure while reading it is about).
-        self.opened = HTTPRequest("GET", "")
+        self.opened = _NOT_OPENED
         # The events of the open stream.
         self.events: EventReader | None = None
 

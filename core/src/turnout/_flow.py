@@ -98,11 +98,16 @@ class HTTPRequest:
     ) -> HTTPRequest:
         all_headers = {"content-type": "application/json", "accept": "application/json"}
         all_headers.update(headers or {})
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        body = _ENCODER.encode(payload).encode()
         return cls(method, url, all_headers, body, timeout, repeatable)
 
     def __repr__(self) -> str:
         return f"HTTPRequest({self.method} {self.url})"
+
+
+# Compact JSON, UTF-8 as is: one encoder for every request (json.dumps with options
+# would make a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 @frozen(repr=False)

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import httpx
-from attrs import evolve
 
 from ._async_driver import AsyncDriver
 from ._async_transport import async_transport
@@ -148,10 +147,6 @@ class BaseRouter(RouterCore, Generic[ClientT, TransportT]):
         return router
 
     # -- a call ------------------------------------------------------------------
-
-    def limits(self, deadline: float | None = None, timeout: float | None = None) -> CallLimits:
-        """A call's limits, with this router's caps on events and streams."""
-        return evolve(super().limits(deadline, timeout), max_event=self.max_event, max_stream=self.max_stream)
 
     def _start(
         self,
