@@ -71,17 +71,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if transport == "aiohttp":
         aiohttp_transport()  # installed?
     _check_router(args.config)
-    options = ServeOptions(
-        config=args.config,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        no_auth=args.no_auth,
-        grace_period=settings.grace_period,
-        access_log=args.access_log,
-        log_level=args.log_level,
-        transport=transport,
-    )
+    options = ServeOptions.asked(args, grace_period=settings.grace_period, transport=transport)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
