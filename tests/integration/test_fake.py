@@ -12,7 +12,7 @@ import pytest
 
 import turnout
 from turnout.emulation import Fault
-from turnout.fake import FakeGateways, FaultProfile, load_faults
+from turnout.fake import FakeGateways, FaultProfile, fault_from_mapping, load_faults
 
 from .conftest import KEYS, PROVIDERS
 
@@ -337,6 +337,11 @@ def test_scripted_faults_are_checked_the_same_way(http: httpx.Client, fake: Fake
     assert answer.status_code == 400
     assert answer.json()["detail"] == "script[0].retry_after: must be a number of seconds (>= 0) (got -1)"
     assert fake.pending("meshapi") == 0
+
+
+def test_a_null_field_of_a_scripted_fault_keeps_its_default() -> None:
+    fault = fault_from_mapping({"error": "rate_limited", "retry_after": None, "malformed": None})
+    assert fault == Fault(error="rate_limited")
 
 
 def test_the_base_path_is_what_the_emulator_says(http: httpx.Client) -> None:

@@ -31,10 +31,10 @@ from __future__ import annotations
 import enum
 import itertools
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, TypeAlias, TypeVar
 
-from attrs import frozen
+from attrs import field, frozen
 
 from ._flow import Claim, Claimed, Settle
 from ._health import DeploymentState
@@ -133,28 +133,19 @@ class Failures:
 # -- the flows ------------------------------------------------------------------------
 
 
+@frozen(eq=False)
 class RedisCore:
     """The flows of one `RedisStore`: its key layout and journal, its outage switch,
     the meaning of its client's exceptions, and the time one step may take."""
 
-    def __init__(
-        self,
-        layout: Layout,
-        outage: Outage,
-        failures: Failures,
-        budget: float | None,
-        journal: str,
-        wall: Callable[[], float] = time.time,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.layout = layout
-        self.outage = outage
-        self.failures = failures
-        self.budget = budget
-        self.journal = journal
-        self.wall = wall  # for the records' times
-        self.clock = clock  # for the call's time left
-        self._ops = itertools.count(1)
+    layout: Layout
+    outage: Outage
+    failures: Failures
+    budget: float | None
+    journal: str
+    wall: Callable[[], float] = time.time  # for the records' times
+    clock: Callable[[], float] = time.monotonic  # for the call's time left
+    _ops: Iterator[int] = field(init=False, factory=lambda: itertools.count(1), repr=False)
 
     def load(self, names: Sequence[str]) -> Flow[dict[str, DeploymentState]]:
         if not names:

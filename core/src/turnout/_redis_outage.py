@@ -20,7 +20,7 @@ import threading
 import time
 from typing import TypeVar
 
-from attrs import evolve
+from attrs import define, evolve, field
 
 from ._health import DeploymentState
 from ._state import MemoryStore
@@ -40,21 +40,26 @@ class Mode(enum.Enum):
     LOCAL = "local"  # the local stand-in: Redis is down and another call probes
 
 
+@define(eq=False)
 class Outage:
     """The attach/detach switch of one store, and its local stand-in."""
 
-    def __init__(self, shown_url: str, secrets: tuple[str, ...], retry_interval: float, budget_start: float):
-        self.shown_url = shown_url
-        self.secrets = secrets
-        self.retry_interval = retry_interval
-        self.budget_start = budget_start
-        self.down = False
-        self.local = MemoryStore(budget_start)
-        # What Redis last said, to seed the stand-in with: open breakers stay open.
-        self.seen: dict[str, DeploymentState] = {}
-        self.seen_tokens: float | None = None
-        self._lock = threading.Lock()
-        self._retry_at = 0.0
+    shown_url: str
+    # What the URL holds that no log may show (its password): masked, never in a repr.
+    secrets: tuple[str, ...] = field(repr=False)
+    retry_interval: float
+    budget_start: float
+    down: bool = field(default=False, init=False)
+    local: MemoryStore = field(init=False, repr=False)
+    # What Redis last said, to seed the stand-in with: open breakers stay open.
+    seen: dict[str, DeploymentState] = field(init=False, factory=dict, repr=False)
+    seen_tokens: float | None = field(default=None, init=False)
+    _lock: threading.Lock = field(init=False, factory=threading.Lock, repr=False)
+    _retry_at: float = field(default=0.0, init=False, repr=False)
+
+    @local.default
+    def _stand_in(self) -> MemoryStore:
+        return MemoryStore(self.budget_start)
 
     def mode(self) -> Mode:
         return Mode.SHARED if not self.down else self._outage_mode()

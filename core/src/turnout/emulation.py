@@ -19,11 +19,12 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import httpx
 from attrs import field, frozen
 
+from ._checks import Check
 from ._emulated_answers import Answer, Invalid, answer, last_text, words
 
 __all__ = [
@@ -103,6 +104,22 @@ class EmulatedResponse:
         return body.decode("utf-8", errors="replace")
 
 
+def _status(value: Any) -> int:
+    """A status as a number, or as a TOML/JSON key writes it (`"502"`)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("must be an HTTP error status (400-599)")
+    return value
+
+
+# The conditions on a fault's values, checked where faults come from data (fault
+# files, the fake server's admin requests: `turnout.fake`); see `turnout._checks`.
+Seconds = Annotated[float, Check(lambda v: v >= 0.0, "must be a number of seconds (>= 0)")]
+Count = Annotated[int, Check(lambda v: v >= 0, "must be a whole number (>= 0)")]
+Status = Annotated[int, Check(lambda v: 400 <= v <= 599, "must be an HTTP error status (400-599)", _status)]
+
+
 @frozen
 class Fault:
     """How to fail one request. Fields combine; the first that applies wins:
@@ -110,19 +127,19 @@ class Fault:
 
     # A provider code, or an ErrorKind value the emulator renders with its own code.
     error: str | None = None
-    retry_after: float | None = None
+    retry_after: Seconds | None = None
     # An HTML page with this status, as a proxy in front of the gateway sends it.
-    html: int | None = None
+    html: Status | None = None
     # A 200 whose body is not what the gateway documents.
     malformed: bool = False
     # In-band error frame (provider code or kind) after this many content chunks.
     stream_error: str | None = None
-    stream_error_after: int = 0
+    stream_error_after: Count = 0
     # Cut the connection after this many content chunks (an interrupted stream).
-    drop_after: int | None = None
+    drop_after: Count | None = None
     # Seconds to wait before answering, and before the first byte of a body (servers only).
-    latency: float = 0.0
-    first_byte_delay: float = 0.0
+    latency: Seconds = 0.0
+    first_byte_delay: Seconds = 0.0
 
 
 NO_FAULT = Fault()

@@ -1,6 +1,7 @@
 """The `turnout` command line: providers, explain, chat, serve, serve-fake, demo.
 
-One module per command, each adding its own arguments and a `run(args, out)`;
+One module per command, each with its `NAME`, `HELP` and `DESCRIPTION`, an
+`arguments(parser)` that adds its own arguments, and a `run(args, out)`;
 `output` writes plain text or rich tables. Imports stay lazy: the router, the
 plugins, rich, uvicorn and the server are loaded by the command that needs them, never by
 `import turnout`. Expected problems are one line on stderr: exit code 2 for
@@ -14,7 +15,8 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from types import ModuleType
+from typing import Any, NoReturn
 
 from . import chat, demo, explain, providers, serve, serve_fake
 from .errors import CallFailed, UsageError
@@ -23,7 +25,7 @@ from .output import make_output
 __all__ = ["build_parser", "main"]
 
 PROG = "turnout"
-# Each adds its subcommand `NAME` (with its `run` as a default) to the parser, in this order.
+# The subcommands, in this order (see `_add`).
 COMMANDS = (providers, explain, chat, serve, serve_fake, demo)
 
 
@@ -43,8 +45,15 @@ def build_parser() -> Parser:
     parser.add_argument("--plain", action="store_true", help="plain text output, even on a terminal")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
-        command.add_parser(commands)
+        _add(commands, command)
     return parser
+
+
+def _add(commands: Any, command: ModuleType) -> None:
+    """The subcommand of one command module, its `run` the default for `args.run`."""
+    parser = commands.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION)
+    command.arguments(parser)
+    parser.set_defaults(run=command.run)
 
 
 def _fail(message: str) -> None:

@@ -14,15 +14,14 @@ from .output import ATTEMPT_COLUMNS, Output, attempt_rows, decision_line
 if TYPE_CHECKING:
     from turnout import Attempt, AttemptEvent
 
-__all__ = ["NAME", "add_parser", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "arguments", "run"]
 
 NAME = "chat"
+HELP = "one call through a router built from a TOML file"
+DESCRIPTION = "One chat call."
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        NAME, help="one call through a router built from a TOML file", description="One chat call."
-    )
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", metavar="PROMPT", help="the user message ('-' reads stdin)")
     parser.add_argument(
         "-c", "--config", default="turnout.toml", help="the router's TOML (default turnout.toml)"
@@ -33,7 +32,6 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--stream", action="store_true", help="stream the answer")
     parser.add_argument("--system", metavar="TEXT", help="a system message")
     parser.add_argument("--deadline", type=float, metavar="SECONDS", help="the whole call's deadline")
-    parser.set_defaults(run=run)
 
 
 def _print_attempts(out: Output, attempts: Sequence[Attempt]) -> None:

@@ -25,9 +25,11 @@ if TYPE_CHECKING:
     from turnout.emulation import DemoDeployment, Emulator
     from turnout.fake import FakeGateways
 
-__all__ = ["NAME", "Casting", "Demo", "add_parser", "cast", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "Casting", "Demo", "arguments", "cast", "run"]
 
 NAME = "demo"
+HELP = "fake gateways on loopback, a router over every installed provider, scripted failures"
+DESCRIPTION = "Scripted scenarios over fake gateways on 127.0.0.1: no keys, no network."
 INTRO_COLUMNS = (Column("deployment"), Column("provider"), Column("model"), Column("base_url", wrap=True))
 SUMMARY_COLUMNS = (
     Column("#", 2, "right"),
@@ -38,13 +40,8 @@ SUMMARY_COLUMNS = (
 )
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        NAME,
-        help="fake gateways on loopback, a router over every installed provider, scripted failures",
-        description="Scripted scenarios over fake gateways on 127.0.0.1: no keys, no network.",
-    )
-    parser.set_defaults(run=run)
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """It takes none."""
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

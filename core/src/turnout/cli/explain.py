@@ -15,18 +15,16 @@ from .output import Output
 if TYPE_CHECKING:
     from turnout._errors import ProviderError
 
-__all__ = ["NAME", "add_parser", "router_would", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "arguments", "router_would", "run"]
 
 NAME = "explain"
+HELP = "what turnout makes of a gateway's error response"
+DESCRIPTION = (
+    "Normalize an error response (sans-IO, nothing is sent) and say what the router would do with it."
+)
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        NAME,
-        help="what turnout makes of a gateway's error response",
-        description="Normalize an error response (sans-IO, nothing is sent) and say what the router "
-        "would do with it.",
-    )
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("provider", metavar="PROVIDER")
     parser.add_argument("--status", type=int, help="the HTTP status (omit for a stream error frame)")
     parser.add_argument(
@@ -37,7 +35,6 @@ def add_parser(commands: Any) -> None:
         metavar="JSON|@FILE",
         help="the response body: JSON, or @file for a file's raw bytes (@- stdin)",
     )
-    parser.set_defaults(run=run)
 
 
 def _read_body(spec: str) -> bytes | str:

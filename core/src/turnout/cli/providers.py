@@ -5,13 +5,14 @@ named retry policies and where each comes from."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from .output import Column, Output
 
-__all__ = ["NAME", "add_parser", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "arguments", "run"]
 
 NAME = "providers"
+HELP = "the installed provider plugins and named retry policies"
+DESCRIPTION = None
 COLUMNS = (
     Column("provider"),
     Column("distribution", wrap=True),
@@ -30,9 +31,8 @@ POLICY_COLUMNS = (
 )
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(NAME, help="the installed provider plugins and named retry policies")
-    parser.set_defaults(run=run)
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """It takes none."""
 
 
 def _normal(name: str | None) -> str:

@@ -4,24 +4,22 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from .errors import UsageError
 from .output import Output
 
-__all__ = ["NAME", "add_parser", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "arguments", "run"]
 
 NAME = "serve"
+HELP = "an OpenAI-compatible server in front of the router, for any language"
+DESCRIPTION = (
+    "Serve POST /v1/chat/completions (and /v1/models, /healthz, /readyz, /metrics) "
+    "through a router built from a TOML file, until stopped. SIGTERM or Ctrl-C drains: new calls "
+    "get 503 while the calls in flight finish within the grace period."
+)
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        NAME,
-        help="an OpenAI-compatible server in front of the router, for any language",
-        description="Serve POST /v1/chat/completions (and /v1/models, /healthz, /readyz, /metrics) "
-        "through a router built from a TOML file, until stopped. SIGTERM or Ctrl-C drains: new calls "
-        "get 503 while the calls in flight finish within the grace period.",
-    )
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
         "--config",
@@ -52,7 +50,6 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="default info"
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -74,17 +71,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if transport == "aiohttp":
         aiohttp_transport()  # installed?
     _check_router(args.config)
-    options = ServeOptions(
-        config=args.config,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        no_auth=args.no_auth,
-        grace_period=settings.grace_period,
-        access_log=args.access_log,
-        log_level=args.log_level,
-        transport=transport,
-    )
+    options = ServeOptions.asked(args, grace_period=settings.grace_period, transport=transport)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

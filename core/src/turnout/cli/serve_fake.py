@@ -13,24 +13,20 @@ from .output import Column, Output
 if TYPE_CHECKING:
     from turnout.fake import Served
 
-__all__ = ["NAME", "add_parser", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "arguments", "run"]
 
 NAME = "serve-fake"
+HELP = "every installed provider's emulator over HTTP, with fault injection"
+DESCRIPTION = "Serve the fake gateways in the foreground until Ctrl-C."
 COLUMNS = (Column("provider"), Column("url", wrap=True), Column("base_url for a deployment", wrap=True))
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        NAME,
-        help="every installed provider's emulator over HTTP, with fault injection",
-        description="Serve the fake gateways in the foreground until Ctrl-C.",
-    )
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="the address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="the port (default 8765; 0: any free port)")
     parser.add_argument("--faults", metavar="FILE", help="fault profiles, TOML or JSON (see docs/cli.md)")
     parser.add_argument("--seed", type=int, help="seed for fault rates (reproducible runs)")
     parser.add_argument("--quiet", "-q", action="store_true", help="do not print each request")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

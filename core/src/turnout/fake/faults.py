@@ -23,7 +23,7 @@ from attrs import asdict, field, frozen
 
 from turnout._errors import ConfigError
 from turnout._structure import Check, make_converter, structure
-from turnout.emulation import Fault
+from turnout.emulation import Count, Fault, Seconds, Status
 
 __all__ = [
     "QUIET",
@@ -35,19 +35,7 @@ __all__ = [
 ]
 
 
-def _status(value: Any) -> int:
-    """A status as a number, or as a TOML/JSON key writes it (`"502"`)."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("must be an HTTP error status (400-599)")
-    return value
-
-
 Rate = Annotated[float, Check(lambda v: 0.0 <= v <= 1.0, "must be a rate between 0 and 1")]
-Seconds = Annotated[float, Check(lambda v: v >= 0.0, "must be a number of seconds (>= 0)")]
-Count = Annotated[int, Check(lambda v: v >= 0, "must be a whole number (>= 0)")]
-Status = Annotated[int, Check(lambda v: 400 <= v <= 599, "must be an HTTP error status (400-599)", _status)]
 
 
 # Seconds: one number, or a list of them to pick from (structured by `_some_seconds`).
@@ -134,29 +122,14 @@ class FaultProfile:
 QUIET = FaultProfile()
 
 
-@frozen
-class _FaultFields:
-    """A `Fault` as JSON writes it: every field optional (null: the default), with
-    the conditions a fault must meet."""
-
-    error: str | None = None
-    retry_after: Seconds | None = None
-    html: Status | None = None
-    malformed: bool = False
-    stream_error: str | None = None
-    stream_error_after: Count | None = None
-    drop_after: Count | None = None
-    latency: Seconds | None = None
-    first_byte_delay: Seconds | None = None
-
-
 def fault_from_mapping(data: Any, path: str = "fault") -> Fault | None:
     """A `Fault` from JSON (`{"error": "rate_limited", "retry_after": 0.5}`); null or
-    `{}` is a normal answer."""
+    `{}` is a normal answer, and a field that is null keeps its default."""
     if data is None or isinstance(data, Fault):
         return data
-    fields = structure(_CONVERTER, data, _FaultFields, root=path)
-    return Fault(**{name: value for name, value in asdict(fields).items() if value is not None})
+    if isinstance(data, Mapping):
+        data = {key: value for key, value in data.items() if value is not None}
+    return structure(_CONVERTER, data, Fault, root=path)
 
 
 @frozen

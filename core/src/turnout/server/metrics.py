@@ -77,52 +77,44 @@ class Metrics:
     def __init__(self) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
         registry = self.registry = CollectorRegistry()
-        self.calls = Counter(
+
+        def counter(name: str, documentation: str, labels: list[str]) -> Counter:
+            return Counter(name, documentation, labels, registry=registry)
+
+        def seconds(name: str, documentation: str, labels: list[str]) -> Histogram:
+            return Histogram(name, documentation, labels, buckets=_BUCKETS, registry=registry)
+
+        self.calls = counter(
             "turnout_calls",
             "Calls through the router, by route, stream and outcome (ok, the error's kind, "
             "no_healthy_deployment, abandoned, shutting_down)",
             ["route", "stream", "outcome"],
-            registry=registry,
         )
-        self.attempts = Counter(
+        self.attempts = counter(
             "turnout_attempts",
             "Attempts on deployments, by what the router decided after each",
             ["deployment", "decision"],
-            registry=registry,
         )
-        self.errors = Counter(
+        self.errors = counter(
             "turnout_errors",
             "Error answers by kind; source router: a call failed, server: the request was refused",
             ["kind", "source"],
-            registry=registry,
         )
-        self.requests = Counter(
-            "turnout_server_requests", "HTTP requests answered", ["endpoint", "status"], registry=registry
-        )
-        self.call_seconds = Histogram(
+        self.requests = counter("turnout_server_requests", "HTTP requests answered", ["endpoint", "status"])
+        self.call_seconds = seconds(
             "turnout_call_duration_seconds",
             "Whole calls, every attempt and wait included",
             ["route", "stream"],
-            buckets=_BUCKETS,
-            registry=registry,
         )
-        self.attempt_seconds = Histogram(
-            "turnout_attempt_duration_seconds",
-            "Attempts on one deployment",
-            ["deployment"],
-            buckets=_BUCKETS,
-            registry=registry,
+        self.attempt_seconds = seconds(
+            "turnout_attempt_duration_seconds", "Attempts on one deployment", ["deployment"]
         )
-        self.first_chunk_seconds = Histogram(
+        self.first_chunk_seconds = seconds(
             "turnout_time_to_first_chunk_seconds",
             "Streams: from the request to the first chunk sent",
             ["route"],
-            buckets=_BUCKETS,
-            registry=registry,
         )
-        self.tokens = Counter(
-            "turnout_tokens", "Tokens the gateways reported", ["route", "type"], registry=registry
-        )
+        self.tokens = counter("turnout_tokens", "Tokens the gateways reported", ["route", "type"])
         self.inflight = Gauge(
             "turnout_server_inflight",
             "Chat calls in flight",

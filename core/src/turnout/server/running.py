@@ -14,6 +14,7 @@ through prometheus-client's multiprocess directory, which the parent makes.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from attrs import frozen
+from attrs import fields, frozen
 
 from turnout._errors import ConfigError
 
@@ -62,6 +63,13 @@ class ServeOptions:
     access_log: bool = False
     log_level: str = "info"
     transport: str = "aiohttp"
+
+    @classmethod
+    def asked(cls, args: argparse.Namespace, **settled: Any) -> ServeOptions:
+        """From `turnout serve`'s parsed arguments, which bear the fields' names;
+        `settled` replaces what was worked out from them (the grace period, say)."""
+        given = {a.name: getattr(args, a.name) for a in fields(cls)}
+        return cls(**{**given, **settled})
 
 
 class DrainingServer(uvicorn.Server):

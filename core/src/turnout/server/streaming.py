@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from attrs import define, field
+
 from turnout._errors import NoHealthyDeploymentError, ProviderError
 from turnout._models import ChatChunk
 
@@ -37,27 +39,19 @@ SSE_HEADERS = [
 ]
 
 
+@define(eq=False)
 class StreamPump:
     """Sends one stream's events; `started` tells whether the 200 went out."""
 
-    def __init__(
-        self,
-        stream: AsyncStream,
-        writer: ChunkWriter,
-        send: Send,
-        headers: list[tuple[bytes, bytes]],
-        *,
-        on_error: Callable[[Exception], Reply],
-    ) -> None:
-        self.stream = stream
-        self.writer = writer
-        self.send = send
-        self.headers = headers
-        self.on_error = on_error
-        self.started = False
-        self.first_chunk: float | None = None
-        # The error that ended a stream already begun (its frame is sent).
-        self.failed: Exception | None = None
+    stream: AsyncStream
+    writer: ChunkWriter
+    send: Send
+    headers: list[tuple[bytes, bytes]]
+    on_error: Callable[[Exception], Reply] = field(kw_only=True)
+    started: bool = field(default=False, init=False)
+    first_chunk: float | None = field(default=None, init=False)
+    # The error that ended a stream already begun (its frame is sent).
+    failed: Exception | None = field(default=None, init=False)
 
     async def run(self) -> None:
         """The whole stream. An error before the first chunk is raised; the stream is
@@ -101,15 +95,15 @@ class StreamPump:
         await self.send({"type": "http.response.body", "body": reply.frame()})
 
 
+@define(eq=False)
 class Coalescer:
     """The events bound for the client, written together whenever the stream pauses: the
     chunks of one network read from the gateway leave in one write, not one each (a
     write on loopback costs about as much as turning a chunk around)."""
 
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.pending: list[bytes] = []
-        self.task: asyncio.Task[None] | None = None
+    send: Send
+    pending: list[bytes] = field(init=False, factory=list)
+    task: asyncio.Task[None] | None = field(default=None, init=False)
 
     def add(self, data: bytes | None) -> None:
         """Queue `data` (None: nothing); it is written once the stream awaits the gateway."""
