@@ -1,6 +1,6 @@
 """What turnout-otel costs: CPU per call of the same router with and without its observer.
 
-    python bench/otel_overhead.py [--quick] [--no-sdk | --sample RATIO]
+    python bench/otel_overhead.py [--quick] [--no-sdk | --sample RATIO | --sdk-calls]
 
 With an OpenTelemetry SDK configured as an application would (a TracerProvider
 with a BatchSpanProcessor over an exporter that drops the spans, a
@@ -22,7 +22,8 @@ as a busy service would; the metrics are still recorded for every call.
 With an SDK, each cell also runs a third router whose observer is the SDK floor
 (`Floor`): the very SDK calls turnout-otel made for that cell's call, captured
 once and replayed with prebuilt arguments. The SDK's share of the cost, which
-no plugin can save; the rest is turnout-otel's own.
+no plugin can save; the rest is turnout-otel's own. `--sdk-calls`: instead of the
+cells, the µs of each of those SDK calls for a plain call, alone in a tight loop.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ class Floor:
         instruments: dict[str, Any] = {}
 
         def instrument(name: str) -> Any:
-            if name not in instruments:
-                instruments[name] = meter.create_histogram(f"floor.{name}")
+            if name not in instruments:  # as the observer made it: unit, description, buckets
+                instruments[name] = meter.create_histogram(f"floor.{name}", **script.instruments[name])
             return instruments[name]
 
         self.measures = [
@@ -146,11 +147,12 @@ class Floor:
 class Script:
     """What the observer asked of the SDK for one call: per attempt told, its histogram
     measurements (instrument, value, attributes); the call span and the attempt spans
-    (name, attributes, failed)."""
+    (name, attributes, failed); and how it made each histogram (keyword arguments)."""
 
     measures: list[list[tuple[str, float, dict[str, Any]]]]
     call: tuple[str, dict[str, Any], bool]
     attempts: list[tuple[str, dict[str, Any], bool]]
+    instruments: dict[str, dict[str, Any]]
 
 
 def capture(call: Callable[[list[Any]], Any]) -> Script:
@@ -165,6 +167,7 @@ def capture(call: Callable[[list[Any]], Any]) -> Script:
     from turnout_otel import OpenTelemetryObserver
 
     measures: list[list[tuple[str, float, dict[str, Any]]]] = []
+    instruments: dict[str, dict[str, Any]] = {}
 
     class Histogram(NoOpHistogram):
         def __init__(self, name: str, *args: Any, **kw: Any) -> None:
@@ -176,7 +179,9 @@ def capture(call: Callable[[list[Any]], Any]) -> Script:
 
     class Meter(NoOpMeter):
         def create_histogram(self, name: str, *args: Any, **kw: Any) -> Any:
-            return Histogram(name, *args, **kw)
+            assert not args, "the observer names its histograms' arguments"
+            instruments[name] = kw
+            return Histogram(name, **kw)
 
     class MeterProvider(NoOpMeterProvider):
         def get_meter(self, name: str, *args: Any, **kw: Any) -> Any:
@@ -202,7 +207,108 @@ def capture(call: Callable[[list[Any]], Any]) -> Script:
         return span.name, dict(span.attributes or {}), span.status.status_code is StatusCode.ERROR
 
     (call_span,) = [span for span in spans if span.kind is SpanKind.INTERNAL]
-    return Script(measures, told(call_span), [told(span) for span in spans if span.kind is SpanKind.CLIENT])
+    attempts = [told(span) for span in spans if span.kind is SpanKind.CLIENT]
+    return Script(measures, told(call_span), attempts, instruments)
+
+
+def sdk_calls(script: Script, count: int) -> None:
+    """µs per SDK call of those the observer makes for one plain call, each with the very
+    arguments it passed (`script`), and beside it the same call with no attributes: what
+    the SDK costs per call, and how much of it the attribute sets are. In a tight loop
+    (warm caches, so less than inside a router's call: the cells' floor column is that);
+    the median of 9 runs of `count` (each below the span queue's 2,048, flushed between)."""
+    from opentelemetry import trace
+    from opentelemetry.metrics import get_meter
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    tracer = trace.get_tracer("bench-sdk-calls")
+    flush = getattr(trace.get_tracer_provider(), "force_flush", lambda: True)
+    meter = get_meter("bench-sdk-calls")
+    instruments = {
+        name: meter.create_histogram(f"sdk.{name}", **made) for name, made in script.instruments.items()
+    }
+    now = time.time_ns()
+    error = Status(StatusCode.ERROR)
+    call_name, call_attributes, _ = script.call
+    attempt_name, attempt_attributes, _ = script.attempts[0]
+    parent = tracer.start_span(call_name, kind=SpanKind.INTERNAL, start_time=now)
+    inside = trace.set_span_in_context(parent)
+
+    def call_span(attributes: Any) -> Callable[[], None]:
+        def run() -> None:
+            span = tracer.start_span(call_name, kind=SpanKind.INTERNAL, attributes=attributes, start_time=now)
+            span.end(end_time=now)
+
+        return run
+
+    def attempt_span(attributes: Any, failed: bool = False) -> Callable[[], None]:
+        def run() -> None:
+            span = tracer.start_span(attempt_name, inside, SpanKind.CLIENT, attributes, start_time=now)
+            if failed:
+                span.set_status(error)
+            span.end(end_time=now)
+
+        return run
+
+    def record(name: str, value: float, attributes: Any) -> Callable[[], None]:
+        histogram = instruments[name].record
+        return lambda: histogram(value, attributes)
+
+    def cost(run: Callable[[], None]) -> float:
+        found = []
+        for _ in range(9):
+            flush()
+            started = time.process_time()
+            for _ in range(count):
+                run()
+            found.append((time.process_time() - started) / count * 1e6)
+        return statistics.median(found)
+
+    rows: list[tuple[str, Callable[[], None], Callable[[], None] | None]] = [
+        (
+            f"call span: `start_span` (INTERNAL, {len(call_attributes)} attributes) + `end`",
+            call_span(call_attributes),
+            call_span(None),
+        ),
+        ("`set_span_in_context(call span)`", lambda: _ignore(trace.set_span_in_context(parent)), None),
+        (
+            f"attempt span: `start_span` (CLIENT, child, {len(attempt_attributes)} attributes) + `end`",
+            attempt_span(attempt_attributes),
+            attempt_span(None),
+        ),
+        (
+            "attempt span, failed: the same + `set_status(ERROR)`",
+            attempt_span(attempt_attributes, True),
+            attempt_span(None, True),
+        ),
+        *(
+            (f"`{name}` `record` ({len(attributes)} attributes{_which(attributes)})",
+             record(name, value, attributes), record(name, value, None))
+            for name, value, attributes in script.measures[0]
+        ),
+    ]  # fmt: skip
+    print("| SDK call (a plain call's, as the observer makes it) | µs | µs with no attributes |")
+    print("|---|---|---|")
+    total = bare_total = 0.0
+    for label, run, bare in rows:
+        run()
+        spent = cost(run)
+        bare_spent = cost(bare) if bare is not None else spent
+        if "failed" not in label:
+            total += spent
+            bare_total += bare_spent
+        print(f"| {label} | {spent:.1f} | {bare_spent:.1f} |" if bare else f"| {label} | {spent:.2f} | |")
+    print(f"| **a plain call's, all told** | **{total:.1f}** | {bare_total:.1f} |")
+    parent.end(end_time=now)
+
+
+def _ignore(value: object) -> None:
+    pass
+
+
+def _which(attributes: dict[str, Any]) -> str:
+    kind = attributes.get("gen_ai.token.type")
+    return f", {kind}" if kind else ""
 
 
 # -- the cells --------------------------------------------------------------------
@@ -298,6 +404,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin the upstream and this process to CPUs"
     )
+    parser.add_argument(
+        "--sdk-calls",
+        action="store_true",
+        help="only the µs of each SDK call the observer makes for a plain call (a tight loop)",
+    )
     args = parser.parse_args(argv)
     placement = Placement.choose(not args.no_pin)  # as bench/run.py: the upstream on a CPU of its own
     Placement.apply(0, placement.clients)
@@ -310,6 +421,20 @@ def main(argv: list[str] | None = None) -> None:
 
     observer = OpenTelemetryObserver()
     plugins = loopback_plugins()
+    # In one process: the cheapest call there is, so the largest share for the observer.
+    mock = httpx.MockTransport(lambda request: httpx.Response(200, json=json.loads(body())))
+
+    def in_process(observers: list[Any]) -> turnout.Router:
+        return turnout.Router(
+            deployments("http://127.0.0.1:9", False), plugins=plugins, transport=mock, observers=observers
+        )
+
+    if args.sdk_calls:
+        if not sdk or args.sample is not None:
+            parser.error("--sdk-calls measures the SDK tracing every call: no --no-sdk, no --sample")
+        print(f"SDK calls of turnout-otel, the SDK as the cells configure it; {placement.describe()}\n")
+        sdk_calls(capture(lambda observers: once(in_process(observers), False)), args.calls or 1000)
+        return
     setup = "SDK: BatchSpanProcessor + periodic metric reader, dropping" if sdk else "no SDK (API no-ops)"
     if sdk and args.sample is not None:
         setup += f", {args.sample:.0%} of calls traced"
@@ -329,14 +454,6 @@ def main(argv: list[str] | None = None) -> None:
         if sdk:
             variants["floor"] = [Floor(capture(lambda observers: once(make(observers), stream)))]
         return {name: make(observers) for name, observers in variants.items()}
-
-    # In one process: the cheapest call there is, so the largest share for the observer.
-    mock = httpx.MockTransport(lambda request: httpx.Response(200, json=json.loads(body())))
-
-    def in_process(observers: list[Any]) -> turnout.Router:
-        return turnout.Router(
-            deployments("http://127.0.0.1:9", False), plugins=plugins, transport=mock, observers=observers
-        )
 
     routers = sync_variants(in_process, False)
     calls = {name: sync_call(router, False) for name, router in routers.items()}

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -127,14 +127,14 @@ class OpenTelemetryObserver:
             return
         response = event.response
         model = (response.model or None) if response is not None else None
-        self._duration.record(event.elapsed, site.duration(model, kind))
+        measures = site.measures.get((model, kind)) or site.measure(model, kind)
+        self._duration.record(event.elapsed, measures[0])
         usage = event.usage
         if usage is not None:
-            inputs, outputs = site.tokens(model)
             if usage.prompt_tokens is not None:
-                self._tokens.record(usage.prompt_tokens, inputs)
+                self._tokens.record(usage.prompt_tokens, measures[1])
             if usage.completion_tokens is not None:
-                self._tokens.record(usage.completion_tokens, outputs)
+                self._tokens.record(usage.completion_tokens, measures[2])
 
     def on_call(self, event: turnout.CallEvent) -> None:
         told = self._pending.pop(event.call_id, ())
@@ -147,7 +147,7 @@ class OpenTelemetryObserver:
         }
         if event.deployment is not None:
             attributes[n.DEPLOYMENT] = event.deployment
-        failed = error_type(event.error)
+        failed = None if event.error is None else error_type(event.error)
         if failed is not None:
             attributes[n.ERROR_TYPE] = failed
         route = event.route
@@ -242,7 +242,7 @@ class Site:
     and cleans what it is given, so passing the same mapping again costs it no more; it
     saves the observer building it. Never mutated once made (the SDK may keep them)."""
 
-    __slots__ = ("_durations", "_operation", "_tokens", "name", "span")
+    __slots__ = ("_operation", "measures", "name", "span")
 
     def __init__(
         self, deployment: str, provider: str, model: str, address: str | None, port: int | None
@@ -262,67 +262,53 @@ class Site:
             address,
             port,
         )
-        # Keyed by what the gateway answers (its model name): bounded, a hostile one cannot grow them.
-        self._durations = Bounded[tuple[str | None, str | None], dict[str, Any]](_SITE_MAX)
-        self._tokens = Bounded[str | None, tuple[dict[str, Any], dict[str, Any]]](_SITE_MAX)
+        # The measurements' attribute sets by (the model that answered, the error's kind),
+        # looked up once per attempt. Keyed by what the gateway answers: bounded, so a
+        # hostile one cannot grow it.
+        self.measures = Bounded[tuple[str | None, str | None], Measures](_SITE_MAX)
 
-    def duration(self, response_model: str | None, kind: str | None) -> dict[str, Any]:
-        """`gen_ai.client.operation.duration`'s attributes."""
-        key = (response_model, kind)
-        found = self._durations.get(key)
-        if found is None:
-            found = self._answered(response_model)
-            if kind is not None:
-                found[n.ERROR_TYPE] = kind
-            self._durations.put(key, found)
-        return found
-
-    def tokens(self, response_model: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """`gen_ai.client.token.usage`'s attributes: input, output."""
-        found = self._tokens.get(response_model)
-        if found is None:
-            answered = self._answered(response_model)
-            found = self._tokens.put(
-                response_model,
-                ({**answered, n.TOKEN_TYPE: "input"}, {**answered, n.TOKEN_TYPE: "output"}),
-            )
-        return found
-
-    def _answered(self, response_model: str | None) -> dict[str, Any]:
-        found = dict(self._operation)
+    def measure(self, response_model: str | None, kind: str | None) -> Measures:
+        """`gen_ai.client.operation.duration`'s attributes, and
+        `gen_ai.client.token.usage`'s (input, output), made and kept."""
+        answered = dict(self._operation)
         if response_model:
-            found[n.RESPONSE_MODEL] = response_model
-        return found
+            answered[n.RESPONSE_MODEL] = response_model
+        duration = answered if kind is None else {**answered, n.ERROR_TYPE: kind}
+        tokens = ({**answered, n.TOKEN_TYPE: "input"}, {**answered, n.TOKEN_TYPE: "output"})
+        return self.measures.put((response_model, kind), (duration, *tokens))
 
+
+# A site's measurement attribute sets: operation duration; token usage, input and output.
+Measures = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-class Bounded(Generic[_K, _V]):
+class Bounded(dict[_K, _V]):
     """A cache that forgets everything when full: its keys come from configuration
-    (bounded) or from what gateways answer (not), so it must not grow without end."""
+    (bounded) or from what gateways answer (not), so it must not grow without end.
+    A dict, so that a hit (every event looks up several) is the dict's own `get`;
+    only `put` is Python."""
 
-    __slots__ = ("_found", "_most")
+    __slots__ = ("_most",)
 
     def __init__(self, most: int = _CACHE_MAX) -> None:
-        self._found: dict[_K, _V] = {}
+        super().__init__()
         self._most = most
 
-    def get(self, key: _K) -> _V | None:
-        return self._found.get(key)
-
     def put(self, key: _K, value: _V) -> _V:
-        if len(self._found) >= self._most:
-            self._found.clear()
-        self._found[key] = value
+        if len(self) >= self._most:
+            self.clear()
+        self[key] = value
         return value
 
 
 def _answer_attributes(attributes: dict[str, Any], response: turnout.ChatResponse, content: bool) -> None:
     if response.model:
         attributes[n.RESPONSE_MODEL] = response.model
-    raw_id = response.raw.get("id") if isinstance(response.raw, Mapping) else None
+    raw = response.raw  # a dict as parsed (the ABC check only for what a provider made otherwise)
+    raw_id = raw.get("id") if type(raw) is dict or isinstance(raw, Mapping) else None
     response_id = raw_id if isinstance(raw_id, str) else response.request_id
     if response_id:
         attributes[n.RESPONSE_ID] = response_id
