@@ -250,6 +250,7 @@ class OpenAICompatible(Provider):
         request_id = self.request_id(head.headers)
         # A subclass reading chunks its own way is called as such; else the fast path.
         own_chunks = type(self).chunk_from is OpenAICompatible.chunk_from
+        stream_error, chunk_of = self.stream_error, self._chunk  # looked up once, not per event
         while True:
             event = yield READ_EVENT
             if event is None:
@@ -272,12 +273,12 @@ class OpenAICompatible(Provider):
                 raise self.parse_error("a stream event is not JSON", head) from None
             if type(payload) is not dict:
                 raise self.parse_error("a stream event is not a JSON object", head)
-            error = self.stream_error(payload, head)
+            error = stream_error(payload, head)
             if error is not None:
                 raise error
             try:
                 if own_chunks:
-                    chunk = self._chunk(payload, request_id)
+                    chunk = chunk_of(payload, request_id)
                 else:
                     chunk = self.chunk_from(payload)
                     if chunk is not None and request_id is not None and chunk.request_id != request_id:

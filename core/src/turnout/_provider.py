@@ -44,27 +44,34 @@ _CONVERTER: Any = None
 T = TypeVar("T")
 
 
+_TOOL_PARAMS = ("tools", "functions", "tool_choice", "function_call")
+_TOOL_ROLES = frozenset({"tool", "function"})
+
+
 def needed_features(request: ChatRequest, *, stream: bool) -> list[str]:
     """What carrying `request` faithfully takes: "tools" (tool definitions, or tool
     calls and results in the history), "tool_streaming", "content_parts" (content
-    other than text), "response_format"."""
+    other than text), "response_format". (Every call asks: one pass over the
+    messages, plain text checked first.)"""
     params = request.params
-    tools = any(params.get(k) for k in ("tools", "functions", "tool_choice", "function_call")) or any(
-        m.role in ("tool", "function") or "tool_calls" in m.extra or "function_call" in m.extra
-        for m in request.messages
-    )
+    tools = bool(params) and any(params.get(k) for k in _TOOL_PARAMS)
+    parts = False
+    for m in request.messages:
+        if not tools and (
+            m.role in _TOOL_ROLES or (m.extra and ("tool_calls" in m.extra or "function_call" in m.extra))
+        ):
+            tools = True
+        content = m.content
+        if not parts and type(content) is not str and isinstance(content, list):
+            parts = any(isinstance(p, Mapping) and p.get("type") != "text" for p in content)
     features = []
     if tools:
         features.append("tools")
         if stream:
             features.append("tool_streaming")
-    if any(
-        isinstance(m.content, list)
-        and any(isinstance(p, Mapping) and p.get("type") != "text" for p in m.content)
-        for m in request.messages
-    ):
+    if parts:
         features.append("content_parts")
-    if params.get("response_format") is not None:
+    if params and params.get("response_format") is not None:
         features.append("response_format")
     return features
 

@@ -164,6 +164,9 @@ class Event(NamedTuple):
     retry: int | None = None
 
 
+_new_event = tuple.__new__
+
+
 class SSEDecoder:
     """Server-sent events from bytes, no event (lines and data together) over `limit`.
 
@@ -282,8 +285,10 @@ class SSEDecoder:
 
     def _dispatch(self) -> Event:
         data = self._data
-        event = Event(
-            data[0] if len(data) == 1 else "\n".join(data), self._event or "message", self._id, self._retry
+        # (The tuple made directly: a named tuple's `__new__` is a Python function.)
+        event = _new_event(
+            Event,
+            (data[0] if len(data) == 1 else "\n".join(data), self._event or "message", self._id, self._retry),
         )
         data.clear()
         self._size = 0
