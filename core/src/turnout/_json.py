@@ -28,7 +28,7 @@ def _orjson() -> Callable[[str | bytes], Any] | None:
         from orjson import loads as fast
     except ImportError:  # pragma: no cover - installed with turnout on CPython
         return None
-    return fast  # type: ignore[no-any-return]
+    return fast
 
 
 _FAST = _orjson()
