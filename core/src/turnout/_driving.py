@@ -15,6 +15,7 @@ from typing import Any
 
 import httpcore
 import httpx
+from attrs import define
 
 from ._errors import ProviderError
 from ._flow import HTTPRequest, HTTPResponse, Notify, OpenStream, Send
@@ -89,22 +90,18 @@ def _timeouts(seconds: float) -> dict[str, float]:
     return {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
 
 
+@define(slots=True, eq=False)
 class Reply:
     """A response as the drivers read it, whichever way it came (an `httpx.Response`, or
     httpcore's from the router's own transport): its status, its headers as
     `httpx.Headers.items()` gives them, its raw body (an iterator, or an async one),
     the content-encoding left to undo, and how to close it."""
 
-    __slots__ = ("close", "encoding", "headers", "raw", "status")
-
-    def __init__(
-        self, status: int, headers: dict[str, str], raw: Any, close: Callable[[], Any], encoding: str | None
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self.raw = raw
-        self.close = close
-        self.encoding = encoding
+    status: int
+    headers: dict[str, str]
+    raw: Any
+    close: Callable[[], Any]
+    encoding: str | None
 
     @property
     def success(self) -> bool:

@@ -14,6 +14,8 @@ import random
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from attrs import define, field
+
 from ._errors import Attempt, ProviderError
 from ._flow import Claimed, Emit, Flow, Notify, Sleep, Spend
 from ._limits import CallLimits
@@ -25,51 +27,25 @@ __all__ = ["Seat", "Tried", "retry_decision", "retry_loop", "retrying", "wait_re
 T = TypeVar("T")
 
 
+@define(slots=True, eq=False)
 class Tried:
     """How one attempt ended: a result, a normalized error, or not admitted at all.
     `reason` says why the retry layer stopped on it."""
 
-    __slots__ = (
-        "admitted",
-        "elapsed",
-        "error",
-        "name",
-        "noted",
-        "provider",
-        "reason",
-        "result",
-        "started",
-        "state",
-        "waited",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        provider: str,
-        *,
-        admitted: bool = True,
-        result: Any = None,
-        error: ProviderError | None = None,
-        elapsed: float = 0.0,
-        waited: float = 0.0,
-        state: Any = None,
-        started: float | None = None,
-    ) -> None:
-        self.name = name
-        self.provider = provider
-        self.admitted = admitted
-        self.result = result
-        self.error = error
-        self.elapsed = elapsed
-        self.waited = waited
-        self.state = state
-        # When it was sent (wall clock), for observers.
-        self.started = started
-        self.reason = ""
-        # Already told to observers and the record (as a retry that then could not
-        # be sent): the layer above does not note it again.
-        self.noted = False
+    name: str
+    provider: str
+    admitted: bool = field(default=True, kw_only=True)
+    result: Any = field(default=None, kw_only=True)
+    error: ProviderError | None = field(default=None, kw_only=True)
+    elapsed: float = field(default=0.0, kw_only=True)
+    waited: float = field(default=0.0, kw_only=True)
+    state: Any = field(default=None, kw_only=True)
+    # When it was sent (wall clock), for observers.
+    started: float | None = field(default=None, kw_only=True)
+    reason: str = field(default="", init=False)
+    # Already told to observers and the record (as a retry that then could not be
+    # sent): the layer above does not note it again.
+    noted: bool = field(default=False, init=False)
 
     def attempt(self, decision: str, reason: str = "") -> Attempt:
         return Attempt(

@@ -13,6 +13,8 @@ import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from attrs import define, field
+
 from ._errors import Attempt, ProviderError, attribute_error
 from ._flow import CallAbandoned, Claim, Claimed, Flow, HTTPResponse, LoadState, Notify, Settle, Sleep
 from ._health import DeploymentState, Outcome, availability, exhausted_until
@@ -63,26 +65,21 @@ class SeatHost(Protocol):
     def note(self, record: CallRecord, attempt: Attempt) -> Notify | None: ...
 
 
+@define(slots=True, eq=False)
 class DeploymentSeat:
     """One deployment for one call: claims, attempts and their outcomes."""
 
-    def __init__(
-        self,
-        core: SeatHost,
-        name: str,
-        request: ChatRequest,
-        record: CallRecord,
-        stream: bool,
-        state: DeploymentState | None = None,
-    ) -> None:
-        self.core = core
-        self.name = name
-        self.target = core.targets[name]
-        self.request = request
-        self.record = record
-        self.stream = stream
-        # Its state as last seen (after a claim or an outcome), for the retry layer's waits.
-        self.state = state
+    core: SeatHost
+    name: str
+    request: ChatRequest
+    record: CallRecord
+    stream: bool
+    # Its state as last seen (after a claim or an outcome), for the retry layer's waits.
+    state: DeploymentState | None = None
+    target: Target = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.target = self.core.targets[self.name]
 
     @property
     def committed(self) -> bool:
