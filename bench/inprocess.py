@@ -10,6 +10,7 @@ hand, as in the loopback benchmark (bench/contenders.py).
     python bench/inprocess.py                      # plain, stream and tools, sync
     python bench/inprocess.py --mode tools --async
     PYTHONPATH=/tmp/base/core/src python bench/inprocess.py   # another checkout's turnout
+    python bench/inprocess.py --stdlib-json        # turnout parsing JSON without orjson
 
 Rounds are interleaved; the figures are medians (and min-max) of the rounds.
 """
@@ -257,7 +258,16 @@ def main() -> None:
     parser.add_argument("--async", dest="asynchronous", action="store_true")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=2000, help="plain calls per round (streams: a fifth)")
+    parser.add_argument(
+        "--stdlib-json",
+        action="store_true",
+        help="turnout parses JSON with the stdlib, as without orjson (what orjson is worth)",
+    )
     args = parser.parse_args()
+    if args.stdlib_json:
+        from turnout import _json
+
+        _json._FAST = None  # a bench's switch: turnout without orjson
     for mode in UNITS if args.mode == "all" else [args.mode]:
         measure(mode, args.asynchronous, args.rounds, args.calls if mode == "plain" else args.calls // 5)
 
