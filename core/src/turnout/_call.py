@@ -376,11 +376,13 @@ class RouterCore:
         yield from self._decided(record, pending, "give_up")
         raise self._final(last if last is not None else deadline_error(limits.deadline), record)
 
-    def _decided(self, record: CallRecord, ends: list[Tried], decision: str) -> Flow[None]:
-        """Record the attempts that ended a round, with what the call did next."""
-        for end in ends:
-            if not end.noted:
-                yield from sent(self.note(record, end.attempt(decision), started=end.started))
+    def _decided(self, record: CallRecord, ends: list[Tried], decision: str) -> list[Notify]:
+        """Record the attempts that ended a round, with what the call did next; what to
+        tell observers of them, to `yield from`."""
+        notes = (
+            self.note(record, end.attempt(decision), started=end.started) for end in ends if not end.noted
+        )
+        return [notify for notify in notes if notify is not None]
 
     def _leg(
         self,

@@ -211,6 +211,8 @@ def breaker_events(
 ) -> list[BreakerEvent]:
     """What changed in a deployment's health that operators want to hear of: the
     breaker's state, and a new or longer cooldown."""
+    if old.status == new.status and new.cooldown_until <= old.cooldown_until:
+        return []  # the common case (a call claimed or settled, nothing else): at once
     events = []
     if old.status != new.status:
         if new.status == "open":

@@ -36,10 +36,11 @@ __all__ = ["DeploymentSeat", "SeatHost", "sent"]
 _RATE_HEADERS = frozenset({"x-ratelimit-remaining", "x-ratelimit-remaining-requests"})
 
 
-def sent(command: Notify | None) -> Flow[None]:
-    """Yield `command` if there is one (so a note costs nothing when nobody listens)."""
-    if command is not None:
-        yield command
+def sent(command: Notify | None) -> tuple[Notify, ...]:
+    """`command`, if there is one, to `yield from` (a note costs nothing when nobody
+    listens). Tells are tuples, not generators: a call makes several, most of them
+    empty, and a `Notify` is answered with None."""
+    return () if command is None else (command,)
 
 
 class SeatHost(Protocol):
@@ -103,13 +104,13 @@ class DeploymentSeat:
             yield from self.changed(claimed.before, self.state)
         return claimed
 
-    def changed(self, old: DeploymentState | None, new: DeploymentState) -> Flow[None]:
-        """Tell observers what changed in the deployment's health (a breaker half-opening
-        on a claim, opening on a failure)."""
+    def changed(self, old: DeploymentState | None, new: DeploymentState) -> tuple[Notify, ...]:
+        """What to tell observers of a change in the deployment's health (a breaker
+        half-opening on a claim, opening on a failure), to `yield from`."""
         if old is None or not self.core.observers.wanted(BreakerEvent):
-            return
-        for event in breaker_events(self.name, self.target.provider.name, old, new, self.core.wall()):
-            yield Notify(event)
+            return ()
+        events = breaker_events(self.name, self.target.provider.name, old, new, self.core.wall())
+        return tuple(Notify(event) for event in events)
 
     def settle(self, outcome: Outcome) -> Flow[DeploymentState]:
         before, after = yield Settle(self.name, outcome, self.core.breaker)
