@@ -167,8 +167,16 @@ class RouterCore:
 
     def limits(self, deadline: float | None = None, timeout: float | None = None) -> CallLimits:
         limit = self.deadline if deadline is None else float(deadline)
-        clock, caps = self.clock, (self.max_body, self.max_event)
-        return CallLimits(clock() + limit, limit, self.timeout, *caps, timeout, clock, self.max_stream)
+        return CallLimits(
+            self.clock() + limit,
+            limit,
+            timeout=self.timeout,
+            max_body=self.max_body,
+            max_event=self.max_event,
+            override=timeout,
+            clock=self.clock,
+            max_stream=self.max_stream,
+        )
 
     def health_report(self, states: Mapping[str, DeploymentState]) -> dict[str, Health]:
         now = self.wall()

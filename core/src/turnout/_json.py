@@ -5,13 +5,16 @@ cost of a streamed chunk (a tool-call event: about 2.2 µs with `json.loads`,
 0.7 µs with orjson). orjson is a dependency of turnout on CPython; elsewhere,
 or if it is missing, the stdlib parses.
 
-The stdlib stays the judge: whatever orjson declines (its limits are stricter:
-`NaN`, lone surrogates, text not in UTF-8, nesting past 1,024 levels) is parsed
-again by `json.loads`, so a body gives the same value, or the same `ValueError`
-/ `RecursionError`, with orjson or without it. One difference stays: an integer
-outside [-2**63, 2**64) comes back as the nearest float (no gateway field holds
-such a number; a token count that large is then not reported, as a float count
-never is).
+The stdlib stays the judge, so a body gives the same value, or the same
+`ValueError` / `RecursionError`, with orjson or without it:
+
+- whatever orjson declines (its limits are stricter: `NaN`, lone surrogates,
+  text not in UTF-8, nesting past 1,024 levels) is parsed again by `json.loads`;
+- a body with a run of 19 digits or more goes to `json.loads` at once: orjson
+  reads an integer past 64 bits as a float (or, past ~309 digits, declines it,
+  depending on its version), where the stdlib keeps it exact. Every integer of 18
+  digits fits in 64 bits. The check costs about 0.3 µs an event (a byte-wise
+  translate); a long number inside a string only sends that body the slow way.
 """
 
 from __future__ import annotations
@@ -32,13 +35,18 @@ def _orjson() -> Callable[[str | bytes], Any] | None:
 
 
 _FAST = _orjson()
+# Every digit as "0", every other byte as "x": a run of 19 digits is then a substring.
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x78 for byte in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 def loads(data: str | bytes) -> Any:
-    """`json.loads(data)`, faster: the same values (but for integers past 64 bits) and errors."""
+    """`json.loads(data)`, faster: the same values and the same errors."""
     if _FAST is not None:
-        try:
-            return _FAST(data)
-        except ValueError:  # orjson's JSONDecodeError: the stdlib decides
-            pass
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        if _LONG_NUMBER not in raw.translate(_DIGITS):
+            try:
+                return _FAST(data)
+            except ValueError:  # orjson's JSONDecodeError: the stdlib decides
+                pass
     return json.loads(data)

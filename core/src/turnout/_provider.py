@@ -45,7 +45,7 @@ T = TypeVar("T")
 
 
 _TOOL_PARAMS = ("tools", "functions", "tool_choice", "function_call")
-_TOOL_ROLES = frozenset({"tool", "function"})
+_TOOL_ROLES = ("tool", "function")
 
 
 def needed_features(request: ChatRequest, *, stream: bool) -> list[str]:

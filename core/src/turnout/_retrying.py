@@ -35,7 +35,7 @@ class Tried:
     name: str
     provider: str
     admitted: bool = field(default=True, kw_only=True)
-    result: Any = field(default=None, kw_only=True)
+    result: Any = field(default=None, kw_only=True, repr=False)  # an answer: content
     error: ProviderError | None = field(default=None, kw_only=True)
     elapsed: float = field(default=0.0, kw_only=True)
     waited: float = field(default=0.0, kw_only=True)

@@ -70,10 +70,11 @@ class SeatHost(Protocol):
 class DeploymentSeat:
     """One deployment for one call: claims, attempts and their outcomes."""
 
-    core: SeatHost
+    # (Out of its repr: the request and the record hold the conversation.)
+    core: SeatHost = field(repr=False)
     name: str
-    request: ChatRequest
-    record: CallRecord
+    request: ChatRequest = field(repr=False)
+    record: CallRecord = field(repr=False)
     stream: bool
     # Its state as last seen (after a claim or an outcome), for the retry layer's waits.
     state: DeploymentState | None = None

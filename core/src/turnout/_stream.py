@@ -53,7 +53,11 @@ class Stream(_StreamBase):
         except StopIteration as done:
             self.response = done.value
             raise StopIteration from None
-        self._record.observe(chunk)
+        try:
+            self._record.observe(chunk)
+        except BaseException:
+            self._run.close()  # the call ends here: its place is given back
+            raise
         return chunk
 
     def close(self) -> None:
@@ -88,7 +92,11 @@ class AsyncStream(_StreamBase):
             if self._out:
                 self.response = self._out[0]
             raise
-        self._record.observe(chunk)
+        try:
+            self._record.observe(chunk)
+        except BaseException:
+            await self._run.aclose()  # the call ends here: its place is given back
+            raise
         return chunk
 
     async def aclose(self) -> None:
