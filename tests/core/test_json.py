@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -98,3 +99,26 @@ def test_long_numbers_stay_exact(digits: str) -> None:
 def test_a_long_run_of_digits_in_text_is_only_slower() -> None:
     data = '{"id": "chatcmpl-12345678901234567890123", "n": 1, "s": "\ud800"}'
     assert _json.loads(data) == json.loads(data)
+
+
+@settings(max_examples=300)
+@given(_VALUES)
+def test_a_stream_event_parses_to_what_the_stdlib_gives(value: Any) -> None:
+    text = json.dumps(value)
+    expected = _outcome(json.loads, text)
+    if len(max(re.findall(r"\d+", text), key=len, default="")) < 19:
+        assert _outcome(_json.event, text) == expected
+    else:  # an integer past 64 bits may come back a float: never another value
+        outcome = _outcome(_json.event, text)
+        assert outcome[0] == expected[0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"choices": [], "usage": {"prompt_tokens": 18446744073709551616}}',
+        '{"error": {"code": 123456789012345678901234567890, "message": "no"}}',
+    ],
+)
+def test_an_event_with_usage_or_an_error_is_read_exactly(data: str) -> None:
+    assert repr(_json.event(data)) == repr(json.loads(data))

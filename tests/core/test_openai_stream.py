@@ -94,6 +94,9 @@ def test_a_role_only_chunk_and_keep_alive_objects_carry_nothing() -> None:
         {"tool_calls": ["call"]},
         {"tool_calls": [{"index": -1, "function": {"arguments": "x"}}]},
         {"tool_calls": [{"index": True, "function": {"arguments": "x"}}]},
+        {"tool_calls": [{"index": 2**63, "function": {"arguments": "x"}}]},
+        {"tool_calls": [{"index": 2**64, "function": {"arguments": "x"}}]},  # a float from orjson
+        {"tool_calls": [{"index": 10**400, "function": {"arguments": "x"}}]},
         {"tool_calls": [{"index": 0, "function": "f"}]},
         {"tool_calls": [{"index": 0, "id": 7, "function": {"name": "f"}}]},
         {"tool_calls": [{"index": 0, "function": {"arguments": {"a": 1}}}]},

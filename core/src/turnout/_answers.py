@@ -175,6 +175,11 @@ def tool_calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:
     return tuple(found)
 
 
+# No answer holds 2**63 tool calls: an index past that is a broken gateway's (and
+# orjson, which reads stream events, would read one past 2**64 as a float).
+_MAX_INDEX = 2**63
+
+
 def tool_call_deltas(delta: Mapping[str, Any]) -> tuple[ToolCallDelta, ...]:
     """The tool-call pieces of one streamed delta (a hot path: one call per chunk, so
     the common shapes are checked by exact type first)."""
@@ -190,6 +195,8 @@ def tool_call_deltas(delta: Mapping[str, Any]) -> tuple[ToolCallDelta, ...]:
         index = call.get("index", position)
         if (type(index) is not int or index < 0) and count(index) is None:
             raise Malformed(f"delta.tool_calls[{position}].index is not a number")
+        if index >= _MAX_INDEX:
+            raise Malformed(f"delta.tool_calls[{position}].index is out of range")
         function = call.get("function")
         if type(function) is dict:
             name, arguments = function.get("name"), function.get("arguments") or ""

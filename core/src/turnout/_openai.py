@@ -26,6 +26,7 @@ from ._flow import (
     ReadBody,
     Send,
 )
+from ._json import event as event_json
 from ._json import loads
 from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, ToolCallDelta
 from ._provider import Provider, whole_chunk
@@ -268,7 +269,7 @@ class OpenAICompatible(Provider):
             if not data:
                 continue
             try:
-                payload = loads(data)
+                payload = event_json(data)
             except (ValueError, RecursionError):
                 raise self.parse_error("a stream event is not JSON", head) from None
             if type(payload) is not dict:
