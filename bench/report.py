@@ -412,9 +412,10 @@ How it is measured:
   - *turnout*: `turnout.Router` / `AsyncRouter` with one deployment of a bench-local
     `OpenAICompatible` provider, registered in a private `turnout.Plugins(entry_points=False)`.
     It parses answers and events with orjson, a dependency of turnout on CPython (`turnout._json`:
-    the stdlib parses whatever orjson declines and any body with a 19-digit number, so the values
-    are `json.loads`'s); raw httpx parses with `json.loads`, as httpx-sse's users do. What orjson is worth per chunk: `python bench/inprocess.py --mode tools
-    --stdlib-json` against the same without the flag.
+    the stdlib parses whatever orjson declines and any answer with a 19-digit number, so a chunk
+    and an answer are what `json.loads` would make); raw httpx parses with `json.loads`, as
+    httpx-sse's users do. What orjson is worth per chunk: `python bench/inprocess.py --mode
+    tools --stdlib-json` against the same without the flag.
   - *Tool-call streams*: raw httpx reads each event's `delta.tool_calls` and assembles the calls by
     hand (by index: id, name, argument pieces joined); turnout iterates the stream to its end and
     reads `stream.response.tool_calls`. Both hand back every call assembled, checked.
