@@ -367,7 +367,6 @@ class SyncTransport(httpx.BaseTransport):
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
-@functools.lru_cache(maxsize=512)
 def core_request(request: httpx.Request) -> httpcore.Request:
     """httpcore's request for an httpx one, as httpx's own transport builds it."""
     url = request.url
@@ -380,6 +379,7 @@ def core_request(request: httpx.Request) -> httpcore.Request:
     )
 
 
+@functools.lru_cache(maxsize=512)
 def core_target(url: str) -> tuple[httpcore.URL, bytes]:
     """httpcore's URL of `url` and its `Host` header, parsed once by httpx's rules (a
     router sends to the same few URLs again and again)."""
