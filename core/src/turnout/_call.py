@@ -38,7 +38,7 @@ from ._errors import (
 from ._flow import CallAbandoned, Claim, Claimed, Flow, Notify, Race, Sleep, Spend
 from ._health import BreakerConfig, DeploymentState, Health, report, set_aside
 from ._limits import CallLimits
-from ._models import ChatRequest, ChatResponse, Deployment, Usage
+from ._models import ChatRequest, ChatResponse, Deployment
 from ._observe import AttemptEvent, CallEvent, Observers
 from ._provider import Provider, needed_features
 from ._record import CallRecord
@@ -235,7 +235,6 @@ class RouterCore:
         self,
         record: CallRecord,
         attempt: Attempt,
-        usage: Usage | None = None,
         *,
         response: ChatResponse | None = None,
         started: float | None = None,
@@ -262,7 +261,7 @@ class RouterCore:
                 attempt.waited,
                 attempt.decision,
                 attempt.reason,
-                usage,
+                None if response is None else response.usage,
                 record.metadata,
                 response,
                 address,
@@ -363,9 +362,7 @@ class RouterCore:
                 yield from self._decided(record, [end for end in ran if end is not winner], "fallback")
                 response = self._response(winner, record, stream)
                 done = winner.attempt("done")
-                yield from sent(
-                    self.note(record, done, response.usage, response=response, started=winner.started)
-                )
+                yield from sent(self.note(record, done, response=response, started=winner.started))
                 return response.answered_by(winner.name, winner.provider, tuple(record.attempts))
             error = ran[-1].error
             assert error is not None

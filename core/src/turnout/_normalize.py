@@ -373,8 +373,40 @@ def _bounded_details(details: tuple[FieldError, ...]) -> tuple[FieldError, ...]:
     )
 
 
+class ReadsTable:
+    """`normalize` as an error table reads: written once for `TableNormalizer` and
+    every `Provider`, each of which says where its table is (`table_reading`)."""
+
+    __slots__ = ()
+
+    def table_reading(self) -> tuple[str, ErrorTable, Extractor, Sequence[str]]:
+        """The provider read for, its error table, the extractor of its envelope and
+        the headers that carry a request id."""
+        raise NotImplementedError
+
+    def normalize(
+        self,
+        *,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> ProviderError:
+        """The error a failed response (or, with `status=None`, an in-band error: a
+        stream frame, a 2xx error envelope) means, as the table says. Never raises."""
+        provider, table, extract, request_ids = self.table_reading()
+        return normalize(
+            provider,
+            table,
+            status=status,
+            headers=headers,
+            body=body,
+            extract=extract,
+            request_id_headers=request_ids,
+        )
+
+
 @frozen
-class TableNormalizer:
+class TableNormalizer(ReadsTable):
     """An `ErrorNormalizer` made of data: the provider it reads for, its error table,
     the extractor of its envelope and the headers that carry a request id. What
     every `Provider.normalize` is; a plugin that reads another gateway's errors
@@ -385,22 +417,8 @@ class TableNormalizer:
     extract: Extractor = extract_openai
     request_id_headers: Sequence[str] = ("x-request-id",)
 
-    def normalize(
-        self,
-        *,
-        status: int | None,
-        headers: Mapping[str, str] | None = None,
-        body: Any = None,
-    ) -> ProviderError:
-        return normalize(
-            self.provider,
-            self.table,
-            status=status,
-            headers=headers,
-            body=body,
-            extract=self.extract,
-            request_id_headers=self.request_id_headers,
-        )
+    def table_reading(self) -> tuple[str, ErrorTable, Extractor, Sequence[str]]:
+        return self.provider, self.table, self.extract, self.request_id_headers
 
 
 # Phrases Python 3.13 renamed (RFC 9110), kept as every earlier Python and most

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 from ._errors import ErrorKind, ProviderError, error_for
 from ._flow import Emit, Flow, HTTPResponse
 from ._models import ChatChunk, ChatRequest, ChatResponse, Deployment, ToolCallDelta
-from ._normalize import ErrorFields, ErrorTable, TableNormalizer, extract_openai
+from ._normalize import ErrorFields, ErrorTable, Extractor, ReadsTable, extract_openai
 from ._retry import RetryPolicy
 
 __all__ = ["Provider", "needed_features", "whole_chunk"]
@@ -76,7 +76,7 @@ def needed_features(request: ChatRequest, *, stream: bool) -> list[str]:
     return features
 
 
-class Provider:
+class Provider(ReadsTable):
     """Base class of every provider. Subclasses set the class attributes and `chat`.
 
     Instances are registered by plugins through the `turnout_register_providers`
@@ -156,18 +156,9 @@ class Provider:
         """Pull code, message, ids and hints out of a parsed error body."""
         return extract_openai(payload)
 
-    def normalize(
-        self,
-        *,
-        status: int | None,
-        headers: Mapping[str, str] | None = None,
-        body: Any = None,
-    ) -> ProviderError:
-        """The error a failed response (or, with `status=None`, an in-band error: a
-        stream frame, a 2xx error envelope) means: `error_table` read through
-        `extract_error`. Never raises."""
-        reader = TableNormalizer(self.name, self.error_table, self.extract_error, self.request_id_headers)
-        return reader.normalize(status=status, headers=headers, body=body)
+    def table_reading(self) -> tuple[str, ErrorTable, Extractor, Sequence[str]]:
+        """`normalize` reads `error_table` through `extract_error`."""
+        return self.name, self.error_table, self.extract_error, self.request_id_headers
 
     def error_from(self, response: HTTPResponse) -> ProviderError:
         return self.normalize(status=response.status, headers=response.headers, body=response.body)
