@@ -181,8 +181,7 @@ _MAX_INDEX = 2**63
 
 
 def tool_call_deltas(delta: Mapping[str, Any]) -> tuple[ToolCallDelta, ...]:
-    """The tool-call pieces of one streamed delta (a hot path: one call per chunk, so
-    the common shapes are checked by exact type first)."""
+    """The tool-call pieces of one streamed delta (a hot path: one call per chunk)."""
     calls = delta.get("tool_calls")
     if calls is None:
         return ()
@@ -190,28 +189,20 @@ def tool_call_deltas(delta: Mapping[str, Any]) -> tuple[ToolCallDelta, ...]:
         raise Malformed("delta.tool_calls is not a list")
     found: list[ToolCallDelta] = []
     for position, call in enumerate(calls):
-        if type(call) is not dict and not isinstance(call, Mapping):
+        if not isinstance(call, MAP):
             raise Malformed(f"delta.tool_calls[{position}] is not an object")
         index = call.get("index", position)
         if (type(index) is not int or index < 0) and count(index) is None:
             raise Malformed(f"delta.tool_calls[{position}].index is not a number")
         if index >= _MAX_INDEX:
             raise Malformed(f"delta.tool_calls[{position}].index is out of range")
-        function = call.get("function")
-        if type(function) is dict:
-            name, arguments = function.get("name"), function.get("arguments") or ""
-        elif not function:
-            name, arguments = None, ""
-        elif isinstance(function, Mapping):
-            name, arguments = function.get("name"), function.get("arguments") or ""
-        else:
+        function = call.get("function") or {}
+        if not isinstance(function, MAP):
             raise Malformed(f"delta.tool_calls[{position}].function is not an object")
-        call_id = call.get("id")
-        if not (call_id is None or type(call_id) is str or isinstance(call_id, str)) or not (
-            name is None or type(name) is str or isinstance(name, str)
-        ):
+        call_id, name, arguments = call.get("id"), function.get("name"), function.get("arguments") or ""
+        if not (call_id is None or isinstance(call_id, str)) or not (name is None or isinstance(name, str)):
             raise Malformed(f"delta.tool_calls[{position}] has a non-string id or name")
-        if type(arguments) is not str and not isinstance(arguments, str):
+        if not isinstance(arguments, str):
             raise Malformed("delta.tool_calls.function.arguments is not a string")
         found.append(ToolCallDelta(index, call_id, name, arguments))
     return tuple(found)

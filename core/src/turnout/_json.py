@@ -47,16 +47,23 @@ _DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x78 for byte in range(256))
 _LONG_NUMBER = b"0" * 19
 
 
+def _orjson_first(data: str | bytes) -> Any:
+    """orjson's reading, or the stdlib's of what orjson declines."""
+    assert _FAST is not None
+    try:
+        return _FAST(data)
+    except ValueError:  # orjson's JSONDecodeError: the stdlib decides
+        return json.loads(data)
+
+
 def loads(data: str | bytes) -> Any:
     """`json.loads(data)`, faster: the same values and the same errors."""
-    if _FAST is not None:
-        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-        if _LONG_NUMBER not in raw.translate(_DIGITS):
-            try:
-                return _FAST(data)
-            except ValueError:  # orjson's JSONDecodeError: the stdlib decides
-                pass
-    return json.loads(data)
+    if _FAST is None:
+        return json.loads(data)
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if _LONG_NUMBER in raw.translate(_DIGITS):
+        return json.loads(data)
+    return _orjson_first(data)
 
 
 def event(data: str) -> Any:
@@ -64,7 +71,4 @@ def event(data: str) -> Any:
     else without the check for long numbers (see the module's docstring)."""
     if _FAST is None or "usage" in data or "error" in data:
         return loads(data)
-    try:
-        return _FAST(data)
-    except ValueError:
-        return json.loads(data)
+    return _orjson_first(data)

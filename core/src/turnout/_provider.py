@@ -51,8 +51,7 @@ _TOOL_ROLES = ("tool", "function")
 def needed_features(request: ChatRequest, *, stream: bool) -> list[str]:
     """What carrying `request` faithfully takes: "tools" (tool definitions, or tool
     calls and results in the history), "tool_streaming", "content_parts" (content
-    other than text), "response_format". (Every call asks: one pass over the
-    messages, plain text checked first.)"""
+    other than text), "response_format". (Every call asks: one pass over the messages.)"""
     params = request.params
     tools = bool(params) and any(params.get(k) for k in _TOOL_PARAMS)
     parts = False
@@ -61,9 +60,8 @@ def needed_features(request: ChatRequest, *, stream: bool) -> list[str]:
             m.role in _TOOL_ROLES or (m.extra and ("tool_calls" in m.extra or "function_call" in m.extra))
         ):
             tools = True
-        content = m.content
-        if not parts and type(content) is not str and isinstance(content, list):
-            parts = any(isinstance(p, Mapping) and p.get("type") != "text" for p in content)
+        if not parts and isinstance(m.content, list):
+            parts = any(isinstance(p, Mapping) and p.get("type") != "text" for p in m.content)
     features = []
     if tools:
         features.append("tools")

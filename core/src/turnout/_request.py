@@ -88,12 +88,7 @@ def call_request(
         extra_body=_mapping(extra_body, "extra_body"),
         metadata=_mapping(metadata, "metadata"),
     )
-    if timeout is None and deadline is None and extra_headers is None:
-        return request, _NO_OPTIONS
     options = CallOptions(
         _seconds(timeout, "timeout"), _seconds(deadline, "deadline"), _headers(extra_headers)
     )
     return request, options
-
-
-_NO_OPTIONS = CallOptions()

@@ -134,8 +134,7 @@ def retry_loop(
     spent budget gives up at once instead of after the wait, and a deployment set
     aside meanwhile (another call's 429, a trip) is waited for within the deadline
     (or left for a fallback); one whose breaker opened during its wait is not sent.
-    `waited`:
-    what the call slept before the first attempt (for its record)."""
+    `waited`: what the call slept before the first attempt (for its record)."""
     retries = 0
     delay = 0.0
     last: Tried | None = None

@@ -194,8 +194,6 @@ class RouteTable:
 
     def plan(self, route: Route, states: Mapping[str, DeploymentState]) -> list[str]:
         """The deployments a call on `route` may try, in order."""
-        if len(route.deployments) == 1 and not route.fallbacks:  # nothing to order
-            return list(route.deployments)
         order = list(dict.fromkeys(self._order(route, states)))
         order.extend(d for d in self._expand(route.fallbacks, {route.name}, states) if d not in order)
         return order
